@@ -1,0 +1,58 @@
+"""Attribution methods behind one verb, and their registry.
+
+>>> from egg_interp.methods import METHODS
+>>> "egg" in METHODS
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from egg_interp.errors import InputError
+from egg_interp.maps import AttributionMap
+from egg_interp.methods.base import AttributionMethod, Needs
+from egg_interp.methods.egg import EntropyGradient
+from egg_interp.methods.targets import TARGETS, Target, make_target
+from egg_interp.models.base import VLMAdapter
+
+METHODS: dict[str, type[AttributionMethod]] = {cls.name: cls for cls in (EntropyGradient,)}
+"""Registered method name -> class."""
+
+
+def get_method(name: str | AttributionMethod, **options: Any) -> AttributionMethod:
+    """Instantiate a registered method (an unknown name lists the valid ones)."""
+    if isinstance(name, AttributionMethod):
+        return name
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r}; valid: {', '.join(sorted(METHODS))}")
+    return METHODS[name](**options)
+
+
+def attribute(
+    adapter: VLMAdapter,
+    images: Sequence[Image.Image] | Image.Image,
+    question: str,
+    method: str | AttributionMethod = "egg",
+    target: str | Target | None = None,
+    **options: Any,
+) -> AttributionMap:
+    """One call for every method: ``attribute(adapter, image, question, method="egg")``."""
+    if isinstance(images, Image.Image):
+        images = [images]
+    return get_method(method, **options).attribute(adapter, images, question, target=target)
+
+
+__all__ = [
+    "METHODS",
+    "TARGETS",
+    "AttributionMethod",
+    "EntropyGradient",
+    "Needs",
+    "attribute",
+    "get_method",
+    "make_target",
+]

@@ -1,0 +1,157 @@
+"""The shared pipeline of every attribution method.
+
+All methods are called the same way, ``method.attribute(adapter, images, question,
+target=...)``, and return an :class:`~egg_interp.maps.AttributionMap` on the images' token
+grids. A method overrides one step, :meth:`AttributionMethod.relevance`, which returns one
+flat relevance vector per image; the base builds the prompt, optionally decodes to the k-th
+answer token, times the call and attaches the geometry.
+
+Shared arguments (documented once, here)
+----------------------------------------
+adapter : VLMAdapter
+    The loaded model (see :func:`egg_interp.models.load_model`).
+images : sequence of PIL.Image.Image
+    The original image first, then any crops.
+question : str
+    Not empty.
+target : str or Target, optional
+    What to explain: ``"entropy"`` (EGG's objective), ``"top_p_entropy"``, ``"logprob"``
+    (log-probability of the predicted, or a given, token), ... Default: the method's
+    :attr:`default_target`.
+inputs : PromptInputs, optional
+    A prompt already built for these images and question (saves the processor call).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+
+from egg_interp.maps import AttributionMap
+from egg_interp.methods.targets import Entropy, Target, make_target
+from egg_interp.models.base import PromptInputs, VLMAdapter
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method costs and requires, as data (a runner plans and reports from it).
+
+    Attributes
+    ----------
+    forwards, backwards : int
+        Passes through the language model per map (``n_steps`` etc. multiply them).
+    gradients : bool
+        Needs autograd (a backward pass).
+    attentions : bool
+        Needs attention weights (eager attention is switched on for the call).
+    space : str
+        Where the attribution is taken: ``"tokens"`` (post-projector visual token
+        embeddings) or ``"pixels"`` (``pixel_values``, pooled to the token grid).
+    """
+
+    forwards: int = 1
+    backwards: int = 0
+    gradients: bool = False
+    attentions: bool = False
+    space: str = "tokens"
+
+
+class AttributionMethod:
+    """Base class: subclasses set :attr:`name`, :attr:`needs` and implement :meth:`relevance`."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[Needs] = Needs()
+    default_target: ClassVar[str] = "entropy"
+
+    def __init__(self, target: str | Target | None = None, answer_step: int = 1) -> None:
+        if answer_step < 1:
+            raise ValueError("answer_step counts from 1 (the first answer token)")
+        self.target = make_target(target, self.default_target)
+        self.answer_step = answer_step
+
+    def attribute(
+        self,
+        adapter: VLMAdapter,
+        images: Sequence[Image.Image],
+        question: str,
+        target: str | Target | None = None,
+        inputs: PromptInputs | None = None,
+    ) -> AttributionMap:
+        """Compute the map (see the module docstring for the arguments)."""
+        tgt = make_target(target, self.default_target) if target is not None else self.target
+        if inputs is None:
+            inputs = adapter.build_inputs(images, question)
+        if self.answer_step > 1:
+            ids = adapter.greedy_tokens(inputs, self.answer_step - 1)
+            inputs = adapter.extend(inputs, ids)
+        start = time.perf_counter()
+        relevance, meta = self.relevance(adapter, inputs, tgt)
+        meta["seconds"] = time.perf_counter() - start
+        meta["answer_step"] = self.answer_step
+        return adapter.to_map(inputs, relevance, self.name, tgt.describe(), meta)
+
+    def relevance(
+        self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
+    ) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        """One ``(n_tokens,)`` relevance vector per image, plus JSON-able metadata."""
+        raise NotImplementedError
+
+
+def logits_summary(adapter: VLMAdapter, logits: torch.Tensor) -> dict[str, Any]:
+    """Entropy, top-1 token and probability of next-token logits ``(vocab,)``."""
+    logits = logits.detach().float()
+    probs = torch.softmax(logits, -1)
+    top = int(probs.argmax())
+    return {
+        "next_token_entropy": float(Entropy()(logits)),
+        "top1_prob": float(probs[top]),
+        "top1_token_id": top,
+        "top1_token": adapter.tokenizer.decode([top]),
+    }
+
+
+def visual_token_gradients(
+    adapter: VLMAdapter, inputs: PromptInputs, target: Target
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Gradient of ``target`` at the post-projector visual token embeddings.
+
+    One forward of the language model on detached leaf copies of the cached vision
+    features, then ``torch.autograd.grad`` to those leaves only: no parameter gradients,
+    no backward through the vision tower, no graph kept after the call.
+
+    Returns
+    -------
+    features : list of (n_tokens, hidden) tensors, one per image
+    grads : list of (n_tokens, hidden) tensors, float32
+    objective : 0-d tensor
+    logits : (vocab,) tensor at the answer position, detached
+    """
+    feats = adapter.image_features(inputs)
+    leaves = [f.detach().requires_grad_(True) for f in feats]
+    with torch.enable_grad():
+        out = adapter.forward_features(inputs, leaves, last_only=True)
+        logits = out.logits[0, -1]
+        objective = target(logits)
+        grads = torch.autograd.grad(objective, leaves)
+    return feats, [g.float() for g in grads], objective.detach(), logits.detach()
+
+
+def pixel_gradients(
+    adapter: VLMAdapter, inputs: PromptInputs, target: Target
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient of ``target`` at ``pixel_values`` (through the vision tower).
+
+    Returns ``(pixel_values, grad, objective, logits)``.
+    """
+    pixels = inputs.batch["pixel_values"].detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = adapter.model(**{**inputs.batch, "pixel_values": pixels}, logits_to_keep=1)
+        logits = out.logits[0, -1]
+        objective = target(logits)
+        (grad,) = torch.autograd.grad(objective, [pixels])
+    return pixels.detach(), grad.float(), objective.detach(), logits.detach()

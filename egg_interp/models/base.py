@@ -1,0 +1,424 @@
+"""The adapter interface: everything a method needs to know about one VLM architecture.
+
+An adapter wraps a loaded Hugging Face model and its processor. It builds the prompt for a
+question with one or more images (original first, then crops), knows where each image's
+visual tokens sit in the sequence and which rectangle of the image each token covers, and
+runs the language model on *precomputed* post-projector visual token embeddings, so that
+methods can take gradients at those embeddings without touching the vision tower or
+monkeypatching transformers. Methods only ever talk to this interface.
+
+Per-image token relevance travels as a flat vector in the order of that image's feature
+rows; :meth:`VLMAdapter.to_map` scatters it into the image's token grids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from egg_interp.errors import InputError
+from egg_interp.io import check_question
+from egg_interp.maps import AttributionMap, GridView, ImageMap
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class ViewLayout:
+    """Where one view's tokens come from and which pixels they cover.
+
+    Attributes
+    ----------
+    name : str
+        ``"base"``, ``"highres"``, ``"tile"``, ``"thumbnail"``, ...
+    token_index : ndarray of shape (rows, cols), int64
+        Row of the image's feature matrix that holds each grid cell's token.
+    cell_boxes : ndarray of shape (rows, cols, 4), float64
+        ``(x0, y0, x1, y1)`` each token covers, in the image's own pixels.
+    pixel_slices : list, optional
+        For pixel-space methods: per cell, how to find its patch in ``pixel_values``
+        (architecture specific; used only by the adapter itself).
+    """
+
+    name: str
+    token_index: np.ndarray
+    cell_boxes: np.ndarray
+    pixel_slices: Any = None
+
+
+@dataclass
+class ImageLayout:
+    """Token layout of one image of the prompt."""
+
+    image_size: tuple[int, int]
+    n_tokens: int
+    views: list[ViewLayout]
+    origin_box: Box = (0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass
+class PromptInputs:
+    """A built prompt: processor outputs on the model's device plus the token layout.
+
+    Attributes
+    ----------
+    batch : dict of str to Tensor
+        What the processor returned (``input_ids``, ``attention_mask``, ``pixel_values``, ...).
+    images : list of PIL.Image.Image
+        The images of the prompt, original first.
+    layouts : list of ImageLayout
+        One per image, in prompt order.
+    question : str
+    """
+
+    batch: dict[str, torch.Tensor]
+    images: list[Image.Image]
+    layouts: list[ImageLayout]
+    question: str
+    answer_ids: list[int] = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.batch["input_ids"]
+
+
+class VLMAdapter:
+    """Base class of all architecture adapters.
+
+    Subclasses set :attr:`model_types` and implement :meth:`image_layout`,
+    :meth:`image_features` and :meth:`forward_features`; the rest is shared.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A loaded image-text-to-text model, in eval mode.
+    processor : transformers.ProcessorMixin
+        Its processor.
+    name : str
+        Where the model came from (an id or a path), for logs.
+    prompt_suffix : str
+        Appended to every question (e.g. LLaVA's "Answer the question using a single word
+        or phrase."). Empty by default.
+    feature_cache_size : int
+        How many images' vision features to keep (0 disables the cache).
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    image_token: ClassVar[str] = "<image>"
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        name: str = "",
+        prompt_suffix: str = "",
+        feature_cache_size: int = 8,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.name = name
+        self.prompt_suffix = prompt_suffix
+        self.feature_cache_size = feature_cache_size
+        self._feature_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self.model.config.image_token_id)
+
+    @property
+    def language_model(self) -> Any:
+        return self.model.model.language_model
+
+    # ------------------------------------------------------------------ prompts
+    def prompt_text(self, n_images: int, question: str) -> str:
+        """The chat-formatted prompt with ``n_images`` image placeholders, then the question."""
+        text = question if not self.prompt_suffix else f"{question} {self.prompt_suffix}"
+        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": text})
+        messages = [{"role": "user", "content": content}]
+        if getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        return self.fallback_prompt(n_images, text)
+
+    def fallback_prompt(self, n_images: int, text: str) -> str:
+        """Prompt used when the processor has no chat template."""
+        return "USER: " + f"{self.image_token}\n" * n_images + f"{text}\nASSISTANT:"
+
+    def build_inputs(
+        self,
+        images: Sequence[Image.Image],
+        question: str,
+        origin_boxes: Sequence[Box] | None = None,
+    ) -> PromptInputs:
+        """Build the prompt for ``question`` about ``images`` (original first, then crops).
+
+        Parameters
+        ----------
+        images : sequence of PIL.Image.Image
+        question : str
+            Must not be empty.
+        origin_boxes : sequence of Box, optional
+            Where each image lies in the original image; defaults to each image's own
+            full rectangle (right for the original; the loop passes the crop boxes).
+        """
+        question = check_question(question)
+        if not images:
+            raise InputError("at least one image is needed")
+        images = [im.convert("RGB") for im in images]
+        for im in images:
+            if min(im.size) < 1:
+                raise InputError(f"image of size {im.size} has no pixels")
+        text = self.prompt_text(len(images), question)
+        batch = self.processor(images=list(images), text=text, return_tensors="pt")
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        layouts = self.layouts(images, batch)
+        if origin_boxes is None:
+            origin_boxes = [(0.0, 0.0, float(im.width), float(im.height)) for im in images]
+        for lay, box in zip(layouts, origin_boxes, strict=True):
+            lay.origin_box = tuple(float(b) for b in box)  # type: ignore[assignment]
+        inputs = PromptInputs(batch=batch, images=list(images), layouts=layouts, question=question)
+        self._check_token_count(inputs)
+        return inputs
+
+    def _check_token_count(self, inputs: PromptInputs) -> None:
+        n_placeholders = int((inputs.input_ids == self.image_token_id).sum())
+        n_layout = sum(lay.n_tokens for lay in inputs.layouts)
+        if n_placeholders != n_layout:
+            raise RuntimeError(
+                f"{type(self).__name__}: the prompt has {n_placeholders} image placeholder "
+                f"tokens but the layout predicts {n_layout}; the processor settings do not "
+                "match what the adapter expects"
+            )
+
+    def extend(self, inputs: PromptInputs, token_ids: Sequence[int]) -> PromptInputs:
+        """The same prompt with ``token_ids`` appended (answer tokens decoded so far)."""
+        if not token_ids:
+            return inputs
+        ids = torch.tensor([list(token_ids)], device=self.device, dtype=inputs.input_ids.dtype)
+        batch = dict(inputs.batch)
+        batch["input_ids"] = torch.cat([inputs.input_ids, ids], dim=1)
+        if "attention_mask" in batch:
+            batch["attention_mask"] = torch.cat(
+                [batch["attention_mask"], torch.ones_like(ids)], dim=1
+            )
+        batch = self.extend_extra(batch, len(token_ids))
+        return replace(inputs, batch=batch, answer_ids=[*inputs.answer_ids, *token_ids])
+
+    def extend_extra(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
+        """Extend architecture-specific per-token inputs by ``n`` text tokens (default: none)."""
+        return batch
+
+    # ------------------------------------------------------------------ architecture hooks
+    def layouts(self, images: Sequence[Image.Image], batch: dict[str, Any]) -> list[ImageLayout]:
+        """Token layout of each image (architecture specific)."""
+        raise NotImplementedError
+
+    def image_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        """Post-projector visual token embeddings, one ``(n_tokens, hidden)`` tensor per image.
+
+        Computed without gradients (the vision tower is never differentiated through) and
+        cached per image when :attr:`feature_cache_size` > 0.
+        """
+        key = self._cache_key(inputs)
+        if key is not None and key in self._feature_cache:
+            self._feature_cache.move_to_end(key)
+            return list(self._feature_cache[key])
+        with torch.no_grad():
+            feats = self.compute_image_features(inputs)
+        feats = [f.detach() for f in feats]
+        if key is not None:
+            self._feature_cache[key] = tuple(feats)  # type: ignore[assignment]
+            while len(self._feature_cache) > self.feature_cache_size:
+                self._feature_cache.popitem(last=False)
+        return feats
+
+    def compute_image_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        """Run the vision tower and projector (architecture specific)."""
+        raise NotImplementedError
+
+    def forward_features(
+        self,
+        inputs: PromptInputs,
+        features: Sequence[torch.Tensor],
+        last_only: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the language model with these visual token embeddings in place of the images.
+
+        Returns the model output (``.logits`` of shape (1, seq or 1, vocab)).
+        """
+        raise NotImplementedError
+
+    def _cache_key(self, inputs: PromptInputs) -> str | None:
+        if self.feature_cache_size <= 0:
+            return None
+        h = hashlib.sha1()
+        for im in inputs.images:
+            h.update(f"{im.size}{im.mode}".encode())
+            h.update(im.tobytes())
+        pv = inputs.batch.get("pixel_values")
+        if pv is not None:
+            h.update(str(tuple(pv.shape)).encode())
+        h.update(str(self.dtype).encode())
+        return h.hexdigest()
+
+    def clear_cache(self) -> None:
+        """Forget cached vision features."""
+        self._feature_cache.clear()
+
+    # ------------------------------------------------------------------ running
+    def forward(self, inputs: PromptInputs, **kwargs: Any) -> Any:
+        """A plain forward pass from pixels (no gradients unless the caller enables them)."""
+        return self.model(**inputs.batch, **kwargs)
+
+    def next_token_logits(self, inputs: PromptInputs) -> torch.Tensor:
+        """Logits of the next token after the prompt, shape (vocab,), float32, no gradients."""
+        with torch.no_grad():
+            out = self.forward_features(inputs, self.image_features(inputs), last_only=True)
+        return out.logits[0, -1].float()
+
+    def greedy_tokens(self, inputs: PromptInputs, n: int) -> list[int]:
+        """Greedily decode ``n`` answer tokens (no gradients), reusing cached features."""
+        ids: list[int] = []
+        cur = inputs
+        for _ in range(n):
+            nxt = int(self.next_token_logits(cur).argmax())
+            ids.append(nxt)
+            cur = self.extend(inputs, ids)
+        return ids
+
+    def generate(self, inputs: PromptInputs, max_new_tokens: int = 20) -> str:
+        """Greedy answer text for a built prompt."""
+        with torch.no_grad():
+            out = self.model.generate(
+                **inputs.batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out[0, inputs.input_ids.shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+    def answer(
+        self,
+        image: Image.Image,
+        question: str,
+        crops: Sequence[Image.Image] = (),
+        max_new_tokens: int = 20,
+    ) -> str:
+        """Greedy answer from the image alone, or with crops as extra images after it."""
+        return self.generate(self.build_inputs([image, *crops], question), max_new_tokens)
+
+    # ------------------------------------------------------------------ maps
+    def to_map(
+        self,
+        inputs: PromptInputs,
+        token_relevance: Sequence[torch.Tensor | np.ndarray],
+        method: str = "",
+        target: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> AttributionMap:
+        """Scatter per-image flat token relevance into the images' grids.
+
+        Parameters
+        ----------
+        token_relevance : sequence of (n_tokens,) arrays
+            One per image, in that image's feature-row order.
+        """
+        images = []
+        for lay, rel in zip(inputs.layouts, token_relevance, strict=True):
+            rel = _to_numpy(rel)
+            if rel.shape != (lay.n_tokens,):
+                raise ValueError(f"relevance of shape {rel.shape}, expected ({lay.n_tokens},)")
+            views = [GridView(rel[v.token_index], v.cell_boxes, v.name) for v in lay.views]
+            images.append(ImageMap(views, lay.image_size, lay.origin_box))
+        return AttributionMap(images, method=method, target=target, meta=dict(meta or {}))
+
+    def visual_positions(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        """Sequence positions of each image's visual tokens, in feature-row order."""
+        pos = (inputs.input_ids[0] == self.image_token_id).nonzero().flatten()
+        out, start = [], 0
+        for lay in inputs.layouts:
+            out.append(pos[start : start + lay.n_tokens])
+            start += lay.n_tokens
+        return out
+
+    def pixel_relevance_to_tokens(
+        self, inputs: PromptInputs, pixel_map: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Pool a per-pixel relevance over ``pixel_values`` to each image's tokens.
+
+        ``pixel_map`` has ``pixel_values``' shape without the channel dimension.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no pixel-to-token pooling")
+
+    # ------------------------------------------------------------------ hygiene
+    @contextmanager
+    def attention_implementation(self, impl: str) -> Iterator[None]:
+        """Temporarily switch the attention implementation (e.g. to ``"eager"``)."""
+        before = getattr(self.model.config, "_attn_implementation", None)
+        if before == impl:
+            yield
+            return
+        self.model.set_attn_implementation(impl)
+        try:
+            yield
+        finally:
+            if before is not None:
+                self.model.set_attn_implementation(before)
+
+
+def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """float32 numpy on the CPU (numpy has no bf16)."""
+    if torch.is_tensor(x):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def regular_cell_boxes(
+    rows: int,
+    cols: int,
+    x0: float,
+    y0: float,
+    cell_w: float,
+    cell_h: float,
+    clip: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Boxes of a regular ``rows x cols`` tiling starting at ``(x0, y0)``.
+
+    Returns ndarray of shape (rows, cols, 4); with ``clip=(width, height)`` the boxes are
+    clipped to the image (cells wholly outside get zero area).
+    """
+    c = np.arange(cols, dtype=np.float64)
+    r = np.arange(rows, dtype=np.float64)
+    bx0 = np.broadcast_to(x0 + c * cell_w, (rows, cols))
+    by0 = np.broadcast_to((y0 + r * cell_h)[:, None], (rows, cols))
+    boxes = np.stack([bx0, by0, bx0 + cell_w, by0 + cell_h], axis=-1)
+    if clip is not None:
+        w, h = clip
+        boxes[..., 0::2] = boxes[..., 0::2].clip(0, w)
+        boxes[..., 1::2] = boxes[..., 1::2].clip(0, h)
+    return boxes

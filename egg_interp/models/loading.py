@@ -1,0 +1,141 @@
+"""Load any supported VLM from a Hugging Face id or a local directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from egg_interp.errors import InputError, UnsupportedModelError
+from egg_interp.models.base import VLMAdapter
+from egg_interp.models.llava import LlavaAdapter
+
+ADAPTERS: dict[str, type[VLMAdapter]] = {t: cls for cls in (LlavaAdapter,) for t in cls.model_types}
+"""``model_type`` -> adapter class."""
+
+ORGANISM = "organism"
+"""Name that selects the embedded model organism (the default of every command)."""
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -> torch.dtype:
+    """``None``/``"auto"`` -> float32 on CPU, bfloat16 on CUDA; otherwise parse the name."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in names:
+        raise InputError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
+    return names[dtype]
+
+
+def _read_model_type(source: str) -> str:
+    path = Path(source)
+    if path.is_dir():
+        cfg = path / "config.json"
+        if not cfg.exists():
+            raise InputError(f"{path} has no config.json: not a Hugging Face checkpoint")
+        try:
+            data = json.loads(cfg.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{cfg} is not valid JSON: {exc}") from exc
+    else:
+        if path.suffix or source.startswith((".", "/")) or source.count("/") != 1:
+            raise InputError(
+                f"model {source!r} is neither a local checkpoint directory nor a Hugging Face id "
+                "(owner/name)"
+            )
+        try:
+            from transformers import AutoConfig
+
+            return AutoConfig.from_pretrained(source).model_type
+        except OSError as exc:
+            raise InputError(f"cannot load the config of {source!r}: {exc}") from exc
+    model_type = data.get("model_type")
+    if not model_type:
+        raise InputError(f"{source}/config.json has no model_type")
+    if data.get("auto_map") and model_type not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"{source} needs trust_remote_code (model_type {model_type!r}); egg_interp supports "
+            f"only Hugging Face-native architectures: {', '.join(sorted(ADAPTERS))}. For "
+            "InternVL use the '-hf' checkpoints (e.g. OpenGVLab/InternVL3_5-8B-HF)."
+        )
+    return model_type
+
+
+def adapter_class(model_type: str) -> type[VLMAdapter]:
+    """The adapter for ``model_type``, or :class:`UnsupportedModelError` naming the supported ones."""
+    if model_type not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"architecture {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}"
+        )
+    return ADAPTERS[model_type]
+
+
+def load_model(
+    source: str | Path = ORGANISM,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: Any = None,
+    prompt_suffix: str = "",
+    attn_implementation: str | None = None,
+    **kwargs: Any,
+) -> VLMAdapter:
+    """Load a VLM and wrap it in its architecture's adapter.
+
+    Parameters
+    ----------
+    source : str or Path
+        A Hugging Face id (``"llava-hf/llava-1.5-7b-hf"``), a local checkpoint directory, or
+        ``"organism"`` for the embedded model organism (the default).
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default CUDA when available.
+    dtype : str or torch.dtype, optional
+        Default float32 on CPU, bfloat16 on CUDA.
+    device_map : optional
+        Passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model); then
+        ``device`` is ignored.
+    prompt_suffix : str
+        Appended to every question (see :class:`VLMAdapter`).
+
+    Returns
+    -------
+    VLMAdapter
+        In eval mode, with every parameter's ``requires_grad`` switched off: methods take
+        gradients at the visual token embeddings or the pixels only.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    source = str(source)
+    if source == ORGANISM:
+        from egg_interp.organism import organism_path
+
+        source = str(organism_path())
+    model_type = _read_model_type(source)
+    cls = adapter_class(model_type)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_dtype = resolve_dtype(dtype, device)
+    load_kwargs: dict[str, Any] = {"dtype": torch_dtype, **kwargs}
+    if device_map is not None:
+        load_kwargs["device_map"] = device_map
+    if attn_implementation is not None:
+        load_kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
+        processor = AutoProcessor.from_pretrained(source)
+    except OSError as exc:
+        raise InputError(f"cannot load model {source!r}: {exc}") from exc
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return cls(model, processor, name=source, prompt_suffix=prompt_suffix)
