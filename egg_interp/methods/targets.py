@@ -27,7 +27,9 @@ class Target:
         raise NotImplementedError
 
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(logits.float() / self.temperature, dim=-1)
+        # at least float32 (bf16 logits are upcast); float64 stays float64
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return torch.log_softmax(logits / self.temperature, dim=-1)
 
     def describe(self) -> str:
         return self.name
