@@ -1,0 +1,313 @@
+"""The zoom-and-reground loop, and grounded answering.
+
+Step 0 grounds on the original image alone and picks the top regions. Every later step
+recomputes the map over the whole sequence ``[original, current crops]``, finds components
+in each image's map separately, ranks all of them together by their summed raw relevance,
+and crops the best ``top_k`` (boxes mapped back to original-image pixels, so a region found
+inside a crop zooms further). The new crops replace the previous ones. A stopping rule
+(:mod:`egg_interp.stopping`) reads the step log and decides when to stop and which step's
+crops to keep; the default stops when the spatial entropy of the *original image's* map
+rises. The kept crops go back to the model as extra images after the original.
+
+Degenerate maps (all zeros, NaN): at step 0 the whole image becomes the only region and no
+crop is made (the answer comes from the original alone); at a later step the loop stops and
+keeps the previous step. Either way the step log says so in ``degenerate``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from egg_interp.entropy import shannon_entropy, spatial_entropy
+from egg_interp.errors import DegenerateMapError, InputError
+from egg_interp.maps import AttributionMap
+from egg_interp.methods import get_method
+from egg_interp.methods.base import AttributionMethod
+from egg_interp.models.base import VLMAdapter
+from egg_interp.regions import Region, find_regions, rank_regions
+from egg_interp.stopping import Decision, StoppingRule, make_rule
+
+Box = tuple[float, float, float, float]
+
+
+def crop_image(image: Image.Image, box: Sequence[float]) -> Image.Image:
+    """Crop ``box`` (x0, y0, x1, y1, original pixels) to whole pixels, at least 1x1.
+
+    Raises :class:`InputError` when the box lies outside the image or has no area.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = image.size
+    ix0, iy0 = max(0, math.floor(x0)), max(0, math.floor(y0))
+    ix1, iy1 = min(w, math.ceil(x1)), min(h, math.ceil(y1))
+    if ix1 - ix0 < 1 or iy1 - iy0 < 1:
+        raise InputError(f"crop {tuple(box)} degenerates to under one pixel in a {w}x{h} image")
+    return image.crop((ix0, iy0, ix1, iy1))
+
+
+def to_original(box: Sequence[float], origin_box: Sequence[float], size: Sequence[int]) -> Box:
+    """Map a box in a crop's pixels to original-image pixels."""
+    ox0, oy0, ox1, oy1 = origin_box
+    sx, sy = (ox1 - ox0) / size[0], (oy1 - oy0) / size[1]
+    x0, y0, x1, y1 = box
+    return (ox0 + x0 * sx, oy0 + y0 * sy, ox0 + x1 * sx, oy0 + y1 * sy)
+
+
+def _integer_box(box: Sequence[float], size: Sequence[int]) -> Box:
+    x0, y0, x1, y1 = box
+    return (
+        float(max(0, math.floor(x0))),
+        float(max(0, math.floor(y0))),
+        float(min(size[0], math.ceil(x1))),
+        float(min(size[1], math.ceil(y1))),
+    )
+
+
+@dataclass
+class LoopStep:
+    """One step of the loop: what was measured on its map and which crops it chose.
+
+    ``crops_in`` are the crops in the sequence when the map was computed; ``crop_boxes``
+    the crops chosen from it (both in original-image pixels).
+    """
+
+    step: int
+    crops_in: list[Box]
+    regions: list[Region]
+    crop_boxes: list[Box]
+    spatial_entropy: float
+    shannon_entropy: float
+    next_token_entropy: float
+    top1_prob: float
+    top1_token: str
+    seconds: float
+    degenerate: str = ""
+
+    @property
+    def crop_areas(self) -> list[float]:
+        return [(b[2] - b[0]) * (b[3] - b[1]) for b in self.crop_boxes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "crops_in": [list(b) for b in self.crops_in],
+            "crop_boxes": [list(b) for b in self.crop_boxes],
+            "regions": [
+                {k: v for k, v in r.to_dict().items() if k != "cells"} for r in self.regions
+            ],
+            "spatial_entropy": _finite_or_str(self.spatial_entropy),
+            "shannon_entropy": _finite_or_str(self.shannon_entropy),
+            "next_token_entropy": self.next_token_entropy,
+            "top1_prob": self.top1_prob,
+            "top1_token": self.top1_token,
+            "seconds": self.seconds,
+            "degenerate": self.degenerate,
+        }
+
+
+def _finite_or_str(x: float) -> float | str:
+    """JSON has no inf/NaN: write them as strings."""
+    return x if math.isfinite(x) else str(x)
+
+
+@dataclass
+class GroundingResult:
+    """What the loop found: ranked regions of step 0, the kept crops and the step log."""
+
+    question: str
+    image_size: tuple[int, int]
+    steps: list[LoopStep]
+    decision: Decision
+    crops: list[Box]
+    method: str
+    stop_rule: str
+    maps: list[AttributionMap] = field(default_factory=list, repr=False)
+    base_answer: str | None = None
+    answer: str | None = None
+
+    @property
+    def regions(self) -> list[Region]:
+        """The ranked regions of the first map (original image alone)."""
+        return self.steps[0].regions if self.steps else []
+
+    @property
+    def first_map(self) -> AttributionMap:
+        return self.maps[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "image_size": list(self.image_size),
+            "method": self.method,
+            "stop_rule": self.stop_rule,
+            "decision": self.decision.to_dict(),
+            "crops": [list(b) for b in self.crops],
+            "base_answer": self.base_answer,
+            "answer": self.answer,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+def _image_regions(
+    amap: AttributionMap, top_k: int, region_kwargs: dict[str, Any]
+) -> list[list[Region]]:
+    """Regions of every image of the map, boxes mapped to original-image pixels."""
+    out = []
+    for i, im in enumerate(amap.images):
+        view = im.primary
+        regions = find_regions(
+            view.values,
+            view.cell_boxes,
+            im.image_size,
+            top_k=top_k,
+            image_index=i,
+            view="original" if i == 0 else f"crop {i}",
+            **region_kwargs,
+        )
+        for r in regions:
+            r.box = to_original(r.box, im.origin_box, im.image_size)
+        out.append(regions)
+    return out
+
+
+def zoom_and_reground(
+    adapter: VLMAdapter,
+    image: Image.Image,
+    question: str,
+    method: str | AttributionMethod = "egg",
+    stop: str | StoppingRule = "ent",
+    top_k: int = 2,
+    max_steps: int = 15,
+    keep_maps: bool = True,
+    region_kwargs: dict[str, Any] | None = None,
+) -> GroundingResult:
+    """Run the zoom-and-reground loop on one image and question.
+
+    Parameters
+    ----------
+    adapter : VLMAdapter
+    image : PIL.Image.Image
+        The original image.
+    question : str
+    method : str or AttributionMethod
+        Any registered map method (default ``"egg"``).
+    stop : str or StoppingRule
+        ``"ent"`` (default), ``"fixed:N"``, ``"area:PX"``, ``"prob"``, ``"pixels"``, ``"none"``.
+    top_k : int
+        Regions (crops) chosen per step.
+    max_steps : int
+        Upper bound on the steps, step 0 included (when ``stop`` is a name).
+    keep_maps : bool
+        Keep every step's map on the result (for figures).
+    region_kwargs : dict, optional
+        Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
+        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``, ...).
+
+    Returns
+    -------
+    GroundingResult
+    """
+    method_obj = get_method(method)
+    rule = make_rule(stop, max_steps=max_steps) if isinstance(stop, str) else stop
+    rule.prepare(image.size)
+    region_kwargs = {"min_side": 8.0, **(region_kwargs or {})}
+    full: Box = (0.0, 0.0, float(image.width), float(image.height))
+    crops: list[Box] = []
+    steps: list[LoopStep] = []
+    maps: list[AttributionMap] = []
+    decision = rule.decide(steps)
+    while not decision.stop:
+        start = time.perf_counter()
+        images = [image, *[crop_image(image, b) for b in crops]]
+        inputs = adapter.build_inputs(images, question, origin_boxes=[full, *crops])
+        amap = method_obj.attribute(adapter, images, question, inputs=inputs)
+        degenerate = ""
+        try:
+            amap.check()
+            ranked = rank_regions(_image_regions(amap, top_k, region_kwargs), top_k)
+            new_crops = [_integer_box(r.box, image.size) for r in ranked]
+            original = amap.images[0].primary.values
+            h_spatial, h_shannon = spatial_entropy(original), shannon_entropy(original)
+        except DegenerateMapError as exc:
+            degenerate = str(exc)
+            ranked = [] if steps else [_whole_image_region(amap, full)]
+            new_crops, h_spatial, h_shannon = [], math.nan, math.nan
+        if keep_maps:
+            maps.append(amap)
+        steps.append(
+            LoopStep(
+                step=len(steps),
+                crops_in=list(crops),
+                regions=ranked,
+                crop_boxes=new_crops,
+                spatial_entropy=h_spatial,
+                shannon_entropy=h_shannon,
+                next_token_entropy=float(amap.meta.get("next_token_entropy", math.nan)),
+                top1_prob=float(amap.meta.get("top1_prob", math.nan)),
+                top1_token=str(amap.meta.get("top1_token", "")),
+                seconds=time.perf_counter() - start,
+                degenerate=degenerate,
+            )
+        )
+        decision = rule.decide(steps)
+        if degenerate:
+            keep = steps[-2].step if len(steps) > 1 else None
+            decision = Decision(True, keep, f"degenerate map: {degenerate}")
+        crops = new_crops
+    kept = next((s.crop_boxes for s in steps if s.step == decision.keep), [])
+    return GroundingResult(
+        question=question,
+        image_size=image.size,
+        steps=steps,
+        decision=decision,
+        crops=list(kept),
+        method=method_obj.name,
+        stop_rule=repr(rule),
+        maps=maps,
+    )
+
+
+def _whole_image_region(amap: AttributionMap, full: Box) -> Region:
+    import numpy as np
+
+    view = amap.images[0].primary
+    rows, cols = view.shape
+    return Region(0.0, 0, np.ones((rows, cols), bool), (0, 0, rows, cols), full, 0, "original")
+
+
+def answer_with_crops(
+    adapter: VLMAdapter,
+    image: Image.Image,
+    question: str,
+    crops: Sequence[Box] = (),
+    max_new_tokens: int = 20,
+) -> str:
+    """Greedy answer with the crops (original-image boxes) as extra images after the original."""
+    return adapter.answer(
+        image, question, [crop_image(image, b) for b in crops], max_new_tokens=max_new_tokens
+    )
+
+
+def ground(
+    adapter: VLMAdapter,
+    image: Image.Image,
+    question: str,
+    method: str | AttributionMethod = "egg",
+    stop: str | StoppingRule = "ent",
+    top_k: int = 2,
+    max_steps: int = 15,
+    max_new_tokens: int = 20,
+    region_kwargs: dict[str, Any] | None = None,
+) -> GroundingResult:
+    """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer."""
+    result = zoom_and_reground(
+        adapter, image, question, method, stop, top_k, max_steps, True, region_kwargs
+    )
+    result.base_answer = adapter.answer(image, question, max_new_tokens=max_new_tokens)
+    result.answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens)
+    return result
