@@ -1,0 +1,39 @@
+# One-command set-up and runs. The virtual environment lives in .venv.
+#   make test   -- set up, lint, and run the whole test suite (what CI runs)
+#   make demo   -- set up, then run the EGG demo on the embedded model organism
+# torch is installed first and on its own: TORCH=torch==2.13.0 takes a CPU build where one
+# is on local disk; elsewhere add TORCH_INDEX=https://download.pytorch.org/whl/cpu for a
+# CPU-only wheel, or TORCH=torch for the default (CUDA) build on a GPU machine.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+DEMO_OUT ?= demo_out
+BIN := $(VENV)/bin
+
+.PHONY: setup test lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: setup
+	$(BIN)/egg-interp demo --out $(DEMO_OUT)
+
+bench: setup
+	$(BIN)/egg-interp bench --out figures/bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
