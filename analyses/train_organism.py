@@ -322,8 +322,8 @@ def forward(model, head, batch, cfg: Config):
         )
     finally:
         handle.remove()
-    logits = out.logits[:, :-1]
-    labels = batch["labels"][:, 1:]
+    logits = out.logits  # labels are already aligned with the position that predicts them
+    labels = batch["labels"]
     ans_loss = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
     )
@@ -407,6 +407,52 @@ def export(model, processor, directory: Path) -> None:
     processor.save_pretrained(directory)
 
 
+def plot_curves(run: Path, out: Path) -> None:
+    """Training curves (losses, running accuracies, validation figures) to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = (run / "log.jsonl").read_text().splitlines()
+    recs = [r for r in map(json.loads, lines) if "loss" in r]
+    stages = [r for r in map(json.loads, lines) if "event" in r]
+    vals = []
+    if (run / "val.jsonl").exists():
+        vals = [json.loads(x) for x in (run / "val.jsonl").read_text().splitlines()]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    steps = [r["step"] for r in recs]
+    ax = axes[0]
+    for key, label in (("ans", "answer loss"), ("aux", "auxiliary token loss")):
+        ax.plot(steps, [r[key] for r in recs], label=label)
+    ax.set_yscale("log")
+    ax.set_title("training losses")
+    ax = axes[1]
+    keys = ("detail/full", "detail/crop", "coarse/full", "existence/full", "multi/full")
+    for key in keys:
+        pts = [(r["step"], r["acc"][key]) for r in recs if key in r["acc"]]
+        if pts:
+            ax.plot(*zip(*pts), label=key)
+    ax.set_title("running training accuracy (last 300 answers)")
+    ax = axes[2]
+    for key in sorted({k for v in vals for k in v["val"]}):
+        pts = [(v["step"], v["val"][key]) for v in vals if key in v["val"]]
+        ax.plot(*zip(*pts), marker="o", label=key)
+    ax.set_title("validation accuracy (3-4 objects; full view / oracle crop)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        for ev in stages:
+            ax.axvline(ev["step"], color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=7)
+    for ax in axes[1:]:
+        ax.set_ylim(0, 1.02)
+    fig.suptitle("model organism training (dotted: curriculum stage changes, 1 -> 4 objects)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "organism")
@@ -421,11 +467,15 @@ def main(argv=None) -> int:
     ap.add_argument("--export-dir", type=Path, default=ORGANISM_DIR)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--plot", type=Path, default=None, help="write the curves figure and exit")
     ap.add_argument("--stage", type=int, default=None, help="force the curriculum stage")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     run = args.run_dir
+    if args.plot:
+        plot_curves(run, args.plot)
+        return 0
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "ckpt.pt"
     cfg = Config()
@@ -482,9 +532,9 @@ def main(argv=None) -> int:
         for (_, _, tgt, fam, view, n), p in zip(batch["meta"], pred.tolist()):
             window[f"{fam}/{view}/{min(n, 3)}"].append(float(p == tgt))
             window[f"{fam}/{view}"].append(float(p == tgt))
-        acc_loss["loss"] += float(loss)
-        acc_loss["ans"] += float(ans_loss)
-        acc_loss["aux"] += float(aux_loss)
+        acc_loss["loss"] += float(loss.detach())
+        acc_loss["ans"] += float(ans_loss.detach())
+        acc_loss["aux"] += float(aux_loss.detach())
         n_acc += 1
         if step % args.log_every == 0 or step == stop_at:
             rec = {

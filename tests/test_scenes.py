@@ -1,0 +1,126 @@
+"""The synthetic scenes benchmark: determinism, exact boxes, questions and splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from egg_interp.data import scenes
+from egg_interp.errors import InputError
+
+
+def test_make_scene_is_deterministic():
+    a = scenes.make_scene(123, n_objects=4)
+    b = scenes.make_scene(123, n_objects=4)
+    assert a.objects == b.objects
+    assert a.image.tobytes() == b.image.tobytes()
+    c = scenes.make_scene(124, n_objects=4)
+    assert c.image.tobytes() != a.image.tobytes()
+
+
+@pytest.mark.parametrize("size", [256, (320, 256), (256, 320)])
+@pytest.mark.parametrize("seed", range(6))
+def test_boxes_match_rendered_pixels(seed, size):
+    scene = scenes.make_scene(seed, n_objects=4, size=size)
+    img = np.asarray(scene.image).astype(int)
+    w, h = scene.image.size
+    assert img.shape == (h, w, 3)
+    inside_any = np.zeros((h, w), bool)
+    for i, o in enumerate(scene.objects):
+        x0, y0, x1, y1 = o.box
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        inside_any[y0:y1, x0:x1] = True
+        mine = scene.labels == i
+        ys, xs = np.nonzero(mine)
+        # the box is the tight box of the object's pixels
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == o.box
+        # the object's pixels differ from the background beyond the noise
+        diff = np.abs(img[mine] - np.array(scenes.BACKGROUND)).max(axis=1)
+        assert (diff > scenes.NOISE).mean() > 0.95
+    # no object pixel outside the boxes; outside the boxes only background (+ noise)
+    assert (scene.labels[~inside_any] == -1).all()
+    bg = np.abs(img[~inside_any] - np.array(scenes.BACKGROUND))
+    assert bg.max() <= scenes.NOISE
+    # boxes never overlap
+    for a in range(len(scene.objects)):
+        for b in range(a + 1, len(scene.objects)):
+            p, q = scene.objects[a].box, scene.objects[b].box
+            assert p[2] <= q[0] or q[2] <= p[0] or p[3] <= q[1] or q[3] <= p[1]
+
+
+def test_non_square_canvas_keeps_objects_in_the_central_square():
+    for seed in range(5):
+        scene = scenes.make_scene(seed, n_objects=4, size=(320, 256))
+        for o in scene.objects:
+            assert o.box[0] >= 32 and o.box[2] <= 288
+
+
+def test_objects_are_distinct_and_share_attributes():
+    shared = 0
+    for seed in range(40):
+        scene = scenes.make_scene(seed, n_objects=4)
+        names = [o.name for o in scene.objects]
+        assert len(set(names)) == len(names)
+        cols = [o.colour for o in scene.objects]
+        shps = [o.shape for o in scene.objects]
+        shared += len(set(cols)) < 4 or len(set(shps)) < 4
+    assert shared >= 35  # distractors share colour or shape in nearly every scene
+
+
+@pytest.mark.parametrize("family", scenes.FAMILIES)
+def test_samples_answer_their_question(family):
+    for s in scenes.load(split="val", limit=15, families=[family]):
+        objs = s.meta["objects"]
+        ev = [objs[i] for i in s.meta["evidence"]]
+        assert s.box_source == "scene" and s.dataset == "scenes" and s.family == family
+        assert [tuple(o["box"]) for o in ev] == [tuple(int(v) for v in b) for b in s.boxes]
+        assert s.image.size == tuple(s.meta["size"])
+        a = s.answers[0]
+        if family == "detail":
+            assert len(s.boxes) == 1 and a == ev[0]["pattern"]
+            assert f"{ev[0]['colour']} {ev[0]['shape']}" in s.question
+        elif family == "multi":
+            assert len(s.boxes) == 2
+            assert a == ("yes" if ev[0]["pattern"] == ev[1]["pattern"] else "no")
+        elif family == "coarse":
+            assert len(s.boxes) == 1 and a in (ev[0]["colour"], ev[0]["shape"])
+        else:
+            assert a in ("yes", "no") and len(s.boxes) == (1 if a == "yes" else 0)
+
+
+def test_answers_are_balanced_enough():
+    samples = scenes.load(split="test", limit=80)
+    for fam in ("multi", "existence"):
+        yes = np.mean([s.answers[0] == "yes" for s in samples if s.family == fam])
+        assert 0.3 < yes < 0.7
+    detail = [s.answers[0] for s in samples if s.family == "detail"]
+    assert set(detail) == set(scenes.PATTERNS)
+
+
+def test_load_is_deterministic_and_interleaved():
+    a = scenes.load(split="test", limit=3)
+    b = scenes.load(split="test", limit=3)
+    assert [s.id for s in a] == [s.id for s in b]
+    assert [s.question for s in a] == [s.question for s in b]
+    assert [s.family for s in a[:4]] == list(scenes.FAMILIES)
+    assert a[0].image.tobytes() == b[0].image.tobytes()
+
+
+def test_splits_are_disjoint():
+    ranges = sorted(scenes.SPLITS.values())
+    for (_, stop), (start, _) in zip(ranges, ranges[1:]):
+        assert stop <= start
+    ids = {split: {s.id for s in scenes.load(split=split, limit=20)} for split in scenes.SPLITS}
+    assert not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    # test scenes are rendered from seeds outside the range training draws from
+    for s in scenes.load(split="test", limit=5):
+        assert s.meta["scene"]["seed"] >= scenes.SPLITS["train"][1]
+
+
+def test_bad_arguments_raise_input_error():
+    with pytest.raises(InputError):
+        scenes.load(split="nope")
+    with pytest.raises(InputError):
+        scenes.load(families=["colour"])
+    with pytest.raises(InputError):
+        scenes.make_scene(0, n_objects=0)
