@@ -101,6 +101,46 @@ class AttributionMethod:
         """One ``(n_tokens,)`` relevance vector per image, plus JSON-able metadata."""
         raise NotImplementedError
 
+    batched: ClassVar[bool] = False
+    """True when :meth:`relevance_batch` runs a whole batch in one forward/backward."""
+
+    def attribute_batch(
+        self,
+        adapter: VLMAdapter,
+        items: Sequence[tuple[Sequence[Image.Image], str]],
+        target: str | Target | None = None,
+    ) -> list[AttributionMap]:
+        """Maps for several ``(images, question)`` prompts.
+
+        Methods with :attr:`batched` run them as one padded batch (per-row objectives are
+        summed, so every row keeps its own gradients); the others loop.
+        """
+        tgt = make_target(target, self.default_target) if target is not None else self.target
+        if not self.batched or self.answer_step > 1 or len(items) == 1:
+            return [self.attribute(adapter, ims, q, target=tgt) for ims, q in items]
+        inputs = adapter.build_batch(items)
+        start = time.perf_counter()
+        relevance, metas = self.relevance_batch(adapter, inputs, tgt)
+        seconds = (time.perf_counter() - start) / len(items)
+        maps, start_img = [], 0
+        for row, layouts in enumerate(inputs.row_layouts()):
+            n = len(layouts)
+            sub = PromptInputs({}, inputs.images[start_img : start_img + n], layouts, items[row][1])
+            meta = {**metas[row], "seconds": seconds, "answer_step": 1, "batch_size": len(items)}
+            maps.append(
+                adapter.to_map(
+                    sub, relevance[start_img : start_img + n], self.name, tgt.describe(), meta
+                )
+            )
+            start_img += n
+        return maps
+
+    def relevance_batch(
+        self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
+    ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+        """Relevance for every image of a batch, plus one metadata dict per row."""
+        raise NotImplementedError
+
 
 def logits_summary(adapter: VLMAdapter, logits: torch.Tensor) -> dict[str, Any]:
     """Entropy, top-1 token and probability of next-token logits ``(vocab,)``."""
@@ -130,14 +170,19 @@ def visual_token_gradients(
     grads : list of (n_tokens, hidden) tensors, float32
     objective : 0-d tensor
     logits : (vocab,) tensor at the answer position, detached
+
+    With a batch of several prompts, ``objective`` and ``logits`` have one row per prompt
+    (the per-row objectives are summed for the backward, so gradients stay per row).
     """
     feats = adapter.image_features(inputs)
     leaves = [f.detach().requires_grad_(True) for f in feats]
     with torch.enable_grad():
         out = adapter.forward_features(inputs, leaves, last_only=True)
-        logits = out.logits[0, -1]
+        logits = out.logits[:, -1]
         objective = target(logits)
-        grads = torch.autograd.grad(objective, leaves)
+        grads = torch.autograd.grad(objective.sum(), leaves)
+    if inputs.batch_size == 1:
+        objective, logits = objective[0], logits[0]
     return feats, [g.float() for g in grads], objective.detach(), logits.detach()
 
 

@@ -36,6 +36,7 @@ class EntropyGradient(AttributionMethod):
 
     name: ClassVar[str] = "egg"
     needs: ClassVar[Needs] = Needs(forwards=1, backwards=1, gradients=True)
+    batched: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class EntropyGradient(AttributionMethod):
         if space not in ("tokens", "pixels"):
             raise ValueError(f"space must be 'tokens' or 'pixels', not {space!r}")
         self.reduce, self.space = reduce, space
+        self.batched = space == "tokens"  # pixel-space maps loop over the batch
 
     def relevance(
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
@@ -61,8 +63,21 @@ class EntropyGradient(AttributionMethod):
             rel = adapter.pixel_relevance_to_tokens(inputs, grad.norm(dim=-3))
         else:
             feats, grads, objective, logits = visual_token_gradients(adapter, inputs, target)
-            if self.reduce == "grad_x_input":
-                grads = [g * f.float() for g, f in zip(grads, feats, strict=True)]
-            rel = [g.norm(dim=-1) for g in grads]
+            rel = self._reduce(feats, grads)
         meta = {"objective": float(objective), **logits_summary(adapter, logits)}
         return rel, meta
+
+    def _reduce(self, feats: list[torch.Tensor], grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.reduce == "grad_x_input":
+            grads = [g * f.float() for g, f in zip(grads, feats, strict=True)]
+        return [g.norm(dim=-1) for g in grads]
+
+    def relevance_batch(
+        self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
+    ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+        feats, grads, objective, logits = visual_token_gradients(adapter, inputs, target)
+        metas = [
+            {"objective": float(objective[i]), **logits_summary(adapter, logits[i])}
+            for i in range(inputs.batch_size)
+        ]
+        return self._reduce(feats, grads), metas

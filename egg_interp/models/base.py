@@ -84,10 +84,27 @@ class PromptInputs:
     layouts: list[ImageLayout]
     question: str
     answer_ids: list[int] = field(default_factory=list)
+    images_per_row: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.images_per_row:
+            self.images_per_row = [len(self.images)]
 
     @property
     def input_ids(self) -> torch.Tensor:
         return self.batch["input_ids"]
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.images_per_row)
+
+    def row_layouts(self) -> list[list[ImageLayout]]:
+        """The layouts grouped by batch row (one prompt per row)."""
+        out, start = [], 0
+        for n in self.images_per_row:
+            out.append(self.layouts[start : start + n])
+            start += n
+        return out
 
 
 class VLMAdapter:
@@ -200,6 +217,38 @@ class VLMAdapter:
         for lay, box in zip(layouts, origin_boxes, strict=True):
             lay.origin_box = tuple(float(b) for b in box)  # type: ignore[assignment]
         inputs = PromptInputs(batch=batch, images=list(images), layouts=layouts, question=question)
+        self._check_token_count(inputs)
+        return inputs
+
+    def build_batch(self, items: Sequence[tuple[Sequence[Image.Image], str]]) -> PromptInputs:
+        """Several prompts in one left-padded batch (one row per ``(images, question)``).
+
+        The images of all rows are flattened in row order, as the processor fills the
+        placeholders; :meth:`PromptInputs.row_layouts` regroups the layouts per row. Left
+        padding keeps every row's answer position last.
+        """
+        if not items:
+            raise InputError("an empty batch")
+        texts, flat, counts = [], [], []
+        for images, question in items:
+            if not images:
+                raise InputError("at least one image is needed per prompt")
+            texts.append(self.prompt_text(len(images), check_question(question)))
+            flat.extend(im.convert("RGB") for im in images)
+            counts.append(len(images))
+        tok = self.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            batch = self.processor(images=flat, text=texts, return_tensors="pt", padding=True)
+        finally:
+            tok.padding_side = side
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        layouts = self.layouts(flat, batch)
+        for lay, im in zip(layouts, flat, strict=True):
+            lay.origin_box = (0.0, 0.0, float(im.width), float(im.height))
+        inputs = PromptInputs(batch, flat, layouts, question="", images_per_row=counts)
         self._check_token_count(inputs)
         return inputs
 

@@ -112,6 +112,10 @@ class LlavaAdapter(VLMAdapter):
     ) -> Any:
         encoded = BaseModelOutputWithPooling(pooler_output=tuple(features))
         batch = {k: v for k, v in inputs.batch.items() if k not in ("pixel_values",)}
+        mask = batch.get("attention_mask")
+        if mask is not None and "position_ids" not in kwargs and not bool(mask.all()):
+            # left padding: count positions from each row's first real token, as generate does
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.model(
             **batch,
             mm_encoder_outputs={"image": encoded},

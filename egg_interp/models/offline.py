@@ -41,7 +41,11 @@ LLAVA_CHAT_TEMPLATE = (
 """LLaVA-1.5's conversation format, ``USER: <image>\\n{question}\\nASSISTANT:``."""
 
 
-def build_word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
+def build_word_tokenizer(
+    words: Iterable[str],
+    special_tokens: Sequence[str] = (),
+    named_tokens: dict[str, str] | None = None,
+) -> PreTrainedTokenizerFast:
     """A word-level tokenizer: whitespace and punctuation split, one id per known word.
 
     Parameters
@@ -49,15 +53,23 @@ def build_word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
     words : iterable of str
         The vocabulary (lower case is not enforced). Special tokens ``<pad> <unk> <s> </s>
         <image>`` come first, with ids 0-4.
+    special_tokens : sequence of str
+        More special tokens (never split), e.g. ``<|vision_start|>``; they follow ``<image>``.
+    named_tokens : dict of str to str, optional
+        Special tokens also exposed as tokenizer attributes (``tok.<name>`` and
+        ``tok.<name>_id``), e.g. ``{"start_image_token": "<img>"}`` as InternVL's processor
+        expects.
 
     Returns
     -------
     PreTrainedTokenizerFast
         With ``pad_token``, ``unk_token``, ``bos_token``, ``eos_token`` set and ``<image>``
-        registered as a special token.
+        plus ``special_tokens`` registered as special tokens.
     """
+    named_tokens = dict(named_tokens or {})
+    extra = [t for t in (*special_tokens, *named_tokens.values()) if t not in SPECIAL_TOKENS]
     vocab: dict[str, int] = {}
-    for word in (*SPECIAL_TOKENS, *words):
+    for word in (*SPECIAL_TOKENS, *extra, *words):
         vocab.setdefault(word, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -70,7 +82,9 @@ def build_word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
         bos_token="<s>",
         eos_token="</s>",
         additional_special_tokens=["<image>"],
+        **({"extra_special_tokens": named_tokens} if named_tokens else {}),
     )
+    fast.add_tokens(["<image>", *extra], special_tokens=True)  # never split (ids exist already)
     fast.padding_side = "left"
     return fast
 
