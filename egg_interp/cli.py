@@ -56,11 +56,128 @@ def _ground_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--question", required=True, help="question text")
     p.add_argument("--out", default=None, help="directory for the overlay PNG, map .npz, step log")
+    p.add_argument(
+        "--pipeline",
+        choices=("egg", "vicrop"),
+        default="egg",
+        help="egg: zoom-and-reground loop (default); vicrop: ViCrop's single crop",
+    )
+    p.set_defaults(method=None)  # egg for the egg pipeline, rel_att for vicrop
+
+
+@command(
+    "compare",
+    "run several attribution methods on one sample and draw them side by side",
+    "compare",
+)
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--image", required=True, help="image file")
+    p.add_argument("--question", required=True, help="question text")
+    p.add_argument(
+        "--methods", default="egg,saliency,integrated_gradients,rel_att", help="comma-separated"
+    )
+    p.add_argument("--boxes", default=None, help='evidence boxes "x0,y0,x1,y1;..." (pixels)')
+    p.add_argument("--target", default=None, help="one target for all methods (default: each own)")
+    p.add_argument("--out", default="compare.png", help="figure file (PNG)")
 
 
 @command("methods", "list the attribution methods and what each needs", "methods")
 def _methods_args(p: argparse.ArgumentParser) -> None:
     pass
+
+
+@command(
+    "evaluate",
+    "score maps and answers on a benchmark, appending to a resumable JSONL file "
+    "(multi-GPU under torchrun / accelerate launch)",
+    "egg_interp.evaluate_cli:run_evaluate",
+)
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    add_loop_args(p)
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="registered dataset: vstar, textvqa, docvqa, infovqa, pope, gqa, realworldqa, scenes",
+    )
+    p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
+    p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most N samples")
+    p.add_argument(
+        "--methods", default="egg", help="comma-separated map methods scored for localisation"
+    )
+    p.add_argument(
+        "--pipelines",
+        default="base,egg",
+        help="comma-separated answer pipelines: base, egg, vicrop, oracle, random",
+    )
+    p.add_argument("--out", default="results.jsonl", help="results file (appended, resumable)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="internal batch of perturbation methods that take one; otherwise samples run one "
+        "at a time (1)",
+    )
+    p.add_argument("--tolerance", type=float, default=15.0, help="pointing-game radius, pixels")
+    p.add_argument("--vicrop-method", default="rel_att", help="map of the vicrop pipeline")
+    p.add_argument("--crop-scale", type=float, default=1.5, help="oracle/random crop scale")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-crop pipeline")
+    p.add_argument("--save-maps", default=None, metavar="DIR", help="also save every map (.npz)")
+    p.add_argument("--retry-errors", action="store_true", help="re-run lines recording errors")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@command(
+    "merge",
+    "merge per-rank results files (default OUT.rank*.jsonl) into OUT, de-duplicated",
+    "egg_interp.evaluate_cli:run_merge",
+)
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="merged results file (its existing lines are kept)")
+    p.add_argument("parts", nargs="*", help="part files or glob patterns")
+
+
+@command(
+    "report",
+    "tables (markdown + CSV) and figures from a results file",
+    "egg_interp.evaluate_cli:run_report",
+)
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", help="results file(s) (.jsonl)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--grids", type=int, default=0, metavar="N", help="comparison grids of the first N samples"
+    )
+    p.add_argument(
+        "--model", default=None, help="recompute maps for --grids (when none were saved)"
+    )
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--prompt-suffix", default="")
+    p.add_argument("--data-root", default=None, help="images for --grids (default: as recorded)")
+
+
+@command("bench", "benchmark suite: method costs as ratios to one forward pass", "bench")
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default=None, help="checkpoint (default: a LLaVA-1.5-shaped random model)"
+    )
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--methods", default=None, help="comma-separated (default: all registered)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    p.add_argument("--out", default="figures/bench", help="directory for bench.json and bench.md")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from egg_interp.bench import run_suite
+
+    methods = args.methods.split(",") if args.methods else None
+    run_suite(args.out, args.model, args.device, args.dtype, methods, args.repeat)
+    print((Path(args.out) / "bench.md").read_text())
+    return 0
 
 
 def run_ground(args: argparse.Namespace) -> int:
@@ -75,11 +192,13 @@ def run_ground(args: argparse.Namespace) -> int:
     adapter = load_model(
         args.model, device=args.device, dtype=args.dtype, prompt_suffix=args.prompt_suffix
     )
+    if getattr(args, "pipeline", "egg") == "vicrop":
+        return _run_vicrop(args, adapter, image, question)
     result = ground(
         adapter,
         image,
         question,
-        method=args.method,
+        method=args.method or "egg",
         stop=args.stop,
         top_k=args.top_k,
         max_steps=args.max_steps,
@@ -106,17 +225,65 @@ def run_ground(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_vicrop(args: argparse.Namespace, adapter: object, image: object, question: str) -> int:
+    from egg_interp.io import save_figure, write_json
+    from egg_interp.vicrop import vicrop_answer
+
+    result = vicrop_answer(
+        adapter,
+        image,
+        question,
+        method=args.method or "rel_att",
+        max_new_tokens=args.max_new_tokens,
+        base_answer=True,
+    )
+    print(f"question:        {question}")
+    print(f"base answer:     {result.base_answer}")
+    print(f"vicrop answer:   {result.answer}")
+    box = ", ".join(f"{v:.0f}" for v in result.box) if result.box else "none"
+    scale = result.choice.scale if result.choice else None
+    print(
+        f"crop ({result.method}, scale {scale}): ({box})"
+        + (f"  [{result.degenerate}]" if result.degenerate else "")
+    )
+    if args.out:
+        out = Path(args.out)
+        result.map.save(out / "map.npz")
+        write_json(out / "vicrop.json", result.to_dict())
+        save_figure(result.plot(image)[0], out / "vicrop.png")
+        print(f"wrote {out / 'vicrop.png'}, {out / 'map.npz'}, {out / 'vicrop.json'}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from egg_interp.compare import compare_methods, parse_boxes
+    from egg_interp.io import check_question, load_image, save_figure
+    from egg_interp.models import load_model
+
+    image = load_image(args.image)
+    question = check_question(args.question)
+    boxes = parse_boxes(args.boxes)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    adapter = load_model(
+        args.model, device=args.device, dtype=args.dtype, prompt_suffix=args.prompt_suffix
+    )
+    maps, fig = compare_methods(adapter, image, question, methods, boxes, target=args.target)
+    for name, amap in maps.items():
+        note = amap.meta.get("problem", "")
+        print(f"{name:<22}{amap.target:<10}{amap.meta.get('seconds', 0.0):8.2f} s  {note}")
+    print(f"wrote {save_figure(fig, args.out)}")
+    return 0
+
+
 def run_methods(args: argparse.Namespace) -> int:
     from egg_interp.methods import METHODS
 
-    print(f"{'method':<16}{'target':<14}{'space':<8}{'fwd':>4}{'bwd':>4}  needs")
+    print(f"{'method':<22}{'target':<14}{'space':<8}{'cost':<38}needs")
     for name, cls in sorted(METHODS.items()):
         n = cls.needs
         flags = [f for f, on in (("gradients", n.gradients), ("attentions", n.attentions)) if on]
-        print(
-            f"{name:<16}{cls.default_target:<14}{n.space:<8}{n.forwards:>4}{n.backwards:>4}  "
-            + (", ".join(flags) or "-")
-        )
+        target = cls.default_target if cls.uses_target else "-"
+        print(f"{name:<22}{target:<14}{n.space:<8}{n.describe():<38}" + (", ".join(flags) or "-"))
     return 0
 
 

@@ -1,0 +1,395 @@
+"""The benchmark suite: cost of every method and of the EGG pipeline, as ratios.
+
+Absolute times on a shared CPU are noise; the figures here are ratios measured in one
+process: each method's time as a multiple of one plain forward pass of the same prompt
+(``model(**inputs, logits_to_keep=1)`` without gradients, vision tower included), peak
+memory as a multiple of that forward's, the whole EGG pipeline as a multiple of the base
+answer, the EGG map's scaling with the number of visual tokens, batched throughput, and
+the saving of the shared vision-feature cache. Every time is the median of ``repeat`` runs
+after one warm-up run.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU, the allocations the
+PyTorch profiler records during the call. Both are reported as weights + inputs + the
+peak extra memory of the call, the figure a user sizes a machine by.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from egg_interp.models.base import VLMAdapter
+
+TARGETS = {
+    "egg_map_vs_forward": 2.2,
+    "egg_map_memory_vs_forward": 1.25,
+    "regions_ms_24": 5.0,
+    "regions_ms_100": 50.0,
+}
+"""The performance goals (upper bounds) the suite checks and reports."""
+
+LLAVA_SHAPED = dict(
+    image_size=336,
+    patch_size=14,
+    vision_hidden=256,
+    vision_layers=4,
+    vision_heads=4,
+    text_hidden=512,
+    text_layers=4,
+    text_heads=8,
+)
+"""A random-weight model with LLaVA-1.5's token shapes (336 px, patch 14: 576 visual tokens
+per image, layer -2 features, MLP projector), scaled down in width and depth for a CPU."""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, repeat: int = 5) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs after one warm-up run, in seconds."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_extra_memory(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak bytes allocated by ``fn()`` on top of what was live before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for e in events:
+        live += e.self_cpu_memory_usage
+        peak = max(peak, live)
+    return int(peak)
+
+
+def model_bytes(adapter: VLMAdapter) -> int:
+    """Bytes held by the model's parameters and buffers."""
+    tensors = [*adapter.model.parameters(), *adapter.model.buffers()]
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def llava_shaped_checkpoint(directory: str | Path, **overrides: int) -> Path:
+    """Save a random-weight checkpoint with LLaVA-1.5's token shapes (see :data:`LLAVA_SHAPED`)."""
+    from egg_interp.models.offline import build_tiny_llava
+
+    words = "what is written on the sign ? describe the image red blue".split()
+    return build_tiny_llava(directory, words, **{**LLAVA_SHAPED, **overrides})
+
+
+def _image(width: int = 336, height: int = 336, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def bench_methods(
+    adapter: VLMAdapter,
+    methods: Sequence[str],
+    question: str = "what is written on the sign ?",
+    repeat: int = 5,
+    n_images: int = 1,
+) -> list[dict[str, Any]]:
+    """Each method's time and peak memory as multiples of one plain forward pass.
+
+    Maps are computed cold (feature cache off, vision tower included), like the forward.
+    """
+    from egg_interp.methods import get_method
+
+    device = adapter.device
+    images = [_image(seed=i) for i in range(n_images)]
+    inputs = adapter.build_inputs(images, question)
+    weights = model_bytes(adapter)
+
+    def forward() -> None:
+        with torch.no_grad():
+            adapter.model(**inputs.batch, logits_to_keep=1)
+
+    t_fwd = time_call(forward, device, repeat)
+    m_fwd = weights + peak_extra_memory(forward, device)
+    rows = [
+        dict(method="forward", seconds=t_fwd, time_ratio=1.0, peak_bytes=m_fwd, memory_ratio=1.0)
+    ]
+    cache = adapter.feature_cache_size
+    adapter.feature_cache_size = 0
+    try:
+        for name in methods:
+            method = get_method(name)
+
+            def run(method: Any = method) -> None:
+                method.attribute(adapter, images, question, inputs=inputs)
+
+            try:
+                t = time_call(run, device, repeat)
+                m = weights + peak_extra_memory(run, device)
+            except Exception as exc:  # a method that cannot run on this model: say so
+                rows.append(dict(method=name, error=f"{type(exc).__name__}: {exc}"))
+                continue
+            rows.append(
+                dict(
+                    method=name,
+                    seconds=t,
+                    time_ratio=t / t_fwd,
+                    peak_bytes=m,
+                    memory_ratio=m / m_fwd,
+                )
+            )
+    finally:
+        adapter.feature_cache_size = cache
+        adapter.clear_cache()
+    return rows
+
+
+def bench_scaling(
+    adapter: VLMAdapter, n_images: Sequence[int] = (1, 2, 4, 8), repeat: int = 3
+) -> dict[str, Any]:
+    """EGG map time against the number of visual tokens (images of the prompt); fitted exponent."""
+    from egg_interp.methods import get_method
+
+    egg = get_method("egg")
+    tokens, seconds = [], []
+    for n in n_images:
+        images = [_image(seed=i) for i in range(n)]
+        inputs = adapter.build_inputs(images, "what is written on the sign ?")
+        adapter.clear_cache()
+
+        def run(images: list = images, inputs: Any = inputs) -> None:
+            egg.attribute(adapter, images, "x", inputs=inputs)
+
+        t = time_call(run, adapter.device, repeat)
+        tokens.append(sum(lay.n_tokens for lay in inputs.layouts))
+        seconds.append(t)
+    slope = (
+        float(np.polyfit(np.log(tokens), np.log(seconds), 1)[0]) if len(tokens) > 1 else math.nan
+    )
+    return {"tokens": tokens, "seconds": seconds, "exponent": slope}
+
+
+def bench_regions(repeat: int = 50) -> dict[str, float]:
+    """Milliseconds for region extraction plus spatial entropy on 24x24 and 100x100 maps."""
+    from egg_interp.entropy import spatial_entropy
+    from egg_interp.models.base import regular_cell_boxes
+    from egg_interp.regions import find_regions
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for side in (24, 100):
+        grid = rng.gamma(1.0, 1.0, (side, side)).astype(np.float32)
+        grid[side // 4 : side // 3, side // 4 : side // 3] += 10
+        boxes = regular_cell_boxes(side, side, 0, 0, 14, 14)
+        size = (14 * side, 14 * side)
+
+        def run(grid: np.ndarray = grid, boxes: np.ndarray = boxes, size: tuple = size) -> None:
+            find_regions(grid, boxes, size, top_k=2)
+            spatial_entropy(grid)
+
+        out[f"regions_ms_{side}"] = 1000 * time_call(run, torch.device("cpu"), repeat)
+    return out
+
+
+def bench_pipeline(
+    adapter: VLMAdapter, image: Image.Image, question: str, repeat: int = 3
+) -> dict[str, Any]:
+    """The whole EGG pipeline (map, regions, loop, final answer) against the base answer."""
+    from egg_interp.loop import ground
+
+    device = adapter.device
+    result = ground(adapter, image, question, max_new_tokens=5)
+    t_base = time_call(lambda: adapter.answer(image, question, max_new_tokens=5), device, repeat)
+    t_egg = time_call(lambda: ground(adapter, image, question, max_new_tokens=5), device, repeat)
+    return {
+        "base_seconds": t_base,
+        "egg_seconds": t_egg,
+        "ratio": t_egg / t_base,
+        "steps": len(result.steps),
+    }
+
+
+def bench_batch(
+    adapter: VLMAdapter, sizes: Sequence[int] = (1, 4, 8), repeat: int = 3
+) -> dict[int, float]:
+    """EGG maps per second at several batch sizes (one forward/backward per batch)."""
+    from egg_interp.methods import get_method
+
+    egg = get_method("egg")
+    out = {}
+    for b in sizes:
+        items = [([_image(seed=i)], "what is written on the sign ?") for i in range(b)]
+
+        def run(items: list = items) -> None:
+            adapter.clear_cache()
+            egg.attribute_batch(adapter, items)
+
+        out[b] = b / time_call(run, adapter.device, repeat)
+    return out
+
+
+def bench_cache(adapter: VLMAdapter, methods: Sequence[str], repeat: int = 3) -> dict[str, float]:
+    """Time for several methods on one sample with and without the shared vision features."""
+    from egg_interp.methods import get_method
+
+    image = _image()
+    question = "what is written on the sign ?"
+    objs = [get_method(m) for m in methods]
+
+    def run_all() -> None:
+        for m in objs:
+            m.attribute(adapter, [image], question)
+
+    cache = adapter.feature_cache_size
+    try:
+        adapter.feature_cache_size = 0
+        t_off = time_call(run_all, adapter.device, repeat)
+        adapter.feature_cache_size = max(cache, 1)
+
+        def run_cached() -> None:
+            adapter.clear_cache()
+            run_all()
+
+        t_on = time_call(run_cached, adapter.device, repeat)
+    finally:
+        adapter.feature_cache_size = cache
+    return {
+        "methods": list(methods),
+        "seconds_uncached": t_off,
+        "seconds_cached": t_on,
+        "saving": 1 - t_on / t_off,
+    }
+
+
+def run_suite(
+    out_dir: str | Path,
+    model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    methods: Sequence[str] | None = None,
+    repeat: int = 5,
+) -> dict[str, Any]:
+    """Run every benchmark on ``model`` (default: a LLaVA-1.5-shaped random model) and write
+    ``bench.json`` and ``bench.md`` into ``out_dir``."""
+    import platform
+    import tempfile
+
+    from egg_interp.io import write_json
+    from egg_interp.methods import METHODS
+    from egg_interp.models import load_model
+
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is None:
+            source, label = str(llava_shaped_checkpoint(tmp)), "llava-1.5-shaped (random weights)"
+        else:
+            source, label = model, model
+        adapter = load_model(source, device=device, dtype=dtype)
+    names = list(methods) if methods is not None else sorted(METHODS)
+    cfg = adapter.model.config
+    results: dict[str, Any] = {
+        "model": label,
+        "sizes": {
+            "vision": f"{cfg.vision_config.hidden_size}x{cfg.vision_config.num_hidden_layers}",
+            "text": f"{cfg.text_config.hidden_size}x{cfg.text_config.num_hidden_layers}",
+            "parameters": sum(p.numel() for p in adapter.model.parameters()),
+        },
+        "device": str(adapter.device),
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "repeat": repeat,
+        "targets": TARGETS,
+    }
+    results["methods"] = bench_methods(adapter, names, repeat=repeat)
+    results["regions"] = bench_regions()
+    results["scaling"] = bench_scaling(adapter, repeat=max(1, repeat // 2))
+    results["pipeline"] = bench_pipeline(
+        adapter, _image(400, 300), "what is written on the sign ?", repeat=max(1, repeat // 2)
+    )
+    results["batch"] = bench_batch(adapter, repeat=max(1, repeat // 2))
+    cheap = [
+        m
+        for m in ("egg", "saliency", "input_x_gradient", "raw_attention", "gradcam")
+        if m in METHODS
+    ]
+    results["cache"] = bench_cache(adapter, cheap, repeat=max(1, repeat // 2))
+    results["checks"] = check_targets(results)
+    write_json(out_dir / "bench.json", results)
+    (out_dir / "bench.md").write_text(markdown(results))
+    return results
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target with its measured value and whether it holds."""
+    egg = next((r for r in results["methods"] if r.get("method") == "egg"), {})
+    measured = {
+        "egg_map_vs_forward": egg.get("time_ratio", math.nan),
+        "egg_map_memory_vs_forward": egg.get("memory_ratio", math.nan),
+        **results["regions"],
+    }
+    return {
+        k: {"value": measured[k], "target": t, "holds": bool(measured[k] <= t)}
+        for k, t in TARGETS.items()
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The suite's results as markdown tables."""
+    lines = [
+        f"Benchmark of {results['model']} ({results['sizes']['parameters'] / 1e6:.1f}M parameters; "
+        f"vision {results['sizes']['vision']}, text {results['sizes']['text']} (hidden x layers)) "
+        f"on {results['device']} ({results['dtype']}, {results['threads']} threads, torch "
+        f"{results['torch']}), {results['date']}; medians of {results['repeat']} runs.",
+        "",
+        "| method | time / forward | peak memory / forward |",
+        "|---|---:|---:|",
+    ]
+    for r in results["methods"]:
+        if "error" in r:
+            lines.append(f"| {r['method']} | n/a ({r['error'][:60]}) | |")
+        else:
+            lines.append(f"| {r['method']} | {r['time_ratio']:.2f}x | {r['memory_ratio']:.2f}x |")
+    lines += ["", "| target | measured | goal | holds |", "|---|---:|---:|---|"]
+    for k, c in results["checks"].items():
+        lines.append(
+            f"| {k} | {c['value']:.3g} | <= {c['target']} | {'yes' if c['holds'] else 'no'} |"
+        )
+    sc, pl, ca = results["scaling"], results["pipeline"], results["cache"]
+    lines += [
+        "",
+        f"EGG map time vs visual tokens {sc['tokens']}: "
+        + ", ".join(f"{s * 1000:.0f} ms" for s in sc["seconds"])
+        + f"; fitted exponent {sc['exponent']:.2f}.",
+        f"Full EGG pipeline ({pl['steps']} loop steps): {pl['ratio']:.1f}x the base answer.",
+        "Batched EGG maps per second: "
+        + ", ".join(f"batch {b}: {v:.2f}/s" for b, v in results["batch"].items())
+        + ".",
+        f"Shared vision features for {len(ca['methods'])} methods on one sample "
+        f"({', '.join(ca['methods'])}): {100 * ca['saving']:.0f}% less time.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The benchmark suite's measuring tools (no timing assertions: ratios live in the suite)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from egg_interp.bench import bench_methods, check_targets, markdown, peak_extra_memory
+
+
+def test_peak_memory_sees_a_known_allocation():
+    def alloc() -> None:
+        a = torch.ones(1_000_000)  # 4 MB
+        b = torch.ones(2_000_000)  # 8 MB, both alive
+        del a, b
+        c = torch.ones(500_000)  # 2 MB after both were freed
+        del c
+
+    peak = peak_extra_memory(alloc, torch.device("cpu"))
+    assert 12_000_000 <= peak < 13_000_000
+
+
+def test_bench_methods_reports_ratios_to_the_forward(tiny_llava):
+    rows = bench_methods(tiny_llava, ["egg", "no_such_method"], repeat=1)
+    assert rows[0]["method"] == "forward" and rows[0]["time_ratio"] == 1.0
+    egg = rows[1]
+    assert egg["method"] == "egg" and egg["time_ratio"] > 0 and egg["memory_ratio"] >= 1.0
+    assert "error" in rows[2] and "unknown method" in rows[2]["error"]
+    assert tiny_llava.feature_cache_size > 0  # restored
+
+
+def test_targets_and_markdown():
+    results = {
+        "model": "m",
+        "sizes": {"parameters": 1e6, "vision": "8x1", "text": "8x1"},
+        "device": "cpu",
+        "dtype": "float32",
+        "threads": 2,
+        "torch": "x",
+        "date": "d",
+        "repeat": 1,
+        "methods": [
+            {"method": "forward", "time_ratio": 1.0, "memory_ratio": 1.0},
+            {"method": "egg", "time_ratio": 2.5, "memory_ratio": 1.1},
+        ],
+        "regions": {"regions_ms_24": 1.0, "regions_ms_100": 60.0},
+        "scaling": {"tokens": [1, 2], "seconds": [1.0, 2.0], "exponent": 1.0},
+        "pipeline": {"ratio": 3.0, "steps": 2},
+        "batch": {1: 1.0},
+        "cache": {"methods": ["egg"], "saving": 0.5},
+    }
+    checks = check_targets(results)
+    assert not checks["egg_map_vs_forward"]["holds"]
+    assert checks["egg_map_memory_vs_forward"]["holds"]
+    assert checks["regions_ms_24"]["holds"] and not checks["regions_ms_100"]["holds"]
+    results["checks"] = checks
+    text = markdown(results)
+    assert "| egg | 2.50x | 1.10x |" in text and "fitted exponent 1.00" in text
+    assert not math.isnan(checks["egg_map_vs_forward"]["value"])
