@@ -139,12 +139,12 @@ def bench_methods(
     adapter.feature_cache_size = 0
     try:
         for name in methods:
-            method = get_method(name)
-
-            def run(method: Any = method) -> None:
-                method.attribute(adapter, images, question, inputs=inputs)
-
             try:
+                method = get_method(name)
+
+                def run(method: Any = method) -> None:
+                    method.attribute(adapter, images, question, inputs=inputs)
+
                 t = time_call(run, device, repeat)
                 m = weights + peak_extra_memory(run, device)
             except Exception as exc:  # a method that cannot run on this model: say so
