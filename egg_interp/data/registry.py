@@ -51,6 +51,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "pope": DatasetEntry("egg_interp.data.pope", "pope"),
     "gqa": DatasetEntry("egg_interp.data.gqa", "exact"),
     "realworldqa": DatasetEntry("egg_interp.data.realworldqa", "exact"),
+    "scenes": DatasetEntry("egg_interp.data.scenes", "exact"),
 }
 """Dataset name -> :class:`DatasetEntry`."""
 
