@@ -1,0 +1,194 @@
+"""Score one map or one answer of one sample: thin composition of :mod:`egg_interp.metrics`.
+
+:func:`score_map` turns an :class:`~egg_interp.maps.AttributionMap` and the sample's evidence
+boxes into the localisation scores, a summary of the map and its ranked regions;
+:func:`score_answer` scores an answer with the dataset's answer metric. Both return plain
+JSON-able dicts (NaN = skipped; see each metric's NaN policy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from egg_interp.data.sample import Sample
+from egg_interp.entropy import shannon_entropy, spatial_entropy
+from egg_interp.errors import DegenerateMapError
+from egg_interp.maps import AttributionMap
+from egg_interp.metrics import (
+    ANSWER_METRICS,
+    all_boxes_covered,
+    any_box_hit,
+    auc,
+    energy_pointing_game,
+    pointing_game,
+    region_hit,
+    region_iou,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+)
+from egg_interp.metrics.localisation import boxes_to_mask
+from egg_interp.regions import find_regions
+
+Box = tuple[float, float, float, float]
+
+SIZE_BUCKETS = (("small", 0.005), ("medium", 0.05), ("large", math.inf))
+"""Evidence-size buckets by the share of the image the evidence covers (upper bounds, strict)."""
+
+
+def evidence_area_fraction(boxes: Sequence[Box], size: tuple[int, int]) -> float:
+    """Share of the image's pixels covered by the union of the evidence boxes.
+
+    Boxes are rasterised as the localisation metrics do (see
+    :func:`egg_interp.metrics.localisation.boxes_to_mask`). NaN when there is no box.
+    """
+    if not boxes:
+        return float("nan")
+    w, h = size
+    return float(boxes_to_mask(boxes, (h, w)).mean())
+
+
+def size_bucket(fraction: float | None) -> str:
+    """``"small"`` (< 0.5 %), ``"medium"`` (< 5 %), ``"large"``, or ``"none"`` (no evidence).
+
+    >>> size_bucket(0.001), size_bucket(0.01), size_bucket(0.2), size_bucket(float("nan"))
+    ('small', 'medium', 'large', 'none')
+    """
+    if fraction is None or not math.isfinite(fraction):
+        return "none"
+    return next(name for name, upper in SIZE_BUCKETS if fraction < upper)
+
+
+def _filled(heat: np.ndarray) -> np.ndarray:
+    """Pixels no token covers (NaN) get the lowest relevance: 0, or the minimum if negative."""
+    finite = heat[np.isfinite(heat)]
+    if finite.size == 0:
+        return heat
+    return np.where(np.isnan(heat), min(0.0, float(finite.min())), heat)
+
+
+def _finite(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
+
+
+def score_map(
+    amap: AttributionMap,
+    sample_boxes: Sequence[Box],
+    tolerance: float = 15.0,
+    top_k: int = 2,
+    region_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Localisation scores, a summary and the top regions of the original image's map.
+
+    Parameters
+    ----------
+    amap : AttributionMap
+        A map whose first image is the original (its ``heatmap()`` is on the original pixels).
+    sample_boxes : sequence of (x0, y0, x1, y1)
+        Evidence boxes in original-image pixels (may be empty: every box score is then NaN).
+    tolerance : float, default 15.0
+        Pointing-game radius in original-image pixels (strict).
+    top_k : int, default 2
+        Regions kept (:func:`egg_interp.regions.find_regions`); ``all_boxes_covered`` asks
+        whether they cover every evidence box.
+    region_kwargs : dict, optional
+        More arguments of ``find_regions``.
+
+    Returns
+    -------
+    dict
+        ``scores``: ``pointing_game``, ``energy_pointing_game``, ``relevance_mass_accuracy``,
+        ``relevance_rank_accuracy``, ``auc``, ``region_iou``, ``region_hit`` (IoU >= 0.5),
+        ``any_box_hit`` and ``all_boxes_covered`` (top-k regions cover >= 50 % of every box);
+        ``map``: grid shape, min/max/mean/sum, spatial and Shannon entropy, ``degenerate``
+        (why the map cannot rank anything, else ``""``), ``nan_fraction`` (pixels no token
+        covers); ``regions``: list of ``{box, score, rank}``.
+
+    Notes
+    -----
+    The heat map (the token grid bilinearly resized onto the pixels its tokens cover) has
+    NaN where no token looks (e.g. LLaVA-1.5's centre crop); those pixels are filled with
+    the map's lowest relevance (0 for non-negative maps) before scoring, so they can be
+    neither the pointing-game maximum nor carry mass. A degenerate map (NaN or all zeros)
+    scores NaN everywhere and has no regions.
+    """
+    view = amap.images[0].primary
+    grid = view.values
+    summary: dict[str, Any] = {
+        "grid_shape": list(grid.shape),
+        "n_views": len(amap.images[0].views),
+        "min": float(np.nanmin(grid)) if np.isfinite(grid).any() else float("nan"),
+        "max": float(np.nanmax(grid)) if np.isfinite(grid).any() else float("nan"),
+        "mean": float(np.nanmean(grid)) if np.isfinite(grid).any() else float("nan"),
+        "sum": float(np.nansum(grid)),
+        "degenerate": "",
+    }
+    nan_scores = {
+        name: float("nan")
+        for name in (
+            "pointing_game",
+            "energy_pointing_game",
+            "relevance_mass_accuracy",
+            "relevance_rank_accuracy",
+            "auc",
+            "region_iou",
+            "region_hit",
+            "any_box_hit",
+            "all_boxes_covered",
+        )
+    }
+    try:
+        amap.check()
+    except DegenerateMapError as exc:
+        summary.update(degenerate=str(exc), spatial_entropy=math.nan, shannon_entropy=math.nan)
+        return {"scores": nan_scores, "map": summary, "regions": []}
+    summary["spatial_entropy"] = _finite(spatial_entropy(grid))
+    summary["shannon_entropy"] = _finite(shannon_entropy(grid))
+    heat = amap.heatmap()
+    summary["nan_fraction"] = float(np.isnan(heat).mean())
+    heat = _filled(heat)
+    regions = find_regions(
+        grid, view.cell_boxes, amap.images[0].image_size, top_k=top_k, **(region_kwargs or {})
+    )
+    region_boxes = [r.box for r in regions]
+    boxes = list(sample_boxes)
+    scores = dict(nan_scores)
+    if boxes:
+        scores.update(
+            pointing_game=pointing_game(heat, boxes, tolerance),
+            energy_pointing_game=energy_pointing_game(heat, boxes),
+            relevance_mass_accuracy=relevance_mass_accuracy(heat, boxes),
+            relevance_rank_accuracy=relevance_rank_accuracy(heat, boxes),
+            auc=auc(heat, boxes),
+            region_iou=region_iou(region_boxes, boxes),
+            region_hit=region_hit(region_boxes, boxes),
+            any_box_hit=any_box_hit(heat, boxes, tolerance),
+            all_boxes_covered=all_boxes_covered(region_boxes, boxes, k=top_k),
+        )
+    return {
+        "scores": scores,
+        "map": summary,
+        "regions": [
+            {"box": [float(v) for v in r.box], "score": float(r.score), "rank": int(r.rank)}
+            for r in regions
+        ],
+    }
+
+
+def score_answer(metric: str, prediction: str, sample: Sample) -> float:
+    """Score one answer with a dataset's answer metric (see ``egg_interp.data.registry``).
+
+    ``"pope"`` is scored per question by :func:`egg_interp.metrics.yes_no_match` (its mean is
+    POPE accuracy; precision, recall and F1 are computed over a dataset by the report);
+    ``"multiple_choice"`` passes the sample's options. NaN when the sample has no answer.
+    """
+    name = "yes_no" if metric == "pope" else metric
+    if name not in ANSWER_METRICS:
+        raise ValueError(f"unknown answer metric {metric!r}; valid: {sorted(ANSWER_METRICS)}")
+    fn = ANSWER_METRICS[name]
+    if name == "multiple_choice":
+        return float(fn(prediction, sample.answers, options=sample.options))
+    return float(fn(prediction, sample.answers))
