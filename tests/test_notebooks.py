@@ -1,0 +1,34 @@
+"""Both notebooks run end to end (small sample count) and match their generator."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "analyses"))
+
+import make_notebooks  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(make_notebooks.NOTEBOOKS))
+def test_notebook_runs_end_to_end(name, tmp_path, monkeypatch):
+    committed = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    sources = [c.source for c in committed.cells]
+    assert sources == [
+        c.source for c in make_notebooks.build(make_notebooks.NOTEBOOKS[name]).cells
+    ], "notebook out of date: run python analyses/make_notebooks.py --execute"
+    for cell in committed.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs, "committed notebooks carry the outputs of a full run"
+            cell.outputs = []
+    monkeypatch.setenv("EGG_NB_N", os.environ.get("EGG_NB_N", "2"))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    make_notebooks.execute(committed, tmp_path, timeout=600)  # a failing cell raises
+    errors = [o for c in committed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
