@@ -11,8 +11,13 @@ import torch
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
 from egg_interp.models.llava import LlavaAdapter
+from egg_interp.models.llava_next import LlavaNextAdapter
+from egg_interp.models.processors import load_processor
+from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
-ADAPTERS: dict[str, type[VLMAdapter]] = {t: cls for cls in (LlavaAdapter,) for t in cls.model_types}
+ADAPTERS: dict[str, type[VLMAdapter]] = {
+    t: cls for cls in (LlavaAdapter, LlavaNextAdapter, Qwen2_5_VLAdapter) for t in cls.model_types
+}
 """``model_type`` -> adapter class."""
 
 ORGANISM = "organism"
@@ -113,7 +118,7 @@ def load_model(
         In eval mode, with every parameter's ``requires_grad`` switched off: methods take
         gradients at the visual token embeddings or the pixels only.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     source = str(source)
     if source == ORGANISM:
@@ -131,9 +136,9 @@ def load_model(
         load_kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
-        processor = AutoProcessor.from_pretrained(source)
     except OSError as exc:
         raise InputError(f"cannot load model {source!r}: {exc}") from exc
+    processor = load_processor(source, model_type)
     if device_map is None:
         model = model.to(device)
     model.eval()

@@ -1,0 +1,96 @@
+"""Processors without a video processor, for machines without torchvision.
+
+Qwen2.5-VL, Qwen3-VL and InternVL processors take a ``video_processor`` argument, and
+transformers' video processors need torchvision: without it, ``AutoProcessor`` cannot load
+these checkpoints and the processor classes refuse ``video_processor=None`` in their
+argument check. egg_interp only needs images, so :func:`image_only_processor_class` derives
+a subclass (same name, so a saved checkpoint still names the real class) whose only
+sub-processors are the image processor and the tokenizer. Nothing in transformers is
+patched; with torchvision installed :func:`load_processor` uses ``AutoProcessor`` as is.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from egg_interp.errors import InputError
+
+
+@cache
+def image_only_processor_class(cls: type) -> type:
+    """A subclass of processor class ``cls`` without its ``video_processor`` attribute.
+
+    ``ProcessorMixin`` reads a processor's sub-processors from its ``__init__`` signature;
+    the subclass's ``__init__`` names only ``image_processor`` and ``tokenizer`` and passes
+    ``video_processor=None`` on to ``cls``, which then stores and checks only those two.
+
+    Parameters
+    ----------
+    cls : type
+        A ``transformers.ProcessorMixin`` subclass, e.g. ``Qwen2_5_VLProcessor``.
+
+    Returns
+    -------
+    type
+        Called like ``cls`` minus ``video_processor``; ``from_pretrained`` loads only the
+        image processor and the tokenizer; ``save_pretrained`` writes ``cls.__name__``.
+    """
+
+    def __init__(
+        self: Any,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        cls.__init__(
+            self,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
+        )
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+
+
+def _declared_processor_class(source: str, model_type: str) -> type | None:
+    """The processor class a checkpoint names (``processor_config.json``), else the default."""
+    import json
+
+    import transformers
+
+    name = None
+    cfg = Path(source) / "processor_config.json"
+    if cfg.is_file():
+        name = json.loads(cfg.read_text()).get("processor_class")
+    if name is None:
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+        name = PROCESSOR_MAPPING_NAMES.get(model_type)
+    return getattr(transformers, name, None) if isinstance(name, str) else None
+
+
+def load_processor(source: str, model_type: str) -> Any:
+    """``AutoProcessor.from_pretrained(source)``, or its image-only variant without torchvision.
+
+    Raises :class:`InputError` when neither loads.
+    """
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except (OSError, ImportError, AttributeError, TypeError, ValueError) as exc:
+        cls = _declared_processor_class(source, model_type)
+        if cls is None or "video_processor" not in cls.get_attributes():
+            raise InputError(f"cannot load the processor of {source!r}: {exc}") from exc
+        try:
+            return image_only_processor_class(cls).from_pretrained(source)
+        except (OSError, ValueError, TypeError) as exc2:
+            raise InputError(
+                f"cannot load the processor of {source!r}: {exc}; without its video processor: "
+                f"{exc2}"
+            ) from exc2

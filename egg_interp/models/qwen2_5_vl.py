@@ -1,0 +1,123 @@
+"""Adapter for ``qwen2_5_vl`` checkpoints (Qwen2.5-VL, dynamic resolution).
+
+Layout: the processor resizes each image with ``smart_resize`` to ``rh x rw``, multiples of
+``patch * merge`` (28) within ``[min_pixels, max_pixels]`` (slightly anisotropic: aspect is
+not exactly kept, and nothing is padded or cropped), cuts it into 14 px patches
+(``image_grid_thw = (1, rh/14, rw/14)``), and the merger joins every 2x2 block of patches
+into one token. An image thus gives ``(rh/28) x (rw/28)`` tokens, row-major, between
+``<|vision_start|>`` and ``<|vision_end|>``; token ``(r, c)`` covers
+``x in [28 c W / rw, 28 (c+1) W / rw)``, likewise y. The geometry is read from the
+``image_grid_thw`` the processor returned, so it follows any processor setting.
+
+Hook: ``get_image_features(...).pooler_output`` (one tensor per image, already back in
+row-major order; ``visual.merger`` outputs in window-attention order). The language model
+uses 3-D rotary positions computed from ``input_ids``, ``image_grid_thw`` and
+``mm_token_type_ids``: all three are passed on every forward (without
+``mm_token_type_ids`` the model silently falls back to 1-D positions), answer tokens
+appended by :meth:`extend` get type 0 (text), and the cached ``rope_deltas`` are reset
+before every unrelated forward and before generation.
+
+Pixel-space methods are not supported: ``pixel_values`` holds flattened patches, not an
+image-shaped tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from egg_interp.models.base import (
+    ImageLayout,
+    PromptInputs,
+    ViewLayout,
+    VLMAdapter,
+    regular_cell_boxes,
+)
+
+
+class Qwen2_5_VLAdapter(VLMAdapter):
+    """Qwen2.5-VL: one view per image, the merged token grid over the whole image."""
+
+    model_types = ("qwen2_5_vl",)
+    image_token = "<|image_pad|>"
+
+    @property
+    def merge_size(self) -> int:
+        return int(self.model.config.vision_config.spatial_merge_size)
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.model.config.vision_config.patch_size)
+
+    def fallback_prompt(self, n_images: int, text: str) -> str:
+        image = "<|vision_start|><|image_pad|><|vision_end|>"
+        return f"<|im_start|>user\n{image * n_images}{text}<|im_end|>\n<|im_start|>assistant\n"
+
+    def layouts(self, images: Sequence[Image.Image], batch: dict[str, Any]) -> list[ImageLayout]:
+        out = []
+        cell = self.patch_size * self.merge_size
+        for im, thw in zip(images, batch["image_grid_thw"].tolist(), strict=True):
+            t, gh, gw = (int(v) for v in thw)
+            if t != 1:
+                raise RuntimeError(f"an image with {t} temporal patches: only still images work")
+            rows, cols = gh // self.merge_size, gw // self.merge_size
+            width, height = im.size
+            sx, sy = width / (gw * self.patch_size), height / (gh * self.patch_size)
+            boxes = regular_cell_boxes(rows, cols, 0.0, 0.0, cell * sx, cell * sy)
+            index = np.arange(rows * cols).reshape(rows, cols)
+            out.append(
+                ImageLayout((width, height), rows * cols, [ViewLayout("base", index, boxes)])
+            )
+        return out
+
+    def reset_positions(self) -> None:
+        """Forget the rotary position offsets cached by the previous forward or generation."""
+        self.model.model.rope_deltas = None
+
+    def compute_image_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        out = self.model.model.get_image_features(
+            pixel_values=inputs.batch["pixel_values"],
+            image_grid_thw=inputs.batch["image_grid_thw"],
+            return_dict=True,
+        )
+        return list(out.pooler_output)
+
+    def encoder_outputs(self, features: Sequence[torch.Tensor]) -> BaseModelOutputWithPooling:
+        """What the model takes as ``mm_encoder_outputs["image"]`` for these features."""
+        return BaseModelOutputWithPooling(pooler_output=tuple(features))
+
+    def forward_features(
+        self,
+        inputs: PromptInputs,
+        features: Sequence[torch.Tensor],
+        last_only: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        self.reset_positions()
+        batch = {k: v for k, v in inputs.batch.items() if k != "pixel_values"}
+        return self.model(
+            **batch,
+            mm_encoder_outputs={"image": self.encoder_outputs(features)},
+            logits_to_keep=1 if last_only else 0,
+            **kwargs,
+        )
+
+    def forward(self, inputs: PromptInputs, **kwargs: Any) -> Any:
+        self.reset_positions()
+        return super().forward(inputs, **kwargs)
+
+    def generate(self, inputs: PromptInputs, max_new_tokens: int = 20) -> str:
+        self.reset_positions()
+        return super().generate(inputs, max_new_tokens)
+
+    def extend_extra(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
+        types = batch.get("mm_token_type_ids")
+        if types is not None:
+            pad = torch.zeros((types.shape[0], n), dtype=types.dtype, device=types.device)
+            batch["mm_token_type_ids"] = torch.cat([types, pad], dim=1)
+        return batch

@@ -1,0 +1,242 @@
+"""Checks shared by the per-architecture tests (``test_arch_*.py``).
+
+Every adapter must pass the same four checks on a tiny random-weight checkpoint:
+
+* **layout by perturbation**: with the vision tower made token-local (attention output
+  projections zeroed, so each visual token sees only its own patch), inverting a 2x2 patch
+  of the original image changes the token whose rectangle holds it, and only tokens whose
+  rectangle lies within resampling reach of it; tokens in no view (e.g. LLaVA-1.6 newlines)
+  never change;
+* **entropy gradient = central finite differences** (float64 model, eps 1e-3 on the most
+  sensitive coordinate of a token);
+* **zoom-and-reground**: two steps of the loop, the second with the original and its crops
+  in one prompt, then an answer with the crops as extra images;
+* **attention columns**: eager attention gives the last row's weights at each image's
+  visual positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import noise_image
+from PIL import Image
+
+from egg_interp.loop import answer_with_crops, zoom_and_reground
+from egg_interp.methods import attribute, make_target
+from egg_interp.methods.base import visual_token_gradients
+
+QUESTION = "what colour is the square ?"
+ATTENTION_OUTPUTS = ("out_proj", "proj", "o_proj", "projection_layer")
+
+
+def make_vision_token_local(adapter, tower: str) -> None:
+    """Zero the output projection of every attention block of ``model.model.<tower>``."""
+    vision = getattr(adapter.model.model, tower)
+    n = 0
+    for name, module in vision.named_modules():
+        if "attn" not in name.rsplit(".", 1)[-1] and "attention" not in name.rsplit(".", 1)[-1]:
+            continue
+        for out_name in ATTENTION_OUTPUTS:
+            lin = getattr(module, out_name, None)
+            if isinstance(lin, torch.nn.Linear):
+                torch.nn.init.zeros_(lin.weight)
+                if lin.bias is not None:
+                    torch.nn.init.zeros_(lin.bias)
+                n += 1
+                break
+    assert n > 0, f"no attention output projection found in {tower}"
+    adapter.clear_cache()
+
+
+def _features(adapter, image):
+    inputs = adapter.build_inputs([image], QUESTION)
+    adapter.clear_cache()
+    return adapter.image_features(inputs)[0], inputs.layouts[0]
+
+
+def _invert(image, x, y, size=2):
+    arr = np.asarray(image).copy()
+    arr[y : y + size, x : x + size] = 255 - arr[y : y + size, x : x + size]
+    return Image.fromarray(arr)
+
+
+def _covering(view, x0, y0, x1, y1):
+    b = view.cell_boxes
+    hit = (b[..., 0] < x1) & (b[..., 2] > x0) & (b[..., 1] < y1) & (b[..., 3] > y0)
+    return set(view.token_index[hit].tolist())
+
+
+def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0):
+    """Perturb random cells of every view of a ``size`` noise image.
+
+    Each probed cell is perturbed at three places: its centre and one pixel inside its
+    top-left and bottom-right corners, so a layout off by a few pixels fails (a probe near
+    an edge then lands in the neighbouring token).
+
+    Parameters
+    ----------
+    cell_px : dict of str to float
+        Side of one cell of each view in the processed (model-input) pixels; with the cell's
+        side in original pixels it gives the resampling scale, hence the reach of a
+        perturbation (bicubic support 2 input pixels, times the downscale factor).
+    """
+    width, height = size
+    image = noise_image(width, height, seed=seed + 1)
+    before, layout = _features(adapter, image)
+    assert before.shape[0] == layout.n_tokens
+    in_views = set().union(*(set(v.token_index.ravel().tolist()) for v in layout.views))
+    reach = {}
+    for v in layout.views:
+        b = v.cell_boxes
+        sx = float(np.median(b[..., 2] - b[..., 0])) / cell_px[v.name]
+        sy = float(np.median(b[..., 3] - b[..., 1])) / cell_px[v.name]
+        reach[v.name] = (2.0 * max(sx, 1.0) + 1.0, 2.0 * max(sy, 1.0) + 1.0)
+    rng = np.random.default_rng(seed)
+    probed = 0
+    for view in layout.views:
+        rows, cols = view.token_index.shape
+        for _ in range(probes):
+            r, c = int(rng.integers(rows)), int(rng.integers(cols))
+            x0, y0, x1, y1 = view.cell_boxes[r, c]
+            if x1 - x0 < 6 or y1 - y0 < 6:
+                continue  # a padding cell: no original pixel to perturb
+            points = [
+                (int((x0 + x1) / 2) - 1, int((y0 + y1) / 2) - 1),
+                (int(np.ceil(x0)) + 1, int(np.ceil(y0)) + 1),
+                (int(np.floor(x1)) - 3, int(np.floor(y1)) - 3),
+            ]
+            for px, py in points:
+                after, _ = _features(adapter, _invert(image, px, py))
+                diff = (after - before).abs().amax(dim=-1)
+                changed = set(torch.nonzero(diff > 1e-5).flatten().tolist())
+                assert int(view.token_index[r, c]) in changed, (view.name, r, c, px, py)
+                assert changed <= in_views, f"tokens in no view changed: {changed - in_views}"
+                allowed = set()
+                for v in layout.views:
+                    rx, ry = reach[v.name]
+                    allowed |= _covering(v, px - rx, py - ry, px + 2 + rx, py + 2 + ry)
+                assert changed <= allowed, (view.name, px, py, sorted(changed - allowed))
+            probed += 1
+    assert probed >= len(layout.views)
+    return layout
+
+
+def check_entropy_gradient(adapter, images, n_checks=4):
+    """The entropy gradient at the visual tokens against central finite differences."""
+    tgt = make_target("entropy")
+    inputs = adapter.build_inputs(images, "what colour ?")
+    feats, grads, _, _ = visual_token_gradients(adapter, inputs, tgt)
+
+    def value(image, token, dim, delta):
+        moved = [f.clone() for f in feats]
+        moved[image][token, dim] += delta
+        with torch.no_grad():
+            logits = adapter.forward_features(inputs, moved).logits[0, -1]
+        return float(tgt(logits))
+
+    # float64 model, but RMSNorm computes its variance in float32: eps 1e-3 keeps the
+    # rounding noise far below the signal (see test_egg_gradient.py)
+    rng = np.random.default_rng(0)
+    eps = 1e-3
+    for k in range(n_checks):
+        image = k % len(images)
+        token = (
+            int(grads[image].norm(dim=-1).argmax())
+            if k == 0
+            else int(rng.integers(len(feats[image])))
+        )
+        dim = int(grads[image][token].abs().argmax())
+        fd = (value(image, token, dim, eps) - value(image, token, dim, -eps)) / (2 * eps)
+        assert abs(grads[image][token, dim].item() - fd) <= 2e-3 * abs(fd) + 1e-7, (image, token)
+
+
+def check_zoom_and_reground(adapter, image, question=QUESTION):
+    """Two loop steps (the second with several images in one prompt), then an answer."""
+    result = zoom_and_reground(adapter, image, question, stop="fixed:2")
+    assert len(result.steps) == 2 and len(result.maps) == 2
+    second = result.maps[1]
+    assert len(second.images) == 1 + len(result.steps[0].crop_boxes) >= 2
+    for im in second.images:
+        assert np.isfinite(im.primary.values).all() and im.primary.values.max() > 0
+        assert im.heatmap().shape == (im.image_size[1], im.image_size[0])
+    for r in result.steps[1].regions:
+        x0, y0, x1, y1 = r.box
+        assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+    answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens=3)
+    assert isinstance(answer, str)
+    return result
+
+
+def check_attention_columns(adapter, images):
+    """Eager attention: the last row at each image's visual positions, as a token vector."""
+    inputs = adapter.build_inputs(images, QUESTION)
+    positions = adapter.visual_positions(inputs)
+    assert [len(p) for p in positions] == [lay.n_tokens for lay in inputs.layouts]
+    ids = inputs.input_ids[0]
+    assert all(bool((ids[p] == adapter.image_token_id).all()) for p in positions)
+    with adapter.attention_implementation("eager"), torch.no_grad():
+        out = adapter.forward_features(
+            inputs, adapter.image_features(inputs), last_only=True, output_attentions=True
+        )
+    assert out.attentions, "eager attention returned no weights"
+    last = out.attentions[-1][0, :, -1]  # (heads, seq)
+    for p, lay in zip(positions, inputs.layouts):
+        col = last[:, p].mean(0)
+        assert col.shape == (lay.n_tokens,) and torch.isfinite(col).all() and col.sum() > 0
+    return positions
+
+
+def check_egg_map(adapter, image):
+    """EGG's map: finite, one grid per view, the finest view is the primary."""
+    m = attribute(adapter, image, QUESTION)
+    im = m.images[0]
+    assert im.primary.cell_area == min(v.cell_area for v in im.views)
+    for v in im.views:
+        assert np.isfinite(v.values).all() and v.values.max() > 0
+    return m
+
+
+def check_extend_matches_generate(adapter, images, n=3):
+    """Greedy decoding by :meth:`extend` + precomputed features equals ``model.generate``.
+
+    ``generate`` runs from the pixels with its own cache and position bookkeeping, so this
+    checks the per-token extras of :meth:`extend` (e.g. Qwen's ``mm_token_type_ids``) and the
+    positions of appended answer tokens.
+    """
+    inputs = adapter.build_inputs(images, QUESTION)
+    ids = adapter.greedy_tokens(inputs, n)
+    with torch.no_grad():
+        out = adapter.model.generate(
+            **inputs.batch,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=adapter.tokenizer.pad_token_id,
+        )
+    assert out.sequences[0, inputs.input_ids.shape[1] :].tolist() == ids
+    for k in range(n):
+        mine = adapter.next_token_logits(adapter.extend(inputs, ids[:k]))
+        torch.testing.assert_close(mine, out.logits[k][0].float(), rtol=1e-4, atol=1e-4)
+
+
+def check_batched_maps_equal_single(adapter):
+    """EGG on a left-padded batch of prompts equals the maps computed one by one."""
+    from egg_interp.methods import get_method
+
+    items = [
+        ([noise_image(96, 96, 1)], "what colour is the square ?"),
+        ([noise_image(90, 60, 2), noise_image(30, 30, 3)], "is there a red circle ?"),
+        ([noise_image(50, 80, 4)], "what ?"),  # shorter prompt: left padding
+    ]
+    method = get_method("egg")
+    batched = method.attribute_batch(adapter, items)
+    single = [method.attribute(adapter, ims, q) for ims, q in items]
+    for b, s in zip(batched, single):
+        assert b.meta["objective"] == pytest.approx(s.meta["objective"], rel=1e-4)
+        for bi, si in zip(b.images, s.images):
+            for bv, sv in zip(bi.views, si.views):
+                np.testing.assert_allclose(bv.values, sv.values, rtol=2e-3, atol=1e-6)

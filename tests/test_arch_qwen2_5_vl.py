@@ -1,0 +1,107 @@
+"""Qwen2.5-VL adapter on a tiny random-weight checkpoint.
+
+Patch 14 and 2x2 merge as in the real model (a token covers 28 processed pixels), pixel
+budget 4 to 64 tokens: 96x96 -> 84x84 (3x3 tokens), 150x100 -> 140x112 (5x4), 80x200 ->
+84x196 (3x7), each slightly anisotropic.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from arch_checks import (
+    check_attention_columns,
+    check_batched_maps_equal_single,
+    check_egg_map,
+    check_entropy_gradient,
+    check_extend_matches_generate,
+    check_layout_by_perturbation,
+    check_zoom_and_reground,
+    make_vision_token_local,
+)
+from conftest import WORDS, noise_image
+
+from egg_interp.models import load_model
+from egg_interp.models.offline_archs import build_tiny_qwen2_5_vl
+from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory):
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl"), WORDS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def adapter(ckpt):
+    return load_model(ckpt, device="cpu")
+
+
+def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
+    assert json.loads((ckpt / "config.json").read_text())["model_type"] == "qwen2_5_vl"
+    assert isinstance(adapter, Qwen2_5_VLAdapter)
+
+
+@pytest.mark.parametrize(
+    "size,grid", [((96, 96), (3, 3)), ((150, 100), (4, 5)), ((80, 200), (7, 3))]
+)
+def test_layout_grid_covers_the_whole_image(adapter, size, grid):
+    lay = adapter.build_inputs([noise_image(*size)], "what ?").layouts[0]
+    (view,) = lay.views
+    assert view.token_index.shape == grid and lay.n_tokens == grid[0] * grid[1]
+    b = view.cell_boxes
+    assert b[0, 0, :2].tolist() == [0, 0]
+    assert b[-1, -1, 2:] == pytest.approx(size)
+
+
+@pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])
+def test_perturbed_patch_changes_exactly_the_covering_tokens(ckpt, size):
+    adapter = load_model(ckpt, device="cpu")
+    make_vision_token_local(adapter, "visual")
+    check_layout_by_perturbation(adapter, size, cell_px={"base": 28})
+
+
+def test_entropy_gradient_matches_finite_differences(ckpt):
+    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
+    check_entropy_gradient(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+
+
+def test_positions_are_3d_and_not_stale(adapter):
+    images = [noise_image(150, 100), noise_image(40, 70, 3)]
+    inputs = adapter.build_inputs(images, "what colour ?")
+    feats = adapter.image_features(inputs)
+    with torch.no_grad():
+        ref = adapter.forward_features(inputs, feats).logits[0, -1]
+        # another prompt's forward leaves rope_deltas behind; they must not leak
+        adapter.forward(adapter.build_inputs([noise_image(80, 200)], "what ?"))
+        again = adapter.forward_features(inputs, feats).logits[0, -1]
+        no_types = {
+            k: v for k, v in inputs.batch.items() if k not in ("mm_token_type_ids", "pixel_values")
+        }
+        adapter.reset_positions()
+        flat = adapter.model(
+            **no_types, mm_encoder_outputs={"image": adapter.encoder_outputs(feats)}
+        ).logits[0, -1]
+    torch.testing.assert_close(again, ref)
+    assert not torch.allclose(flat, ref, atol=1e-4), "1-D positions gave the same logits"
+
+
+def test_extend_matches_generate(adapter):
+    check_extend_matches_generate(adapter, [noise_image(150, 100), noise_image(40, 70, 3)])
+
+
+def test_egg_map(adapter):
+    check_egg_map(adapter, noise_image(150, 100))
+
+
+def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
+    check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
+
+
+def test_attention_columns(adapter):
+    check_attention_columns(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+
+
+def test_batched_maps_equal_single(adapter):
+    check_batched_maps_equal_single(adapter)
