@@ -1,0 +1,356 @@
+"""The evaluation runner: maps and answers for every sample, appended to a JSONL file.
+
+:func:`evaluate` writes one line per (sample, map method) and one per (sample, answer
+pipeline) through :class:`egg_interp.results.ResultsWriter`: appended whole, fsynced, keyed
+by ``(sample_id, kind, name, config_hash)``; a re-run skips every key already present, so a
+crash or Ctrl-C loses at most the line being computed. Under ``torchrun`` or ``accelerate
+launch`` each rank takes every ``world_size``-th sample, writes ``out.rank{r}.jsonl``, and
+rank 0 merges the parts into ``out`` after a barrier (:mod:`egg_interp.distributed`).
+
+Line layout (``kind`` = ``"map"`` or ``"answer"``); fields common to both kinds:
+
+``sample_id, kind, name, config_hash``
+    The key. ``name`` is the method (maps) or pipeline (answers).
+``config``
+    What the hash covers: model, dtype, prompt suffix, dataset, split, code version, and the
+    method's or pipeline's options (for maps also the pointing-game tolerance and top-k).
+``index, dataset, split, family, model, question, answers, image_size, boxes, box_source,
+evidence_area, size_bucket``
+    The sample: position in the dataset, its evidence boxes (original-image pixels) and the
+    share of the image they cover (:func:`egg_interp.scoring.evidence_area_fraction`).
+``error``
+    ``""``, or ``"Type: message"`` when the work failed (the line then has no scores;
+    ``retry_errors=True`` runs it again).
+``timing``
+    Seconds (``total``, and ``method`` / per-step ``steps``): the only fields that differ
+    between two runs of the same config, with ``run`` (rank, world size, host, time, commit).
+
+Map lines add ``scores``, ``map``, ``regions``, ``meta`` and optionally ``map_file`` (see
+:func:`egg_interp.scoring.score_map`); answer lines add ``answer``, ``score``, ``metric``,
+``crops``, ``steps`` and ``info`` (other outputs of the pipeline, e.g. the loop's decision).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from egg_interp import __version__
+from egg_interp.data.sample import Sample
+from egg_interp.distributed import DistInfo, barrier, dist_info, init_process_group, shard
+from egg_interp.distributed import shutdown as shutdown_process_group
+from egg_interp.errors import InputError
+from egg_interp.methods import METHODS, get_method
+from egg_interp.models.base import VLMAdapter
+from egg_interp.pipelines import PIPELINES, PipelineOptions
+from egg_interp.results import (
+    SCHEMA_VERSION,
+    Key,
+    ResultsWriter,
+    config_hash,
+    is_error,
+    key_of,
+    merge_results,
+    part_paths,
+    rank_path,
+    read_results,
+)
+from egg_interp.runner_lines import Job, LinePlan
+
+CODE_VERSION = f"egg_interp {__version__}, results schema {SCHEMA_VERSION}"
+"""The code version every config hash includes. Bump the package version (or the schema) when
+a change alters results; the git commit is recorded in ``run.commit`` but not hashed, so an
+unrelated commit does not throw away finished work."""
+
+
+@dataclass
+class RunSummary:
+    """What one call of :func:`evaluate` did (on this rank).
+
+    Attributes
+    ----------
+    out : Path
+        The merged results file (the rank's part until rank 0 has merged).
+    written, skipped, errors : int
+        Lines written now, keys skipped as already done, and written lines that record a failure.
+    seconds : float
+    merged : int or None
+        Lines in ``out`` after the merge, when this process merged.
+    """
+
+    out: Path
+    written: int = 0
+    skipped: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    merged: int | None = None
+
+
+def resolve_name(name: str, registry: Mapping[str, Any], what: str) -> str:
+    """A registry key for ``name``, accepting ``-`` for ``_`` (``rel-att`` -> ``rel_att``)."""
+    for candidate in (name, name.replace("-", "_"), name.replace("_", "-")):
+        if candidate in registry:
+            return candidate
+    raise InputError(f"unknown {what} {name!r}; valid: {', '.join(sorted(registry))}")
+
+
+def _accepts(cls: type, param: str) -> bool:
+    try:
+        return param in inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+class _Running:
+    """Running means for the progress bar: answer score per pipeline, pointing game per method."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        if is_error(record):
+            return
+        if record["kind"] == "answer":
+            label, value = record["name"], record.get("score")
+        else:
+            label, value = f"pg:{record['name']}", (record.get("scores") or {}).get("pointing_game")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self.sums[label][0] += value
+            self.sums[label][1] += 1
+
+    def postfix(self, limit: int = 8) -> dict[str, str]:
+        return {k: f"{s / n:.3f}" for k, (s, n) in list(self.sums.items())[:limit] if n}
+
+
+def evaluate(
+    adapter: VLMAdapter,
+    samples: Sequence[Sample],
+    methods: Sequence[str] = ("egg",),
+    pipelines: Sequence[str] = ("base", "egg"),
+    out: str | Path = "results.jsonl",
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    metric: str | None = None,
+    model: str | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    pipeline_options: PipelineOptions | None = None,
+    tolerance: float = 15.0,
+    top_k: int = 2,
+    batch_size: int = 1,
+    maps_dir: str | Path | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    dist: DistInfo | None = None,
+    data_root: str | Path | None = None,
+) -> RunSummary:
+    """Evaluate map methods and answer pipelines on samples, appending to a JSONL file.
+
+    Parameters
+    ----------
+    adapter : VLMAdapter
+        The loaded model.
+    samples : sequence of Sample
+        The whole dataset (a distributed run takes this rank's share itself).
+    methods : sequence of str
+        Map methods (:data:`egg_interp.methods.METHODS`); each gets a ``"map"`` line per sample.
+    pipelines : sequence of str
+        Answer pipelines (:data:`egg_interp.pipelines.PIPELINES`); an ``"answer"`` line each.
+    out : str or Path
+        The results file (appended to; parts go next to it as ``out.rank{r}.jsonl``).
+    dataset, split : str, optional
+        Recorded and hashed; ``dataset`` defaults to the samples' own, ``split`` to ``"default"``.
+    metric : str, optional
+        Answer metric; default the registered dataset's (``"exact"`` for an unregistered one).
+    model : str, optional
+        Model identity for the config hash; default ``adapter.name``. Pass what the user typed
+        (a Hugging Face id, or ``"organism"``) so that a moved checkpoint keeps its results.
+    method_options : mapping, optional
+        ``{method: {option: value}}`` passed to the method's constructor (and hashed).
+    pipeline_options : PipelineOptions, optional
+        Options of the pipelines; each pipeline's hash covers only the fields it reads.
+    tolerance : float, default 15.0
+        Pointing-game radius in original-image pixels.
+    top_k : int, default 2
+        Regions kept per map for the region scores.
+    batch_size : int, default 1
+        Samples per map batch for methods that batch across prompts (``batched``, e.g.
+        ``egg``: one padded forward/backward for the chunk), and ``internal_batch_size`` /
+        ``nt_samples_batch_size`` of methods that take one (integrated gradients,
+        SmoothGrad); pipelines always run one sample at a time. Not hashed: it changes speed
+        and memory, and results only in the last digits of a padded batch.
+    maps_dir : str or Path, optional
+        Also save every map as ``maps_dir/<method>/<config_hash>/<sample>.npz``.
+    retry_errors : bool, default False
+        Run again the keys whose line records an error (the new line wins in a merge).
+    progress : bool, default True
+        Show a tqdm bar (on rank 0) with running means in its postfix.
+    dist : DistInfo, optional
+        Rank and world size; default from the environment (:func:`egg_interp.distributed.dist_info`).
+    data_root : str or Path, optional
+        Recorded in ``run`` (not hashed) so that ``report --grids`` can find the images.
+
+    Returns
+    -------
+    RunSummary
+    """
+    start = time.perf_counter()
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    info = dist or dist_info()
+    methods = [resolve_name(m, METHODS, "method") for m in methods]
+    pipelines = [resolve_name(p, PIPELINES, "pipeline") for p in pipelines]
+    if not methods and not pipelines:
+        raise InputError("nothing to evaluate: give at least one method or pipeline")
+    options = pipeline_options or PipelineOptions()
+    method_options = {
+        resolve_name(k, METHODS, "method"): dict(v) for k, v in (method_options or {}).items()
+    }
+    dataset = dataset or (samples[0].dataset if samples else "")
+    split = split or "default"
+    if metric is None:
+        from egg_interp.data.registry import DATASETS
+
+        metric = DATASETS[dataset].metric if dataset in DATASETS else "exact"
+    model = model or adapter.name
+    base_cfg = {
+        "model": model,
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "prompt_suffix": adapter.prompt_suffix,
+        "dataset": dataset,
+        "split": split,
+        "code": CODE_VERSION,
+    }
+    jobs: list[Job] = []
+    for m in methods:
+        cfg = {
+            **base_cfg,
+            "kind": "map",
+            "method": m,
+            "options": method_options.get(m, {}),
+            "tolerance": tolerance,
+            "top_k": top_k,
+        }
+        jobs.append(("map", m, cfg))
+    for p in pipelines:
+        cfg = {
+            **base_cfg,
+            "kind": "answer",
+            "pipeline": p,
+            "options": options.subset(PIPELINES[p].uses),
+            "metric": metric,
+        }
+        jobs.append(("answer", p, cfg))
+    hashes = {(kind, name): config_hash(cfg) for kind, name, cfg in jobs}
+    method_objs = {}
+    for m in methods:
+        kwargs = dict(method_options.get(m, {}))
+        for param in ("internal_batch_size", "nt_samples_batch_size"):
+            if batch_size > 1 and _accepts(METHODS[m], param):
+                kwargs.setdefault(param, batch_size)
+        method_objs[m] = get_method(m, **kwargs)
+
+    out = Path(out)
+    own = rank_path(out, info.rank) if info.distributed else out
+    created_group = init_process_group(info, str(adapter.device))
+    my_share = shard(samples, info.rank, info.world_size)
+    my_ids = {s.id for _, s in my_share}
+    wanted = set(hashes.values())
+    done: set[Key] = set()
+    running = _Running()
+    for path in dict.fromkeys([out, own, *part_paths(out)]):
+        for r in read_results(path):
+            if retry_errors and is_error(r):
+                continue
+            done.add(key_of(r))
+            if r["sample_id"] in my_ids and r["config_hash"] in wanted:
+                running.add(r)
+
+    run_info = {
+        "rank": info.rank,
+        "world_size": info.world_size,
+        "host": socket.gethostname(),
+        "commit": _git_commit(),
+        "data_root": str(data_root) if data_root is not None else None,
+        "batch_size": batch_size,
+    }
+    plan = LinePlan(
+        adapter=adapter,
+        jobs=jobs,
+        hashes=hashes,
+        method_objs=method_objs,
+        options=options,
+        metric=metric,
+        tolerance=tolerance,
+        top_k=top_k,
+        maps_dir=maps_dir,
+        out_dir=out.parent,
+        common={"dataset": dataset, "split": split, "model": model},
+    )
+    summary = RunSummary(out=out)
+    bar = None
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(my_share), desc=f"evaluate {dataset}", unit="sample", dynamic_ncols=True
+        )
+    try:
+        with ResultsWriter(own) as writer:
+            for first in range(0, len(my_share), batch_size):
+                chunk = my_share[first : first + batch_size]
+                work = []
+                for index, sample in chunk:
+                    todo = [
+                        (kind, name)
+                        for kind, name, _ in jobs
+                        if (sample.id, kind, name, hashes[kind, name]) not in done
+                    ]
+                    summary.skipped += len(jobs) - len(todo)
+                    if todo:
+                        work.append((index, sample, todo))
+                for record in plan.run(work):
+                    record["run"] = {**run_info, "time": datetime.now(timezone.utc).isoformat()}
+                    writer.write(record)
+                    summary.written += 1
+                    summary.errors += bool(record["error"])
+                    running.add(record)
+                if bar is not None:
+                    bar.set_postfix(running.postfix(), refresh=False)
+                    bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    if info.distributed:
+        barrier(str(adapter.device))
+    if info.is_main and (info.distributed or part_paths(out)):
+        summary.merged = merge_results(out, part_paths(out))
+    if info.distributed:
+        barrier(str(adapter.device))
+    if created_group:
+        shutdown_process_group()
+    summary.seconds = time.perf_counter() - start
+    return summary
