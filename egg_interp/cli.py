@@ -159,6 +159,23 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="images for --grids (default: as recorded)")
 
 
+@command("demo", "run EGG on the model organism's scenes benchmark and summarise", "demo")
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="organism", help="checkpoint (default: the organism)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--n", type=int, default=200, help="test scenes per question family")
+    p.add_argument("--out", default="demo_out", help="directory for summary.json and figures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from egg_interp.demo import run_demo as demo
+
+    demo(args.out, model=args.model, n=args.n, device=args.device, seed=args.seed)
+    print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'examples.png'}")
+    return 0
+
+
 @command("bench", "benchmark suite: method costs as ratios to one forward pass", "bench")
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
