@@ -10,13 +10,16 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 ADAPTERS: dict[str, type[VLMAdapter]] = {
-    t: cls for cls in (LlavaAdapter, LlavaNextAdapter, Qwen2_5_VLAdapter) for t in cls.model_types
+    t: cls
+    for cls in (LlavaAdapter, LlavaNextAdapter, Qwen2_5_VLAdapter, InternVLAdapter)
+    for t in cls.model_types
 }
 """``model_type`` -> adapter class."""
 

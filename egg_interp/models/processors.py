@@ -20,11 +20,12 @@ from egg_interp.errors import InputError
 
 @cache
 def image_only_processor_class(cls: type) -> type:
-    """A subclass of processor class ``cls`` without its ``video_processor`` attribute.
+    """A subclass of processor class ``cls`` without its ``video_processor`` sub-processor.
 
-    ``ProcessorMixin`` reads a processor's sub-processors from its ``__init__`` signature;
-    the subclass's ``__init__`` names only ``image_processor`` and ``tokenizer`` and passes
-    ``video_processor=None`` on to ``cls``, which then stores and checks only those two.
+    ``ProcessorMixin`` stores, checks, saves and loads the sub-processors that
+    ``get_attributes()`` lists; the subclass lists those of ``cls`` minus
+    ``video_processor``, and is called like ``cls`` with ``video_processor`` left out (it
+    defaults to ``None``, which ``cls`` passes on and ``ProcessorMixin`` then ignores).
 
     Parameters
     ----------
@@ -34,27 +35,19 @@ def image_only_processor_class(cls: type) -> type:
     Returns
     -------
     type
-        Called like ``cls`` minus ``video_processor``; ``from_pretrained`` loads only the
-        image processor and the tokenizer; ``save_pretrained`` writes ``cls.__name__``.
+        ``from_pretrained`` loads only the image processor and the tokenizer (plus ``cls``'s
+        other settings, e.g. InternVL's ``image_seq_length``); ``save_pretrained`` writes
+        ``cls.__name__``, so the checkpoint still names the real class.
     """
 
-    def __init__(
-        self: Any,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        chat_template: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        cls.__init__(
-            self,
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=chat_template,
-            **kwargs,
-        )
+    def get_attributes(klass: type) -> list[str]:
+        return [a for a in cls.get_attributes() if a != "video_processor"]
 
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+    return type(
+        cls.__name__,
+        (cls,),
+        {"get_attributes": classmethod(get_attributes), "__module__": cls.__module__},
+    )
 
 
 def _declared_processor_class(source: str, model_type: str) -> type | None:
