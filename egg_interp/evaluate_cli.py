@@ -74,12 +74,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         maps, answers = load_frames(summary.out)
         for _, row in pointing_game_table(maps).iterrows():
             print(
-                f"  map    {row['dataset']:<12} {row['method']:<16} pointing game "
+                f"  map    {row['dataset']:<12} {row['method']:<22} pointing game "
                 f"{100 * row['pointing_game']:6.2f}  (n={row['n_scored']})"
             )
         for _, row in accuracy_long(answers).iterrows():
             print(
-                f"  answer {row['dataset']:<12} {row['pipeline']:<16} accuracy      "
+                f"  answer {row['dataset']:<12} {row['pipeline']:<22} accuracy      "
                 f"{100 * row['accuracy']:6.2f}  (n={row['n_scored']})"
             )
     return 0

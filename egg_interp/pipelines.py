@@ -31,7 +31,7 @@ Adding a pipeline is one decorated function::
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -238,30 +238,18 @@ def vicrop_pipeline(
 ) -> dict[str, Any]:
     """ViCrop (Zhang et al., ICLR 2025): one crop chosen from an attention/gradient map."""
     try:
-        from egg_interp import vicrop
+        from egg_interp.vicrop import vicrop_answer
     except ImportError as exc:
         raise InputError(
             "the 'vicrop' pipeline needs egg_interp.vicrop (the ViCrop baseline), which is "
             "not available in this installation"
         ) from exc
-    result = vicrop.vicrop_answer(
+    result = vicrop_answer(
         adapter,
         sample.image,
         sample.question,
         method=options.vicrop_method,
         max_new_tokens=options.max_new_tokens,
-    )
-    return _as_result(result)
-
-
-def _as_result(result: Any) -> dict[str, Any]:
-    """Read a pipeline result given as a str, a mapping or an object with ``answer``."""
-    if isinstance(result, str):
-        return {"answer": result, "crops": []}
-    if not isinstance(result, Mapping):
-        result = result.to_dict() if hasattr(result, "to_dict") else vars(result)
-    out = dict(result)
-    if "crops" not in out:
-        one = out.get("crop", out.get("box"))
-        out["crops"] = [] if one is None else [one]
-    return out
+    ).to_dict()
+    keep = ("answer", "crops", "method", "scale", "window", "scales", "tiles", "degenerate")
+    return {k: result[k] for k in keep if k in result}

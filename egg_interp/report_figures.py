@@ -54,7 +54,7 @@ def _bar(
         n_boot=N_BOOT,
         seed=SEED,
         height=3.4,
-        aspect=max(1.0, 0.35 * len(order) * (1 if hue is None else 0.6 * df[hue].nunique())),
+        aspect=min(2.2, max(1.0, 0.6 + 0.12 * len(order) * (df[hue].nunique() if hue else 1))),
     )
     grid.set_axis_labels(x.replace("_", " "), ylabel)
     grid.set(ylim=(0, 100))
