@@ -1,0 +1,126 @@
+"""Evaluate maps and answer pipelines on a benchmark, then write the report into ``figures/``.
+
+Defaults: the model organism on its synthetic ``scenes`` benchmark (test split), on CPU in a
+few minutes::
+
+    python analyses/eval_scenes.py
+
+which runs ``egg-interp evaluate`` (resumable: re-running continues where it stopped) into
+``runs/scenes/results.jsonl`` and ``egg-interp report`` into ``figures/scenes/`` (tables as
+markdown + CSV, bar plots with 95 % bootstrap CIs, evidence-size and question-family
+breakdowns, comparison grids of the first samples). The same script runs a real checkpoint
+on a real benchmark on a GPU, e.g.::
+
+    python analyses/eval_scenes.py --model llava-hf/llava-1.5-7b-hf --dataset vstar \\
+        --data-root /data/vstar --limit 0 --device cuda \\
+        --prompt-suffix "Answer the question using a single word or phrase." \\
+        --results runs/vstar/results.jsonl --figures figures/vstar
+
+and under ``torchrun --nproc_per_node N analyses/eval_scenes.py ...`` the evaluation is
+sharded over N GPUs (the report is written once, by rank 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from egg_interp.cli import main as cli  # noqa: E402
+from egg_interp.distributed import dist_info  # noqa: E402
+
+METHODS = "egg,saliency,input_x_gradient,integrated_gradients,gradcam,raw_attention,rel_att"
+"""Map methods scored by default (the ones a CPU run finishes in minutes)."""
+PIPELINES = "base,vicrop,egg,oracle,random"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", default="organism")
+    ap.add_argument("--dataset", default="scenes")
+    ap.add_argument("--data-root", default=None, help="benchmark files (not needed for scenes)")
+    ap.add_argument("--split", default=None)
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=25,
+        help="samples (for scenes: per question family); 0 = all",
+    )
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--pipelines", default=PIPELINES)
+    ap.add_argument("--stop", default="ent")
+    ap.add_argument("--results", type=Path, default=ROOT / "runs" / "scenes" / "results.jsonl")
+    ap.add_argument("--figures", type=Path, default=ROOT / "figures" / "scenes")
+    ap.add_argument("--grids", type=int, default=6, help="comparison grids of the first N")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--prompt-suffix", default="")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap.parse_args(argv)
+
+
+def available(names: str, registry: dict) -> str:
+    """Keep the registered names (say which are dropped)."""
+    keep = [n for n in names.split(",") if n and n.replace("-", "_") in registry]
+    dropped = sorted(set(n for n in names.split(",") if n) - set(keep))
+    if dropped:
+        print(f"not available here, skipped: {', '.join(dropped)}")
+    return ",".join(keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from egg_interp.methods import METHODS as METHOD_REGISTRY
+    from egg_interp.pipelines import PIPELINES as PIPELINE_REGISTRY
+
+    args = parse_args(argv)
+    pipelines = args.pipelines
+    if "vicrop" in pipelines.split(",") and importlib.util.find_spec("egg_interp.vicrop") is None:
+        print("egg_interp.vicrop is not available: the vicrop pipeline is skipped")
+        pipelines = ",".join(p for p in pipelines.split(",") if p != "vicrop")
+    common = ["--model", args.model, "--prompt-suffix", args.prompt_suffix]
+    if args.device:
+        common += ["--device", args.device]
+    if args.dtype:
+        common += ["--dtype", args.dtype]
+    evaluate = [
+        "evaluate",
+        *common,
+        "--dataset",
+        args.dataset,
+        "--methods",
+        available(args.methods, METHOD_REGISTRY),
+        "--pipelines",
+        available(pipelines, PIPELINE_REGISTRY),
+        "--stop",
+        args.stop,
+        "--out",
+        str(args.results),
+        "--save-maps",
+        str(args.results.parent / "maps"),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    if args.data_root:
+        evaluate += ["--data-root", args.data_root]
+    if args.split:
+        evaluate += ["--split", args.split]
+    if args.limit:
+        evaluate += ["--limit", str(args.limit)]
+    if args.no_progress:
+        evaluate.append("--no-progress")
+    rc = cli(evaluate)
+    if rc or not dist_info().is_main:
+        return rc
+    report = ["report", str(args.results), "--out", str(args.figures), "--grids", str(args.grids)]
+    if args.data_root:
+        report += ["--data-root", args.data_root]
+    return cli(report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
