@@ -47,6 +47,11 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -
 
 
 def _read_model_type(source: str) -> str:
+    """``model_type`` from the checkpoint's ``config.json`` (local directory or hub id).
+
+    The raw JSON is read (no remote code runs), so checkpoints that need
+    ``trust_remote_code`` are recognised and refused with :class:`UnsupportedModelError`.
+    """
     path = Path(source)
     if path.is_dir():
         cfg = path / "config.json"
@@ -57,16 +62,17 @@ def _read_model_type(source: str) -> str:
         except json.JSONDecodeError as exc:
             raise InputError(f"{cfg} is not valid JSON: {exc}") from exc
     else:
-        if path.suffix or source.startswith((".", "/")) or source.count("/") != 1:
+        # hub ids may contain dots (Qwen/Qwen2.5-VL-7B-Instruct), never a leading . or /
+        if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
             raise InputError(
                 f"model {source!r} is neither a local checkpoint directory nor a Hugging Face id "
                 "(owner/name)"
             )
         try:
-            from transformers import AutoConfig
+            from transformers import PretrainedConfig
 
-            return AutoConfig.from_pretrained(source).model_type
-        except OSError as exc:
+            data, _ = PretrainedConfig.get_config_dict(source)
+        except (OSError, ValueError) as exc:
             raise InputError(f"cannot load the config of {source!r}: {exc}") from exc
     model_type = data.get("model_type")
     if not model_type:
@@ -74,10 +80,27 @@ def _read_model_type(source: str) -> str:
     if data.get("auto_map") and model_type not in ADAPTERS:
         raise UnsupportedModelError(
             f"{source} needs trust_remote_code (model_type {model_type!r}); egg_interp supports "
-            f"only Hugging Face-native architectures: {', '.join(sorted(ADAPTERS))}. For "
-            "InternVL use the '-hf' checkpoints (e.g. OpenGVLab/InternVL3_5-8B-HF)."
+            f"only Hugging Face-native architectures: {', '.join(sorted(ADAPTERS))}. "
+            f"{_native_hint(source, model_type)}"
         )
     return model_type
+
+
+def _native_hint(source: str, model_type: str) -> str:
+    """Which Hugging Face-native checkpoint to use instead of a remote-code one."""
+    name = source.rsplit("/", 1)[-1]
+    is_hub_id = not Path(source).is_dir()
+    if "internvl" in model_type.lower() or "internvl" in name.lower():
+        if is_hub_id and "internvl" in name.lower():
+            # OpenGVLab's naming: InternVL3_5-8B -> InternVL3_5-8B-HF, InternVL3-8B -> -hf
+            return (
+                f"Use the HF-native checkpoint {source}{'-HF' if '3_5' in name else '-hf'} instead."
+            )
+        return (
+            "For InternVL use the HF-native '-hf' checkpoints (e.g. OpenGVLab/InternVL3_5-8B-HF, "
+            "OpenGVLab/InternVL3-8B-hf)."
+        )
+    return "Use a checkpoint converted to a transformers-native architecture."
 
 
 def adapter_class(model_type: str) -> type[VLMAdapter]:
