@@ -3,7 +3,8 @@
 :func:`evaluate` writes one line per (sample, map method) and one per (sample, answer
 pipeline) through :class:`egg_interp.results.ResultsWriter`: appended whole, fsynced, keyed
 by ``(sample_id, kind, name, config_hash)``; a re-run skips every key already present, so a
-crash or Ctrl-C loses at most the line being computed. Under ``torchrun`` or ``accelerate
+crash or Ctrl-C loses only the lines being computed (one sample's, or one batch's maps with
+``batch_size > 1``) and duplicates nothing. Under ``torchrun`` or ``accelerate
 launch`` each rank takes every ``world_size``-th sample, writes ``out.rank{r}.jsonl``, and
 rank 0 merges the parts into ``out`` after a barrier (:mod:`egg_interp.distributed`).
 
