@@ -424,6 +424,88 @@ class VLMAdapter:
         """
         raise NotImplementedError(f"{type(self).__name__} has no pixel-to-token pooling")
 
+    # ------------------------------------------------------------------ what baselines need
+    @property
+    def num_lm_layers(self) -> int:
+        """Number of decoder layers of the language model (read from the text config)."""
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @property
+    def input_side(self) -> int:
+        """Side in pixels of the model's native square input (336 for LLaVA-1.5).
+
+        ViCrop sizes its crops in multiples of it. The default reads the image processor's
+        ``crop_size`` (when it centre-crops) or ``size``; adapters of dynamic-resolution models
+        override it.
+        """
+        ip = getattr(self.processor, "image_processor", None)
+        fields = []
+        if getattr(ip, "do_center_crop", False):
+            fields.append(getattr(ip, "crop_size", None))
+        fields.append(getattr(ip, "size", None))
+        for size in fields:
+            get = size.get if isinstance(size, dict) else lambda k, s=size: getattr(s, k, None)
+            for key in ("height", "shortest_edge"):
+                if size is not None and get(key):
+                    return int(get(key))
+        raise NotImplementedError(f"{type(self).__name__} does not know its input side")
+
+    @property
+    def supports_attention_weights(self) -> bool:
+        """Whether eager attention (which returns attention weights) can be switched on."""
+        from transformers import PreTrainedModel
+
+        if getattr(self.model.config, "_attn_implementation", None) == "eager":
+            return True
+        for module in self.model.modules():
+            if isinstance(module, PreTrainedModel) and not module._can_set_attn_implementation():
+                return False
+        return True
+
+    @property
+    def supports_pixel_space(self) -> bool:
+        """Whether :meth:`pixel_relevance_to_tokens` is implemented (pixel-space methods)."""
+        return type(self).pixel_relevance_to_tokens is not VLMAdapter.pixel_relevance_to_tokens
+
+    def perturbed_logits(
+        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """Next-token logits for a batch of feature sets of one prompt.
+
+        Parameters
+        ----------
+        features : sequence of Tensor of shape (batch, n_tokens, hidden)
+            One per image of the prompt; row ``b`` of every tensor forms the ``b``-th set
+            (captum's perturbed or interpolated inputs).
+
+        Returns
+        -------
+        Tensor of shape (batch, vocab)
+            Differentiable (the caller decides about gradients). The default runs one forward
+            per set, which is right for every architecture; adapters that can repeat the
+            prompt along the batch dimension override it with one batched forward.
+        """
+        n = features[0].shape[0]
+        rows = [
+            self.forward_features(inputs, [f[b] for f in features], last_only=True).logits[0, -1]
+            for b in range(n)
+        ]
+        return torch.stack(rows)
+
+    def perturbed_pixel_logits(
+        self, inputs: PromptInputs, pixel_values: torch.Tensor
+    ) -> torch.Tensor:
+        """Next-token logits for a batch of ``pixel_values`` of one prompt.
+
+        ``pixel_values`` has shape ``(batch, *inputs.batch["pixel_values"].shape)``; returns
+        ``(batch, vocab)``. The default runs one forward (vision tower included) per row.
+        """
+        rows = [
+            self.model(**{**inputs.batch, "pixel_values": pv}, logits_to_keep=1).logits[0, -1]
+            for pv in pixel_values
+        ]
+        return torch.stack(rows)
+
     # ------------------------------------------------------------------ hygiene
     @contextmanager
     def attention_implementation(self, impl: str) -> Iterator[None]:
