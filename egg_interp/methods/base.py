@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from egg_interp.errors import UnsupportedModelError
 from egg_interp.maps import AttributionMap
 from egg_interp.methods.targets import Entropy, Target, make_target
 from egg_interp.models.base import PromptInputs, VLMAdapter
@@ -44,7 +45,8 @@ class Needs:
     Attributes
     ----------
     forwards, backwards : int
-        Passes through the language model per map (``n_steps`` etc. multiply them).
+        Passes through the language model per map; when :attr:`scales_with` is set, per unit
+        of that option (``n_steps``, ``n_samples``, ``patches``), plus :attr:`extra_forwards`.
     gradients : bool
         Needs autograd (a backward pass).
     attentions : bool
@@ -52,6 +54,10 @@ class Needs:
     space : str
         Where the attribution is taken: ``"tokens"`` (post-projector visual token
         embeddings) or ``"pixels"`` (``pixel_values``, pooled to the token grid).
+    scales_with : str
+        The option that multiplies ``forwards`` and ``backwards`` (empty: fixed cost).
+    extra_forwards : int
+        Forwards added once on top of the scaled ones (e.g. the unperturbed input).
     """
 
     forwards: int = 1
@@ -59,6 +65,18 @@ class Needs:
     gradients: bool = False
     attentions: bool = False
     space: str = "tokens"
+    scales_with: str = ""
+    extra_forwards: int = 0
+
+    def describe(self) -> str:
+        """The cost in words, e.g. ``"n_steps x (1 fwd + 1 bwd) + 3 fwd"`` or ``"2 fwd"``."""
+        fwd = self.forwards if self.scales_with else self.forwards + self.extra_forwards
+        unit = f"{fwd} fwd" + (f" + {self.backwards} bwd" if self.backwards else "")
+        if not self.scales_with:
+            return unit
+        return f"{self.scales_with} x ({unit})" + (
+            f" + {self.extra_forwards} fwd" if self.extra_forwards else ""
+        )
 
 
 class AttributionMethod:
@@ -67,6 +85,8 @@ class AttributionMethod:
     name: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs()
     default_target: ClassVar[str] = "entropy"
+    uses_target: ClassVar[bool] = True
+    """False for maps that read attention weights only (the map's target is then ``"none"``)."""
 
     def __init__(self, target: str | Target | None = None, answer_step: int = 1) -> None:
         if answer_step < 1:
@@ -83,6 +103,7 @@ class AttributionMethod:
         inputs: PromptInputs | None = None,
     ) -> AttributionMap:
         """Compute the map (see the module docstring for the arguments)."""
+        self.check_supported(adapter)
         tgt = make_target(target, self.default_target) if target is not None else self.target
         if inputs is None:
             inputs = adapter.build_inputs(images, question)
@@ -93,13 +114,36 @@ class AttributionMethod:
         relevance, meta = self.relevance(adapter, inputs, tgt)
         meta["seconds"] = time.perf_counter() - start
         meta["answer_step"] = self.answer_step
-        return adapter.to_map(inputs, relevance, self.name, tgt.describe(), meta)
+        described = tgt.describe() if self.uses_target else "none"
+        return adapter.to_map(inputs, relevance, self.name, described, meta)
 
     def relevance(
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
     ) -> tuple[list[torch.Tensor], dict[str, Any]]:
         """One ``(n_tokens,)`` relevance vector per image, plus JSON-able metadata."""
         raise NotImplementedError
+
+    def cost(self) -> Needs:
+        """This instance's :class:`Needs` with its options filled in (default: the class's)."""
+        return self.needs
+
+    def check_supported(self, adapter: VLMAdapter) -> None:
+        """Raise :class:`UnsupportedModelError` before any work when ``adapter`` cannot run this.
+
+        Checks attention weights (eager attention) and pixel-to-token pooling.
+        """
+        who = adapter.name or type(adapter).__name__
+        if self.needs.attentions and not adapter.supports_attention_weights:
+            raise UnsupportedModelError(
+                f"method {self.name!r} needs attention weights, but {who} cannot switch to "
+                "eager attention; use a gradient method (e.g. 'egg' or 'saliency')"
+            )
+        space = getattr(self, "space", self.needs.space)
+        if space == "pixels" and not adapter.supports_pixel_space:
+            raise UnsupportedModelError(
+                f"method {self.name!r} with space='pixels' needs pixel-to-token pooling, which "
+                f"{who} lacks; use space='tokens'"
+            )
 
     batched: ClassVar[bool] = False
     """True when :meth:`relevance_batch` runs a whole batch in one forward/backward."""
