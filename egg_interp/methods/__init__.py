@@ -16,17 +16,38 @@ from egg_interp.errors import InputError
 from egg_interp.maps import AttributionMap
 from egg_interp.methods.base import AttributionMethod, Needs
 from egg_interp.methods.egg import EntropyGradient
+from egg_interp.methods.gradcam import GradCamMethod
+from egg_interp.methods.gradient_shap import GradientShapMethod
+from egg_interp.methods.input_x_gradient import InputXGradientMethod
+from egg_interp.methods.integrated_gradients import IntegratedGradientsMethod
+from egg_interp.methods.occlusion import OcclusionMethod
+from egg_interp.methods.saliency import SaliencyMethod
+from egg_interp.methods.smoothgrad import SmoothGradMethod
 from egg_interp.methods.targets import TARGETS, Target, make_target
 from egg_interp.models.base import VLMAdapter
 
-METHODS: dict[str, type[AttributionMethod]] = {cls.name: cls for cls in (EntropyGradient,)}
-"""Registered method name -> class."""
+METHODS: dict[str, type[AttributionMethod]] = {
+    cls.name: cls
+    for cls in (
+        EntropyGradient,
+        # captum baselines
+        SaliencyMethod,
+        InputXGradientMethod,
+        IntegratedGradientsMethod,
+        GradientShapMethod,
+        SmoothGradMethod,
+        OcclusionMethod,
+        GradCamMethod,
+    )
+}
+"""Registered method name -> class (``egg-interp methods`` lists them with their needs)."""
 
 
 def get_method(name: str | AttributionMethod, **options: Any) -> AttributionMethod:
     """Instantiate a registered method (an unknown name lists the valid ones)."""
     if isinstance(name, AttributionMethod):
         return name
+    name = name.replace("-", "_")  # "rel-att" works as well as "rel_att"
     if name not in METHODS:
         raise InputError(f"unknown method {name!r}; valid: {', '.join(sorted(METHODS))}")
     return METHODS[name](**options)
