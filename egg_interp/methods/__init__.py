@@ -14,13 +14,18 @@ from PIL import Image
 
 from egg_interp.errors import InputError
 from egg_interp.maps import AttributionMap
+from egg_interp.methods.attention_rollout import AttentionRollout
 from egg_interp.methods.base import AttributionMethod, Needs
 from egg_interp.methods.egg import EntropyGradient
+from egg_interp.methods.grad_att import GradientAttention
 from egg_interp.methods.gradcam import GradCamMethod
 from egg_interp.methods.gradient_shap import GradientShapMethod
 from egg_interp.methods.input_x_gradient import InputXGradientMethod
 from egg_interp.methods.integrated_gradients import IntegratedGradientsMethod
 from egg_interp.methods.occlusion import OcclusionMethod
+from egg_interp.methods.pure_grad import PureGradient
+from egg_interp.methods.raw_attention import RawAttention
+from egg_interp.methods.rel_att import RelativeAttention
 from egg_interp.methods.saliency import SaliencyMethod
 from egg_interp.methods.smoothgrad import SmoothGradMethod
 from egg_interp.methods.targets import TARGETS, Target, make_target
@@ -38,6 +43,12 @@ METHODS: dict[str, type[AttributionMethod]] = {
         SmoothGradMethod,
         OcclusionMethod,
         GradCamMethod,
+        # attention heuristics and ViCrop's maps
+        RawAttention,
+        AttentionRollout,
+        RelativeAttention,
+        GradientAttention,
+        PureGradient,
     )
 }
 """Registered method name -> class (``egg-interp methods`` lists them with their needs)."""
