@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from egg_interp.errors import DegenerateMapError, InputError
+from egg_interp.errors import DegenerateMapError, InputError, UnsupportedModelError
 from egg_interp.loop import answer_with_crops, crop_image
 from egg_interp.maps import AttributionMap, GridView, ImageMap
 from egg_interp.methods import get_method
@@ -248,6 +248,16 @@ def stitch(views: Sequence[GridView], tiles: Sequence[Box]) -> GridView:
 
 
 # ----------------------------------------------------------------------------- the pipeline
+def native_side(adapter: VLMAdapter) -> int:
+    """The model's native input side ``s`` (:attr:`VLMAdapter.input_side`), or a clear error."""
+    try:
+        return adapter.input_side
+    except NotImplementedError as exc:
+        raise UnsupportedModelError(
+            f"ViCrop needs the model's native input side: {exc}; pass base_side= (pixels)"
+        ) from exc
+
+
 @dataclass
 class ViCropResult:
     """What ViCrop chose and answered for one image and question.
@@ -364,7 +374,7 @@ def vicrop(
         Degenerate maps (all zeros, NaN/inf) give no crop; ``degenerate`` says why.
     """
     start = time.perf_counter()
-    side = float(base_side if base_side is not None else adapter.input_side)
+    side = float(base_side if base_side is not None else native_side(adapter))
     amap, tiles = vicrop_map(adapter, image, question, method, max_side)
     view = amap.images[0].primary
     degenerate, choice, box = "", None, None

@@ -149,3 +149,25 @@ def test_cli_ground_vicrop_and_compare(tiny_llava_dir, tmp_path, capsys):
     assert rc == 0 and fig.stat().st_size > 0
     rc = main(["compare", *common, "--methods", "egg,bogus", "--out", str(fig)])
     assert rc == 2 and "valid:" in capsys.readouterr().err
+
+
+def test_vicrop_needs_a_native_input_side(tiny_llava, monkeypatch):
+    from egg_interp.errors import UnsupportedModelError
+    from egg_interp.models.base import VLMAdapter
+
+    assert tiny_llava.input_side == 64  # the processor's centre crop
+    ip = tiny_llava.processor.image_processor
+    monkeypatch.setattr(ip, "do_center_crop", False)
+    monkeypatch.setattr(ip, "size", {"shortest_edge": 3136, "longest_edge": 12845056})
+    with pytest.raises(NotImplementedError, match="native input side"):
+        VLMAdapter.input_side.fget(tiny_llava)  # pixel budgets, not a side
+    monkeypatch.undo()
+
+    def unknown(self):
+        raise NotImplementedError("dynamic resolution")
+
+    monkeypatch.setattr(VLMAdapter, "input_side", property(unknown))
+    with pytest.raises(UnsupportedModelError, match="pass base_side"):
+        vicrop(tiny_llava, noise_image(100, 100), QUESTION)
+    result = vicrop(tiny_llava, noise_image(100, 100), QUESTION, base_side=40)
+    assert result.box is not None and result.box[2] - result.box[0] <= 80

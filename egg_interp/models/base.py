@@ -434,21 +434,27 @@ class VLMAdapter:
     def input_side(self) -> int:
         """Side in pixels of the model's native square input (336 for LLaVA-1.5).
 
-        ViCrop sizes its crops in multiples of it. The default reads the image processor's
-        ``crop_size`` (when it centre-crops) or ``size``; adapters of dynamic-resolution models
-        override it.
+        ViCrop sizes its crops in multiples of it. The default reads the image processor: its
+        ``crop_size`` when it centre-crops, else ``size["height"]``, else
+        ``size["shortest_edge"]`` unless ``size`` also has a ``longest_edge`` (then the two are
+        pixel budgets of a dynamic-resolution processor, not a side). Adapters of
+        dynamic-resolution models override it; ``NotImplementedError`` when unknown.
         """
         ip = getattr(self.processor, "image_processor", None)
-        fields = []
-        if getattr(ip, "do_center_crop", False):
-            fields.append(getattr(ip, "crop_size", None))
-        fields.append(getattr(ip, "size", None))
-        for size in fields:
-            get = size.get if isinstance(size, dict) else lambda k, s=size: getattr(s, k, None)
-            for key in ("height", "shortest_edge"):
-                if size is not None and get(key):
-                    return int(get(key))
-        raise NotImplementedError(f"{type(self).__name__} does not know its input side")
+
+        def field(size: Any, key: str) -> Any:
+            return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+        size = getattr(ip, "size", None)
+        if getattr(ip, "do_center_crop", False) and field(getattr(ip, "crop_size", None), "height"):
+            return int(field(ip.crop_size, "height"))
+        if field(size, "height"):
+            return int(field(size, "height"))
+        if field(size, "shortest_edge") and not field(size, "longest_edge"):
+            return int(field(size, "shortest_edge"))
+        raise NotImplementedError(
+            f"{type(self).__name__} does not know its native input side (dynamic resolution?)"
+        )
 
     @property
     def supports_attention_weights(self) -> bool:
