@@ -206,19 +206,18 @@ def check_extend_matches_generate(adapter, images, n=3):
     positions of appended answer tokens.
     """
     inputs = adapter.build_inputs(images, QUESTION)
-    ids = adapter.greedy_tokens(inputs, n)
     with torch.no_grad():
         out = adapter.model.generate(
             **inputs.batch,
             max_new_tokens=n,
-            min_new_tokens=n,
             do_sample=False,
             output_logits=True,
             return_dict_in_generate=True,
             pad_token_id=adapter.tokenizer.pad_token_id,
         )
+    ids = adapter.greedy_tokens(inputs, len(out.logits))  # generate may stop at EOS
     assert out.sequences[0, inputs.input_ids.shape[1] :].tolist() == ids
-    for k in range(n):
+    for k in range(len(ids)):
         mine = adapter.next_token_logits(adapter.extend(inputs, ids[:k]))
         torch.testing.assert_close(mine, out.logits[k][0].float(), rtol=1e-4, atol=1e-4)
 
@@ -240,3 +239,46 @@ def check_batched_maps_equal_single(adapter):
         for bi, si in zip(b.images, s.images):
             for bv, sv in zip(bi.views, si.views):
                 np.testing.assert_allclose(bv.values, sv.values, rtol=2e-3, atol=1e-6)
+
+
+CHEAP = {
+    "integrated_gradients": {"n_steps": 2, "internal_batch_size": 2},
+    "gradient_shap": {"n_samples": 2, "samples_per_batch": 2},
+    "smoothgrad": {"nt_samples": 2},
+    "occlusion": {"patch": 4},
+}
+PIXEL_VARIANTS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion")
+
+
+def _hook_count(model) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
+
+
+def check_every_method(adapter, images, pixel_space):
+    """Every registered method gives a finite map on every view; pixel-space variants run
+    when ``pixel_space`` and are refused with :class:`UnsupportedModelError` otherwise."""
+    from egg_interp.errors import UnsupportedModelError
+    from egg_interp.methods import METHODS, get_method
+
+    runs = [(name, {}) for name in sorted(METHODS)]
+    runs += [(name, {"space": "pixels"}) for name in PIXEL_VARIANTS]
+    inputs = adapter.build_inputs(images, QUESTION)
+    shapes = [[v.token_index.shape for v in lay.views] for lay in inputs.layouts]
+    hooks = None
+    for name, options in runs:
+        method = get_method(name, **CHEAP.get(name, {}), **options)
+        if getattr(method, "space", method.needs.space) == "pixels" and not pixel_space:
+            with pytest.raises(UnsupportedModelError):
+                method.attribute(adapter, images, QUESTION)
+            continue
+        amap = method.attribute(adapter, images, QUESTION)
+        assert [[v.shape for v in im.views] for im in amap.images] == shapes, name
+        for im in amap.images:
+            for v in im.views:
+                assert np.isfinite(v.values).all(), (name, options, v.name)
+        hooks = _hook_count(adapter.model) if hooks is None else hooks
+        assert _hook_count(adapter.model) == hooks, name
+        assert not any(p.requires_grad for p in adapter.model.parameters())

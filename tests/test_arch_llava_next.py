@@ -19,6 +19,7 @@ from arch_checks import (
     check_batched_maps_equal_single,
     check_egg_map,
     check_entropy_gradient,
+    check_every_method,
     check_extend_matches_generate,
     check_layout_by_perturbation,
     check_zoom_and_reground,
@@ -109,3 +110,7 @@ def test_extend_matches_generate(adapter):
 
 def test_batched_maps_equal_single(adapter):
     check_batched_maps_equal_single(adapter)
+
+
+def test_every_registered_method(adapter):
+    check_every_method(adapter, [noise_image(48, 48), noise_image(40, 70, 3)], pixel_space=True)

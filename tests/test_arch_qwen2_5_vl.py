@@ -16,6 +16,7 @@ from arch_checks import (
     check_batched_maps_equal_single,
     check_egg_map,
     check_entropy_gradient,
+    check_every_method,
     check_extend_matches_generate,
     check_layout_by_perturbation,
     check_zoom_and_reground,
@@ -105,3 +106,7 @@ def test_attention_columns(adapter):
 
 def test_batched_maps_equal_single(adapter):
     check_batched_maps_equal_single(adapter)
+
+
+def test_every_registered_method(adapter):
+    check_every_method(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], pixel_space=False)

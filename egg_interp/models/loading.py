@@ -15,10 +15,11 @@ from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
 ADAPTERS: dict[str, type[VLMAdapter]] = {
     t: cls
-    for cls in (LlavaAdapter, LlavaNextAdapter, Qwen2_5_VLAdapter, InternVLAdapter)
+    for cls in (LlavaAdapter, LlavaNextAdapter, Qwen2_5_VLAdapter, Qwen3VLAdapter, InternVLAdapter)
     for t in cls.model_types
 }
 """``model_type`` -> adapter class."""

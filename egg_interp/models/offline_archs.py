@@ -339,3 +339,53 @@ def build_tiny_internvl(
         chat_template=INTERNVL_CHAT_TEMPLATE,
     )
     return _save(directory, model, processor)
+
+
+# ---------------------------------------------------------------------------- Qwen3-VL
+def build_tiny_qwen3_vl(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    patch: int = 16,
+    max_tokens: int = 64,
+    hidden: int = 32,
+    layers: int = 2,
+) -> Path:
+    """A Qwen3-VL checkpoint: vision tower with deepstack mergers after every layer but the
+    last (``deepstack_visual_indexes = [0, ..., layers - 2]``), Qwen3 LM with interleaved
+    3-D rotary positions. Arguments as :func:`build_tiny_qwen2_5_vl`.
+    """
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+
+    tokenizer = _qwen_tokenizer(words)
+    text = _qwen_text(tokenizer, hidden, layers)
+    head_dim = hidden // 2
+    half = head_dim // 2
+    text["head_dim"] = head_dim
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 10000.0,
+        "mrope_section": [half - 2 * (half // 4), half // 4, half // 4],
+        "mrope_interleaved": True,
+    }
+    cfg = Qwen3VLConfig(
+        text_config=text,
+        vision_config=dict(
+            depth=layers,
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_heads=2,
+            patch_size=patch,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=hidden,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=list(range(max(layers - 1, 1))),
+        ),
+        **_qwen_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(cfg).eval()
+    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    return _save(directory, model, processor)

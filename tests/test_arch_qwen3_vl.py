@@ -1,0 +1,143 @@
+"""Qwen3-VL adapter on a tiny random-weight checkpoint, deepstack paths included.
+
+Patch 16 and 2x2 merge (a token covers 32 processed pixels), pixel budget 4 to 64 tokens:
+96x96 -> 96x96 (3x3 tokens), 150x100 -> 160x96 (5x3), 80x200 -> 64x192 (2x6). One
+deepstack layer: each feature row is ``[main, deepstack]``, 2 x 32 wide.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from arch_checks import (
+    check_attention_columns,
+    check_batched_maps_equal_single,
+    check_egg_map,
+    check_entropy_gradient,
+    check_every_method,
+    check_extend_matches_generate,
+    check_layout_by_perturbation,
+    check_zoom_and_reground,
+    make_vision_token_local,
+)
+from conftest import WORDS, noise_image
+
+from egg_interp.methods import attribute, make_target
+from egg_interp.methods.base import visual_token_gradients
+from egg_interp.models import load_model
+from egg_interp.models.offline_archs import build_tiny_qwen3_vl
+from egg_interp.models.qwen3_vl import Qwen3VLAdapter
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory):
+    return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny_qwen3_vl"), WORDS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def adapter(ckpt):
+    return load_model(ckpt, device="cpu")
+
+
+def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
+    assert json.loads((ckpt / "config.json").read_text())["model_type"] == "qwen3_vl"
+    assert isinstance(adapter, Qwen3VLAdapter)
+
+
+@pytest.mark.parametrize(
+    "size,grid", [((96, 96), (3, 3)), ((150, 100), (3, 5)), ((80, 200), (6, 2))]
+)
+def test_layout_grid_covers_the_whole_image(adapter, size, grid):
+    inputs = adapter.build_inputs([noise_image(*size)], "what ?")
+    (view,) = inputs.layouts[0].views
+    assert view.token_index.shape == grid
+    assert view.cell_boxes[-1, -1, 2:] == pytest.approx(size)
+    (feats,) = adapter.image_features(inputs)
+    assert feats.shape == (grid[0] * grid[1], 2 * adapter.hidden_size)  # main + 1 deepstack
+
+
+@pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])
+def test_perturbed_patch_changes_exactly_the_covering_tokens(ckpt, size):
+    adapter = load_model(ckpt, device="cpu")
+    make_vision_token_local(adapter, "visual")
+    check_layout_by_perturbation(adapter, size, cell_px={"base": 32})
+
+
+def test_entropy_gradient_matches_finite_differences(ckpt):
+    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
+    check_entropy_gradient(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+
+
+def test_deepstack_gradient_matches_finite_differences(ckpt):
+    """The gradient reaches the deepstack part of each feature row, and it is right."""
+    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
+    tgt = make_target("entropy")
+    inputs = adapter.build_inputs([noise_image(150, 100)], "what colour ?")
+    feats, grads, _, _ = visual_token_gradients(adapter, inputs, tgt)
+    d = adapter.hidden_size
+    deep = grads[0][:, d:]
+    assert deep.abs().max() > 0
+    token = int(deep.norm(dim=-1).argmax())
+    dim = d + int(deep[token].abs().argmax())
+
+    def value(delta):
+        moved = feats[0].clone()
+        moved[token, dim] += delta
+        with torch.no_grad():
+            return float(tgt(adapter.forward_features(inputs, [moved]).logits[0, -1]))
+
+    eps = 1e-3
+    fd = (value(eps) - value(-eps)) / (2 * eps)
+    assert grads[0][token, dim].item() == pytest.approx(fd, rel=2e-3, abs=1e-7)
+
+
+def test_egg_relevance_combines_main_and_deepstack_paths(adapter):
+    image = noise_image(150, 100)
+    m = check_egg_map(adapter, image)
+    inputs = adapter.build_inputs([image], "what colour is the square ?")
+    _, grads, _, _ = visual_token_gradients(adapter, inputs, make_target("entropy"))
+    d = adapter.hidden_size
+    main, deep = grads[0][:, :d].norm(dim=-1), grads[0][:, d:].norm(dim=-1)
+    np.testing.assert_allclose(m.grid.ravel(), (main**2 + deep**2).sqrt().numpy(), rtol=1e-5)
+    assert not np.allclose(m.grid.ravel(), main.numpy(), rtol=1e-3)
+
+
+def test_positions_are_not_stale(adapter):
+    inputs = adapter.build_inputs([noise_image(150, 100), noise_image(40, 70, 3)], "what ?")
+    feats = adapter.image_features(inputs)
+    with torch.no_grad():
+        ref = adapter.forward_features(inputs, feats).logits[0, -1]
+        adapter.generate(adapter.build_inputs([noise_image(80, 200)], "what ?"), 2)
+        again = adapter.forward_features(inputs, feats).logits[0, -1]
+    torch.testing.assert_close(again, ref)
+
+
+def test_extend_matches_generate(adapter):
+    check_extend_matches_generate(adapter, [noise_image(150, 100), noise_image(40, 70, 3)])
+
+
+def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
+    check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
+
+
+def test_attention_columns(adapter):
+    check_attention_columns(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+
+
+def test_batched_maps_equal_single(adapter):
+    check_batched_maps_equal_single(adapter)
+
+
+def test_pixel_space_is_refused(adapter):
+    """pixel_values are flattened patches: pixel-space maps are not offered."""
+    from egg_interp.errors import UnsupportedModelError
+
+    with pytest.raises((UnsupportedModelError, NotImplementedError, IndexError)):
+        attribute(adapter, noise_image(96, 96), "what ?", space="pixels")
+
+
+def test_every_registered_method(adapter):
+    check_every_method(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], pixel_space=False)
