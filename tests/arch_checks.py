@@ -68,7 +68,12 @@ def _covering(view, x0, y0, x1, y1):
     return set(view.token_index[hit].tolist())
 
 
-def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0):
+def bicubic_reach(name, sx, sy):
+    """Reach of a one-stage bicubic resize: support 2 input pixels times the downscale."""
+    return 2.0 * max(sx, 1.0) + 1.0, 2.0 * max(sy, 1.0) + 1.0
+
+
+def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0, reach=bicubic_reach):
     """Perturb random cells of every view of a ``size`` noise image.
 
     Each probed cell is perturbed at three places: its centre and one pixel inside its
@@ -81,18 +86,21 @@ def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0):
         Side of one cell of each view in the processed (model-input) pixels; with the cell's
         side in original pixels it gives the resampling scale, hence the reach of a
         perturbation (bicubic support 2 input pixels, times the downscale factor).
+    reach : callable
+        ``reach(view_name, sx, sy) -> (rx, ry)`` in original pixels, from the view's scales
+        (original pixels per processed pixel); default :func:`bicubic_reach`.
     """
     width, height = size
     image = noise_image(width, height, seed=seed + 1)
     before, layout = _features(adapter, image)
     assert before.shape[0] == layout.n_tokens
     in_views = set().union(*(set(v.token_index.ravel().tolist()) for v in layout.views))
-    reach = {}
+    reaches = {}
     for v in layout.views:
         b = v.cell_boxes
         sx = float(np.median(b[..., 2] - b[..., 0])) / cell_px[v.name]
         sy = float(np.median(b[..., 3] - b[..., 1])) / cell_px[v.name]
-        reach[v.name] = (2.0 * max(sx, 1.0) + 1.0, 2.0 * max(sy, 1.0) + 1.0)
+        reaches[v.name] = reach(v.name, sx, sy)
     rng = np.random.default_rng(seed)
     probed = 0
     for view in layout.views:
@@ -115,7 +123,7 @@ def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0):
                 assert changed <= in_views, f"tokens in no view changed: {changed - in_views}"
                 allowed = set()
                 for v in layout.views:
-                    rx, ry = reach[v.name]
+                    rx, ry = reaches[v.name]
                     allowed |= _covering(v, px - rx, py - ry, px + 2 + rx, py + 2 + ry)
                 assert changed <= allowed, (view.name, px, py, sorted(changed - allowed))
             probed += 1
@@ -123,7 +131,7 @@ def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0):
     return layout
 
 
-def check_entropy_gradient(adapter, images, n_checks=4):
+def check_entropy_gradient(adapter, images, n_checks=4, eps=1e-3):
     """The entropy gradient at the visual tokens against central finite differences."""
     tgt = make_target("entropy")
     inputs = adapter.build_inputs(images, "what colour ?")
@@ -139,7 +147,7 @@ def check_entropy_gradient(adapter, images, n_checks=4):
     # float64 model, but RMSNorm computes its variance in float32: eps 1e-3 keeps the
     # rounding noise far below the signal (see test_egg_gradient.py)
     rng = np.random.default_rng(0)
-    eps = 1e-3
+    floor = 1e-3 * max(float(g.abs().max()) for g in grads)  # FD noise on tiny gradients
     for k in range(n_checks):
         image = k % len(images)
         token = (
@@ -149,7 +157,7 @@ def check_entropy_gradient(adapter, images, n_checks=4):
         )
         dim = int(grads[image][token].abs().argmax())
         fd = (value(image, token, dim, eps) - value(image, token, dim, -eps)) / (2 * eps)
-        assert abs(grads[image][token, dim].item() - fd) <= 2e-3 * abs(fd) + 1e-7, (image, token)
+        assert abs(grads[image][token, dim].item() - fd) <= 2e-3 * abs(fd) + floor, (image, token)
 
 
 def check_zoom_and_reground(adapter, image, question=QUESTION):

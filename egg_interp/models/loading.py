@@ -10,6 +10,7 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.idefics3 import Idefics3Adapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
@@ -19,7 +20,14 @@ from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
 ADAPTERS: dict[str, type[VLMAdapter]] = {
     t: cls
-    for cls in (LlavaAdapter, LlavaNextAdapter, Qwen2_5_VLAdapter, Qwen3VLAdapter, InternVLAdapter)
+    for cls in (
+        LlavaAdapter,
+        LlavaNextAdapter,
+        Qwen2_5_VLAdapter,
+        Qwen3VLAdapter,
+        InternVLAdapter,
+        Idefics3Adapter,
+    )
     for t in cls.model_types
 }
 """``model_type`` -> adapter class."""

@@ -389,3 +389,91 @@ def build_tiny_qwen3_vl(
     model = Qwen3VLForConditionalGeneration(cfg).eval()
     processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return _save(directory, model, processor)
+
+
+# ---------------------------------------------------------------------------- Idefics3
+IDEFICS3_SPECIAL = (
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<end_of_utterance>",
+    *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+)
+
+IDEFICS3_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>"
+    "{% elif item['type'] == 'text' %} {{ item['text'] }}{% endif %}"
+    "{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+"""Idefics3's format, ``User:<image> {question}<end_of_utterance>\\nAssistant:``."""
+
+
+def build_tiny_idefics3(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    tile: int = 32,
+    patch: int = 4,
+    longest_edge: int = 96,
+    hidden: int = 32,
+    layers: int = 2,
+) -> Path:
+    """An Idefics3 checkpoint: SigLIP-style tower, pixel-shuffle connector, Llama LM.
+
+    Parameters
+    ----------
+    tile, patch : int
+        Tile side and patch size: ``(tile / patch / 2)^2`` tokens per tile (16 by default).
+    longest_edge : int
+        Images are resized so their longest side is this (then split into tiles): at most
+        ``(longest_edge / tile)^2`` tiles plus the global image.
+
+    The image processor resamples bilinearly (Idefics3 uses Lanczos) so that a pixel
+    perturbation stays local through its two or three successive resizes; the token layout
+    does not depend on the filter.
+    """
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+    )
+
+    tokenizer = build_word_tokenizer(
+        [*words, "User", "Assistant", ":"], special_tokens=IDEFICS3_SPECIAL
+    )
+    vision = Idefics3VisionConfig(
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        image_size=tile,
+        patch_size=patch,
+    )
+    cfg = Idefics3Config(
+        vision_config=vision,
+        text_config=_llama_text(tokenizer, hidden, layers, 2),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(cfg).eval()
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": longest_edge},
+        max_image_size={"longest_edge": tile},
+        do_image_splitting=True,
+        resample=2,  # bilinear (real checkpoints: Lanczos): tighter perturbation tests
+        **MEAN_STD,
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=(tile // patch // 2) ** 2,
+        chat_template=IDEFICS3_CHAT_TEMPLATE,
+    )
+    return _save(directory, model, processor)
