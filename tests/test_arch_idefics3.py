@@ -50,6 +50,7 @@ def _unsplit(adapter):
 def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "idefics3"
     assert isinstance(adapter, Idefics3Adapter)
+    assert adapter.input_side == 32  # the tile, as ViCrop sizes its crops
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ def adapter(ckpt):
 def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "internvl"
     assert isinstance(adapter, InternVLAdapter)
+    assert adapter.input_side == 32  # the tile, as ViCrop sizes its crops
 
 
 @pytest.mark.parametrize(

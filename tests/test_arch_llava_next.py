@@ -46,6 +46,7 @@ def adapter(ckpt):
 def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "llava_next"
     assert isinstance(adapter, LlavaNextAdapter)
+    assert adapter.input_side == 48  # the tile, as ViCrop sizes its crops
 
 
 @pytest.mark.parametrize(

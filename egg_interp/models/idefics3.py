@@ -54,6 +54,11 @@ class Idefics3Adapter(VLMAdapter):
         vc = self.model.config.vision_config
         return int(vc.image_size // vc.patch_size // self.model.config.scale_factor)
 
+    @property
+    def input_side(self) -> int:
+        """The tile side T (the vision tower's square input), e.g. 364 for Idefics3."""
+        return int(self.model.config.vision_config.image_size)
+
     def tile_grids(self, batch: dict[str, Any]) -> list[tuple[int, int]]:
         """``(rows, cols)`` of tiles of every image of the batch, read from the prompt markers.
 
