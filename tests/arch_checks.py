@@ -255,7 +255,10 @@ CHEAP = {
     "smoothgrad": {"nt_samples": 2},
     "occlusion": {"patch": 4},
 }
-PIXEL_VARIANTS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion")
+PIXEL_VARIANTS = ("saliency", "integrated_gradients", "occlusion")
+"""Pixel-space variants run per architecture: one gradient (``pixel_relevance_to_tokens``), one
+batched (``perturbed_pixel_logits``), one re-processing the image; input x gradient and
+SmoothGrad reuse the first two paths and are run on LLaVA-1.5 by test_methods_registry.py."""
 
 
 def _hook_count(model) -> int:

@@ -114,4 +114,4 @@ def test_batched_maps_equal_single(adapter):
 
 
 def test_every_registered_method(adapter):
-    check_every_method(adapter, [noise_image(48, 48), noise_image(40, 70, 3)], pixel_space=True)
+    check_every_method(adapter, [noise_image(48, 48)], pixel_space=True)  # base + 1x2 tiles
