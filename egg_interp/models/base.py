@@ -17,7 +17,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,84 +27,14 @@ from PIL import Image
 from egg_interp.errors import InputError
 from egg_interp.io import check_question
 from egg_interp.maps import AttributionMap, GridView, ImageMap
+from egg_interp.models.layout import (
+    ImageLayout,
+    PromptInputs,
+    ViewLayout,
+    regular_cell_boxes,
+)
 
 Box = tuple[float, float, float, float]
-
-
-@dataclass
-class ViewLayout:
-    """Where one view's tokens come from and which pixels they cover.
-
-    Attributes
-    ----------
-    name : str
-        ``"base"``, ``"highres"``, ``"tile"``, ``"thumbnail"``, ...
-    token_index : ndarray of shape (rows, cols), int64
-        Row of the image's feature matrix that holds each grid cell's token.
-    cell_boxes : ndarray of shape (rows, cols, 4), float64
-        ``(x0, y0, x1, y1)`` each token covers, in the image's own pixels.
-    pixel_slices : list, optional
-        For pixel-space methods: per cell, how to find its patch in ``pixel_values``
-        (architecture specific; used only by the adapter itself).
-    """
-
-    name: str
-    token_index: np.ndarray
-    cell_boxes: np.ndarray
-    pixel_slices: Any = None
-
-
-@dataclass
-class ImageLayout:
-    """Token layout of one image of the prompt."""
-
-    image_size: tuple[int, int]
-    n_tokens: int
-    views: list[ViewLayout]
-    origin_box: Box = (0.0, 0.0, 0.0, 0.0)
-
-
-@dataclass
-class PromptInputs:
-    """A built prompt: processor outputs on the model's device plus the token layout.
-
-    Attributes
-    ----------
-    batch : dict of str to Tensor
-        What the processor returned (``input_ids``, ``attention_mask``, ``pixel_values``, ...).
-    images : list of PIL.Image.Image
-        The images of the prompt, original first.
-    layouts : list of ImageLayout
-        One per image, in prompt order.
-    question : str
-    """
-
-    batch: dict[str, torch.Tensor]
-    images: list[Image.Image]
-    layouts: list[ImageLayout]
-    question: str
-    answer_ids: list[int] = field(default_factory=list)
-    images_per_row: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.images_per_row:
-            self.images_per_row = [len(self.images)]
-
-    @property
-    def input_ids(self) -> torch.Tensor:
-        return self.batch["input_ids"]
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.images_per_row)
-
-    def row_layouts(self) -> list[list[ImageLayout]]:
-        """The layouts grouped by batch row (one prompt per row)."""
-        out, start = [], 0
-        for n in self.images_per_row:
-            out.append(self.layouts[start : start + n])
-            start += n
-        return out
 
 
 class VLMAdapter:
@@ -535,27 +465,10 @@ def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def regular_cell_boxes(
-    rows: int,
-    cols: int,
-    x0: float,
-    y0: float,
-    cell_w: float,
-    cell_h: float,
-    clip: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """Boxes of a regular ``rows x cols`` tiling starting at ``(x0, y0)``.
-
-    Returns ndarray of shape (rows, cols, 4); with ``clip=(width, height)`` the boxes are
-    clipped to the image (cells wholly outside get zero area).
-    """
-    c = np.arange(cols, dtype=np.float64)
-    r = np.arange(rows, dtype=np.float64)
-    bx0 = np.broadcast_to(x0 + c * cell_w, (rows, cols))
-    by0 = np.broadcast_to((y0 + r * cell_h)[:, None], (rows, cols))
-    boxes = np.stack([bx0, by0, bx0 + cell_w, by0 + cell_h], axis=-1)
-    if clip is not None:
-        w, h = clip
-        boxes[..., 0::2] = boxes[..., 0::2].clip(0, w)
-        boxes[..., 1::2] = boxes[..., 1::2].clip(0, h)
-    return boxes
+__all__ = [
+    "ImageLayout",
+    "PromptInputs",
+    "VLMAdapter",
+    "ViewLayout",
+    "regular_cell_boxes",
+]
