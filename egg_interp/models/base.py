@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from PIL import Image
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.errors import InputError
 from egg_interp.io import check_question
@@ -238,6 +239,25 @@ class VLMAdapter:
         """Run the vision tower and projector (architecture specific)."""
         raise NotImplementedError
 
+    pixel_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    """Processor outputs that feed the vision tower (dropped when features are precomputed)."""
+
+    def encoder_outputs(self, features: Sequence[torch.Tensor]) -> Any:
+        """Pack per-image features as the model's ``mm_encoder_outputs["image"]``.
+
+        Default: a tuple of ``(n_tokens, hidden)`` tensors, one per image.
+        """
+        return BaseModelOutputWithPooling(pooler_output=tuple(features))
+
+    def position_kwargs(self, batch: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Positions for a forward on ``batch``: with left padding, count them from each row's
+        first real token (as ``generate`` does); architectures with their own rotary
+        positions override this."""
+        mask = batch.get("attention_mask")
+        if mask is not None and "position_ids" not in kwargs and not bool(mask.all()):
+            kwargs = {**kwargs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
+        return kwargs
+
     def forward_features(
         self,
         inputs: PromptInputs,
@@ -247,9 +267,17 @@ class VLMAdapter:
     ) -> Any:
         """Run the language model with these visual token embeddings in place of the images.
 
-        Returns the model output (``.logits`` of shape (1, seq or 1, vocab)).
+        The features go in through ``mm_encoder_outputs`` (no pixels, no vision tower, no
+        monkeypatching); ``input_ids`` stay, so the placeholders are filled in order.
+        Returns the model output (``.logits`` of shape (batch, seq or 1, vocab)).
         """
-        raise NotImplementedError
+        batch = {k: v for k, v in inputs.batch.items() if k not in self.pixel_keys}
+        return self.model(
+            **batch,
+            mm_encoder_outputs={"image": self.encoder_outputs(features)},
+            logits_to_keep=1 if last_only else 0,
+            **self.position_kwargs(batch, kwargs),
+        )
 
     def _cache_key(self, inputs: PromptInputs) -> str | None:
         if self.feature_cache_size <= 0:

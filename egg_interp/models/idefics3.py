@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -120,26 +120,11 @@ class Idefics3Adapter(VLMAdapter):
         flat = torch.cat([f.reshape(-1, f.shape[-1]) for f in out.pooler_output])
         return list(torch.split(flat, [lay.n_tokens for lay in inputs.layouts]))
 
-    def forward_features(
-        self,
-        inputs: PromptInputs,
-        features: Sequence[torch.Tensor],
-        last_only: bool = True,
-        **kwargs: Any,
-    ) -> Any:
-        encoded = BaseModelOutputWithPooling(pooler_output=torch.cat(list(features), dim=0))
-        drop = ("pixel_values", "pixel_attention_mask")
-        batch = {k: v for k, v in inputs.batch.items() if k not in drop}
-        mask = batch.get("attention_mask")
-        if mask is not None and "position_ids" not in kwargs and not bool(mask.all()):
-            # left-padded batch: count positions from each row's first real token
-            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(
-            **batch,
-            mm_encoder_outputs={"image": encoded},
-            logits_to_keep=1 if last_only else 0,
-            **kwargs,
-        )
+    pixel_keys: ClassVar[tuple[str, ...]] = ("pixel_values", "pixel_attention_mask")
+
+    def encoder_outputs(self, features: Sequence[torch.Tensor]) -> BaseModelOutputWithPooling:
+        """All images' tokens in one tensor, as the model's own image features come."""
+        return BaseModelOutputWithPooling(pooler_output=torch.cat(list(features), dim=0))
 
     def pixel_relevance_to_tokens(
         self, inputs: PromptInputs, pixel_map: torch.Tensor

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.models.base import (
     ImageLayout,
@@ -103,26 +102,6 @@ class LlavaAdapter(VLMAdapter):
         if torch.is_tensor(feats):
             feats = list(feats)
         return [f.reshape(-1, f.shape[-1]) for f in feats]
-
-    def forward_features(
-        self,
-        inputs: PromptInputs,
-        features: Sequence[torch.Tensor],
-        last_only: bool = True,
-        **kwargs: Any,
-    ) -> Any:
-        encoded = BaseModelOutputWithPooling(pooler_output=tuple(features))
-        batch = {k: v for k, v in inputs.batch.items() if k not in ("pixel_values",)}
-        mask = batch.get("attention_mask")
-        if mask is not None and "position_ids" not in kwargs and not bool(mask.all()):
-            # left padding: count positions from each row's first real token, as generate does
-            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(
-            **batch,
-            mm_encoder_outputs={"image": encoded},
-            logits_to_keep=1 if last_only else 0,
-            **kwargs,
-        )
 
     def pixel_relevance_to_tokens(
         self, inputs: PromptInputs, pixel_map: torch.Tensor

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers.image_processing_utils import select_best_resolution
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.models.base import (
     ImageLayout,
@@ -137,26 +136,6 @@ class LlavaNextAdapter(VLMAdapter):
             return_dict=True,
         )
         return [f.reshape(-1, f.shape[-1]) for f in out.pooler_output]
-
-    def forward_features(
-        self,
-        inputs: PromptInputs,
-        features: Sequence[torch.Tensor],
-        last_only: bool = True,
-        **kwargs: Any,
-    ) -> Any:
-        encoded = BaseModelOutputWithPooling(pooler_output=tuple(features))
-        batch = {k: v for k, v in inputs.batch.items() if k != "pixel_values"}
-        mask = batch.get("attention_mask")
-        if mask is not None and "position_ids" not in kwargs and not bool(mask.all()):
-            # left-padded batch: count positions from each row's first real token
-            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(
-            **batch,
-            mm_encoder_outputs={"image": encoded},
-            logits_to_keep=1 if last_only else 0,
-            **kwargs,
-        )
 
     def pixel_relevance_to_tokens(
         self, inputs: PromptInputs, pixel_map: torch.Tensor

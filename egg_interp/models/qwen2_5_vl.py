@@ -91,21 +91,11 @@ class Qwen2_5_VLAdapter(VLMAdapter):
         """What the model takes as ``mm_encoder_outputs["image"]`` for these features."""
         return BaseModelOutputWithPooling(pooler_output=tuple(features))
 
-    def forward_features(
-        self,
-        inputs: PromptInputs,
-        features: Sequence[torch.Tensor],
-        last_only: bool = True,
-        **kwargs: Any,
-    ) -> Any:
+    def position_kwargs(self, batch: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """3-D rotary positions come from ``mm_token_type_ids`` and ``image_grid_thw``;
+        only the cached ``rope_deltas`` of an earlier prompt must go."""
         self.reset_positions()
-        batch = {k: v for k, v in inputs.batch.items() if k != "pixel_values"}
-        return self.model(
-            **batch,
-            mm_encoder_outputs={"image": self.encoder_outputs(features)},
-            logits_to_keep=1 if last_only else 0,
-            **kwargs,
-        )
+        return kwargs
 
     def forward(self, inputs: PromptInputs, **kwargs: Any) -> Any:
         self.reset_positions()
