@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     model = AutoModelForImageTextToText.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
-    samples = scenes.load(split=args.split, limit=args.n)
+    samples = scenes.load(split=args.split, per_family=args.n)
     res = evaluate(model, processor, samples)
     res.update(
         {

@@ -71,6 +71,7 @@ class Config:
     steps: int = 4000
     decay_frac: float = 0.15
     aux_weight: float = 0.5
+    shape_weight: float = 1.0
     max_turns: int = 4
     seed: int = 0
     embed_std: float = 1.0
@@ -79,9 +80,14 @@ class Config:
     gate_coarse: float = 0.85
     stage_min_steps: int = 150
     stage_max_steps: int = 700
+    # stage A: vision tower + projector + auxiliary head alone, until the gate holds
+    vision_steps: int = 600
+    vision_lr: float = 1e-3
+    gate_vision_pattern: float = 0.85
 
 
 TINY = dict(
+    vision_steps=5,
     vision_hidden=32,
     vision_layers=2,
     vision_heads=2,
@@ -157,12 +163,12 @@ def candidate_questions(scene: scenes.Scene, rng: np.random.Generator, focus: li
     n = len(scene.objects)
     pool: list[tuple[float, scenes.Question]] = []
     for i in range(n):
-        pool.append((3.0 if i in focus else 1.0, scenes.detail_question(scene, i)))
+        pool.append((2.0 if i in focus else 0.7, scenes.detail_question(scene, i)))
         for q in scenes.coarse_questions(scene, i):
-            pool.append((1.2, q))
+            pool.append((1.5, q))
     o = scene.objects[int(rng.integers(n))]
-    pool.append((0.8, scenes.existence_question(scene, o.colour, o.shape)))
-    pool.append((0.8, scenes.existence_question(scene, *scenes.absent_pair(scene, rng))))
+    pool.append((1.0, scenes.existence_question(scene, o.colour, o.shape)))
+    pool.append((1.0, scenes.existence_question(scene, *scenes.absent_pair(scene, rng))))
     if n >= 2:
         i, j = (int(v) for v in rng.choice(n, size=2, replace=False))
         if focus and len(focus) == 2:
@@ -192,9 +198,11 @@ class Example:
     n_objects: int
 
 
-def make_example(seed: int, stage: int, cfg: Config) -> Example:
+def make_example(seed: int, stage: int, cfg: Config, vision_only: bool = False) -> Example:
     rng = np.random.default_rng([cfg.seed, seed])
-    if stage <= 1:
+    if vision_only:
+        n = int(rng.integers(1, 5))
+    elif stage <= 1:
         n = 1
     else:
         n = stage if rng.random() < 0.5 else int(rng.integers(1, stage + 1))
@@ -203,6 +211,8 @@ def make_example(seed: int, stage: int, cfg: Config) -> Example:
     grid = cfg.image_size // cfg.patch_size
     r = rng.random()
     n_crops = 0 if r < 0.4 else (1 if r < 0.8 else 2)
+    if vision_only:
+        n_crops = 3
     views = [(0, 0, *canvas)]
     focus: list[int] = []
     for _ in range(n_crops):
@@ -216,6 +226,8 @@ def make_example(seed: int, stage: int, cfg: Config) -> Example:
             views.append((x0, y0, x0 + side, y0 + side))
     images = [scene.image if v == views[0] else scene.image.crop(v) for v in views]
     labels = np.concatenate([token_labels(scene, v, grid) for v in views])
+    if vision_only:
+        return Example(images, labels, [], n)
     questions = pick_questions(
         candidate_questions(scene, rng, focus), rng, int(rng.integers(1, cfg.max_turns + 1))
     )
@@ -281,6 +293,35 @@ class Batcher:
 # ------------------------------------------------------------------------ model
 
 
+def init_patch_filters(conv: torch.nn.Conv2d, n_orient: int = 8, periods=(2.2, 3.0, 4.2, 6.0)):
+    """Oriented grating filters (quadrature pairs) for the first channels of the patch embedding.
+
+    Stands in for pretraining, like the auxiliary loss: from a random initialisation the
+    tower needed hundreds of steps to notice stripe orientation at all; from these filters
+    it reads it from crops in ~40 steps. The other channels keep their random initialisation
+    (large colour filters there drowned the gratings after the tower's first LayerNorm). The
+    filters stay trainable.
+    """
+    w = conv.weight  # (channels, 3, k, k)
+    k = w.shape[-1]
+    yy, xx = torch.meshgrid(
+        torch.arange(k, dtype=torch.float32), torch.arange(k, dtype=torch.float32), indexing="ij"
+    )
+    yy, xx = yy - (k - 1) / 2, xx - (k - 1) / 2
+    filters = []
+    for p in periods:
+        for o in range(n_orient):
+            theta = math.pi * o / n_orient
+            t = (xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / p
+            for phase in (0.0, math.pi / 2):
+                f = torch.cos(t + phase)
+                f = f - f.mean()
+                filters.append((f / f.norm())[None].expand(3, k, k) / math.sqrt(3))
+    with torch.no_grad():
+        for i, f in enumerate(filters[: w.shape[0]]):
+            w[i] = f
+
+
 def build(cfg: Config):
     from transformers import LlavaForConditionalGeneration
 
@@ -301,9 +342,42 @@ def build(cfg: Config):
     model = LlavaForConditionalGeneration(mcfg)
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, cfg.embed_std)
+    init_patch_filters(model.model.vision_tower.embeddings.patch_embedding)
     n_out = len(COLOURS) + 1 + len(scenes.SHAPES) + 1 + len(scenes.PATTERNS)
     head = torch.nn.Linear(cfg.text_hidden, n_out)
     return model, head, processor
+
+
+def aux_loss_of(head, feats: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Mean of the colour / shape / pattern token losses, and their accuracies on objects."""
+    z = head(feats.reshape(-1, feats.shape[-1]))
+    nc, ns = len(COLOURS) + 1, len(scenes.SHAPES) + 1
+    parts, accs = [], {}
+    for name, sl, col in (
+        ("colour", slice(0, nc), 0),
+        ("shape", slice(nc, nc + ns), 1),
+        ("pattern", slice(nc + ns, None), 2),
+    ):
+        m = aux[:, col] != IGNORE
+        if m.any():
+            parts.append(torch.nn.functional.cross_entropy(z[m][:, sl], aux[m, col]))
+            on_obj = m & (aux[:, 0] < len(COLOURS))
+            if on_obj.any():
+                accs[name] = float((z[on_obj][:, sl].argmax(1) == aux[on_obj, col]).float().mean())
+    return sum(parts) / len(parts), accs
+
+
+def vision_forward(model, head, batch) -> tuple[torch.Tensor, dict]:
+    """Stage A (as LLaVA pretrains its encoder): auxiliary token loss only, no language model."""
+    feats = model.model.get_image_features(
+        pixel_values=batch["pixel_values"],
+        vision_feature_layer=model.config.vision_feature_layer,
+        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+    )
+    feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+    if isinstance(feats, (list, tuple)):
+        feats = torch.cat(list(feats))
+    return aux_loss_of(head, feats, batch["aux"])
 
 
 def forward(model, head, batch, cfg: Config):
@@ -339,6 +413,8 @@ def forward(model, head, batch, cfg: Config):
         parts.append(
             torch.nn.functional.cross_entropy(z[:, nc + ns :], aux[:, 2], ignore_index=IGNORE)
         )
+    if len(parts) > 1:
+        parts[1] = parts[1] * cfg.shape_weight
     aux_loss = sum(parts) / len(parts)
     rows = torch.tensor([m[0] for m in batch["meta"]])
     cols = torch.tensor([m[1] for m in batch["meta"]])
@@ -360,7 +436,7 @@ def oracle_views(sample, image: Image.Image) -> list[Image.Image]:
 def validate(model, processor, n: int = 48) -> dict:
     """Accuracy on val samples (3-4 objects) with the full view and with oracle crops."""
     model.eval()
-    samples = scenes.load(split="val", limit=n)
+    samples = scenes.load(split="val", per_family=n)
     res: dict[str, list[float]] = defaultdict(list)
     for s in samples:
         image = s.image
@@ -459,6 +535,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="total steps (schedule length)")
     ap.add_argument("--stop-at", type=int, default=None, help="stop (and checkpoint) at this step")
     ap.add_argument("--tiny", action="store_true", help="tiny model for tests")
+    ap.add_argument("--batch", type=int, default=None, help="sequences per step")
+    ap.add_argument("--set", action="append", default=[], help="override a Config field: key=value")
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--val-every", type=int, default=250)
@@ -486,16 +564,23 @@ def main(argv=None) -> int:
         cfg = Config(**TINY)
     if args.steps is not None:
         cfg.steps = args.steps
+    if args.batch is not None:
+        cfg.batch = args.batch
+    for item in args.set:
+        key, value = item.split("=", 1)
+        setattr(cfg, key, type(getattr(cfg, key))(value))
     model, head, processor = build(cfg)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    step, stage, stage_start = 0, 1, 0
+    step, stage, stage_start, vstep, vdone = 0, 1, 0, 0, False
     if ckpt_path.exists():
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
-        opt.load_state_dict(state["opt"])
         step, stage, stage_start = state["step"], state["stage"], state["stage_start"]
-        print(f"resumed from step {step} (stage {stage})", flush=True)
+        vstep, vdone = state.get("vstep", 0), state.get("vdone", True)
+        if vdone and "opt" in state:
+            opt.load_state_dict(state["opt"])
+        print(f"resumed from step {step} (stage {stage}; vision step {vstep})", flush=True)
     if args.stage is not None:
         stage = args.stage
     if args.export_only:
@@ -508,6 +593,63 @@ def main(argv=None) -> int:
 
     batcher = Batcher(processor, cfg)
     model.train()
+
+    def save(**extra) -> None:
+        state = {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "head": head.state_dict(),
+            "step": step,
+            "stage": stage,
+            "stage_start": stage_start,
+            "vstep": vstep,
+            "vdone": vdone,
+            **extra,
+        }
+        torch.save(state, run / "ckpt.tmp")
+        (run / "ckpt.tmp").replace(ckpt_path)
+
+    if not vdone and cfg.vision_steps > 0:
+        vparams = [
+            *model.model.vision_tower.parameters(),
+            *model.model.multi_modal_projector.parameters(),
+            *head.parameters(),
+        ]
+        vopt = torch.optim.AdamW(vparams, lr=cfg.vision_lr, weight_decay=0.0)
+        if ckpt_path.exists() and "vopt" in state:
+            vopt.load_state_dict(state["vopt"])
+        vwin: dict[str, deque] = defaultdict(lambda: deque(maxlen=20))
+        vlog = open(run / "vision_log.jsonl", "a")
+        t0 = time.time()
+        while vstep < cfg.vision_steps:
+            for g in vopt.param_groups:
+                g["lr"] = cfg.vision_lr * min(1.0, (vstep + 1) / 10)
+            nb = max(2, cfg.batch // 2)
+            seeds = range(10**8 + vstep * nb, 10**8 + (vstep + 1) * nb)
+            batch = batcher([make_example(sd, 4, cfg, vision_only=True) for sd in seeds])
+            vloss, accs = vision_forward(model, head, batch)
+            vopt.zero_grad(set_to_none=True)
+            vloss.backward()
+            torch.nn.utils.clip_grad_norm_(vparams, 1.0)
+            vopt.step()
+            vstep += 1
+            for k, v in accs.items():
+                vwin[k].append(v)
+            means = {k: round(float(np.mean(v)), 3) for k, v in vwin.items()}
+            if vstep % 10 == 0:
+                rec = {"vstep": vstep, "time": round(time.time() - t0, 1), "aux": float(vloss)}
+                vlog.write(json.dumps({**rec, "acc": means}) + "\n")
+                vlog.flush()
+                print(f"vision {vstep} t={rec['time']}s aux {rec['aux']:.3f} {means}", flush=True)
+            if vstep % 50 == 0:
+                save(vopt=vopt.state_dict())
+            if vstep >= 40 and means.get("pattern", 0) >= cfg.gate_vision_pattern:
+                break
+        vdone = True
+        vlog.close()
+        save(vopt=vopt.state_dict())
+        print(f"stage A done after {vstep} vision steps", flush=True)
+
     window: dict[str, deque] = defaultdict(lambda: deque(maxlen=300))
     log = open(run / "log.jsonl", "a")
     stop_at = min(cfg.steps, args.stop_at or cfg.steps)
@@ -572,17 +714,7 @@ def main(argv=None) -> int:
                 print(f"step {step}: curriculum -> stage {stage} ({'gate' if ok else 'timeout'})")
                 log.write(json.dumps({"step": step, "event": f"stage {stage}"}) + "\n")
         if step % args.ckpt_every == 0 or step == stop_at:
-            state = {
-                "config": asdict(cfg),
-                "model": model.state_dict(),
-                "head": head.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "stage": stage,
-                "stage_start": stage_start,
-            }
-            torch.save(state, run / "ckpt.tmp")
-            (run / "ckpt.tmp").replace(ckpt_path)
+            save(opt=opt.state_dict())
         if args.val_every and step % args.val_every == 0:
             tv = time.time()
             val = validate(model, processor, args.val_n)

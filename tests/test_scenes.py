@@ -69,7 +69,7 @@ def test_objects_are_distinct_and_share_attributes():
 
 @pytest.mark.parametrize("family", scenes.FAMILIES)
 def test_samples_answer_their_question(family):
-    for s in scenes.load(split="val", limit=15, families=[family]):
+    for s in scenes.load(split="val", per_family=15, families=[family]):
         objs = s.meta["objects"]
         ev = [objs[i] for i in s.meta["evidence"]]
         assert s.box_source == "scene" and s.dataset == "scenes" and s.family == family
@@ -89,7 +89,7 @@ def test_samples_answer_their_question(family):
 
 
 def test_answers_are_balanced_enough():
-    samples = scenes.load(split="test", limit=80)
+    samples = scenes.load(split="test", per_family=80)
     for fam in ("multi", "existence"):
         yes = np.mean([s.answers[0] == "yes" for s in samples if s.family == fam])
         assert 0.3 < yes < 0.7
@@ -98,8 +98,9 @@ def test_answers_are_balanced_enough():
 
 
 def test_load_is_deterministic_and_interleaved():
-    a = scenes.load(split="test", limit=3)
-    b = scenes.load(split="test", limit=3)
+    a = scenes.load(split="test", per_family=3)
+    b = scenes.load(split="test", per_family=3)
+    assert len(a) == 12 and len(scenes.load(split="test", limit=6)) == 6
     assert [s.id for s in a] == [s.id for s in b]
     assert [s.question for s in a] == [s.question for s in b]
     assert [s.family for s in a[:4]] == list(scenes.FAMILIES)
@@ -110,7 +111,9 @@ def test_splits_are_disjoint():
     ranges = sorted(scenes.SPLITS.values())
     for (_, stop), (start, _) in zip(ranges, ranges[1:]):
         assert stop <= start
-    ids = {split: {s.id for s in scenes.load(split=split, limit=20)} for split in scenes.SPLITS}
+    ids = {
+        split: {s.id for s in scenes.load(split=split, per_family=20)} for split in scenes.SPLITS
+    }
     assert not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     # test scenes are rendered from seeds outside the range training draws from
     for s in scenes.load(split="test", limit=5):

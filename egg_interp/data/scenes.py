@@ -421,6 +421,7 @@ def load(
     split: str = "test",
     limit: int | None = None,
     families: Iterable[str] = FAMILIES,
+    per_family: int | None = None,
 ) -> list[Sample]:
     """The scenes benchmark as a list of :class:`Sample` (generated, nothing read from disk).
 
@@ -430,9 +431,12 @@ def load(
         Present for the common loader signature.
     split : {"train", "val", "test"}
     limit : int, optional
-        Samples per family (default :data:`DEFAULT_COUNTS` of the split).
+        Keep at most this many samples in all (a balanced prefix).
     families : iterable of str
         Any of :data:`FAMILIES`.
+    per_family : int, optional
+        Samples per family (default: enough for ``limit``, else :data:`DEFAULT_COUNTS` of
+        the split).
 
     Returns
     -------
@@ -445,8 +449,12 @@ def load(
     for f in families:
         if f not in FAMILIES:
             raise InputError(f"unknown family {f!r}; expected one of {FAMILIES}")
-    count = DEFAULT_COUNTS.get(split, 500) if limit is None else int(limit)
-    per_family = [
-        [make_sample(s, f, split) for s in split_seeds(split, count, f)] for f in families
-    ]
-    return [s for group in zip(*per_family) for s in group]
+    if per_family is not None:
+        count = int(per_family)
+    elif limit is not None:
+        count = -(-int(limit) // max(1, len(families)))
+    else:
+        count = DEFAULT_COUNTS.get(split, 500)
+    groups = [[make_sample(s, f, split) for s in split_seeds(split, count, f)] for f in families]
+    samples = [s for group in zip(*groups) for s in group]
+    return samples if limit is None else samples[: int(limit)]
