@@ -133,12 +133,20 @@ def token_labels(scene: scenes.Scene, crop, grid: int) -> np.ndarray:
             frac = counts[k] / cell.size
             i = int(ids[k])
             row = out[r * grid + c]
-            if i < 0 and frac >= 0.9:
-                row[0], row[1] = len(COLOURS), len(scenes.SHAPES)
-            elif i >= 0 and frac >= 0.6:
-                o = scene.objects[i]
+            obj = ids >= 0
+            if not obj.any():
+                if frac >= 0.9:
+                    row[0], row[1] = len(COLOURS), len(scenes.SHAPES)
+                continue
+            j = int(np.argmax(np.where(obj, counts, -1)))
+            ofrac = counts[j] / cell.size
+            o = scene.objects[int(ids[j])]
+            if ofrac >= 0.2:  # edge cells show the outline: label them too
                 row[0] = COLOURS.index(o.colour)
                 row[1] = scenes.SHAPES.index(o.shape)
+            elif i < 0 and frac >= 0.9:
+                row[0], row[1] = len(COLOURS), len(scenes.SHAPES)
+            if ofrac >= 0.6:
                 row[2] = scenes.PATTERNS.index(o.pattern)
     return out
 
@@ -546,6 +554,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--plot", type=Path, default=None, help="write the curves figure and exit")
+    ap.add_argument(
+        "--vision-again", type=int, default=0, help="run this many more stage-A steps first"
+    )
     ap.add_argument("--stage", type=int, default=None, help="force the curriculum stage")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -609,6 +620,9 @@ def main(argv=None) -> int:
         torch.save(state, run / "ckpt.tmp")
         (run / "ckpt.tmp").replace(ckpt_path)
 
+    vision_until = cfg.vision_steps
+    if args.vision_again:
+        vdone, vision_until = False, vstep + args.vision_again
     if not vdone and cfg.vision_steps > 0:
         vparams = [
             *model.model.vision_tower.parameters(),
@@ -621,7 +635,7 @@ def main(argv=None) -> int:
         vwin: dict[str, deque] = defaultdict(lambda: deque(maxlen=20))
         vlog = open(run / "vision_log.jsonl", "a")
         t0 = time.time()
-        while vstep < cfg.vision_steps:
+        while vstep < vision_until:
             for g in vopt.param_groups:
                 g["lr"] = cfg.vision_lr * min(1.0, (vstep + 1) / 10)
             nb = max(2, cfg.batch // 2)
@@ -643,7 +657,8 @@ def main(argv=None) -> int:
                 print(f"vision {vstep} t={rec['time']}s aux {rec['aux']:.3f} {means}", flush=True)
             if vstep % 50 == 0:
                 save(vopt=vopt.state_dict())
-            if vstep >= 40 and means.get("pattern", 0) >= cfg.gate_vision_pattern:
+            gate = means.get("pattern", 0) >= cfg.gate_vision_pattern
+            if not args.vision_again and vstep >= 40 and gate:
                 break
         vdone = True
         vlog.close()

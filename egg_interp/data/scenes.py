@@ -65,7 +65,7 @@ FAMILIES = ("detail", "multi", "coarse", "existence")
 BACKGROUND = (232, 232, 228)
 STRIPE_CONTRAST = 48
 """Half the difference between the two tones of a stripe (0-255 scale)."""
-STRIPE_PERIOD = 5.0
+STRIPE_PERIOD = 5.5
 """Stripe period in canvas pixels, measured across the stripes."""
 NOISE = 6
 """Uniform pixel noise amplitude (+/-) over the whole canvas."""
