@@ -55,10 +55,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, repeat: int = 5) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs after one warm-up run, in seconds."""
+def paired_ratio(
+    fn: Callable[[], Any], reference: Callable[[], Any], device: torch.device, repeat: int = 5
+) -> tuple[float, float]:
+    """Median of ``time(fn) / time(reference)`` over ``repeat`` back-to-back pairs.
+
+    Pairing each run with a reference run just before it cancels slow changes in the load of
+    a shared machine, which an independent median of each would not. Returns the median
+    ratio and the median time of ``fn``.
+    """
     fn()
-    _sync(device)
+    reference()
+    ratios, times = [], []
+    for _ in range(repeat):
+        t_ref = time_call(reference, device, 1, warmup=False)
+        t = time_call(fn, device, 1, warmup=False)
+        ratios.append(t / t_ref)
+        times.append(t)
+    return statistics.median(ratios), statistics.median(times)
+
+
+def time_call(
+    fn: Callable[[], Any], device: torch.device, repeat: int = 5, warmup: bool = True
+) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs after one warm-up run, in seconds."""
+    if warmup:
+        fn()
+        _sync(device)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -117,7 +140,8 @@ def bench_methods(
 ) -> list[dict[str, Any]]:
     """Each method's time and peak memory as multiples of one plain forward pass.
 
-    Maps are computed cold (feature cache off, vision tower included), like the forward.
+    Maps are computed cold (feature cache off, vision tower included), like the forward;
+    each timed run is paired with a forward run just before it (:func:`paired_ratio`).
     """
     from egg_interp.methods import get_method
 
@@ -145,7 +169,7 @@ def bench_methods(
                 def run(method: Any = method) -> None:
                     method.attribute(adapter, images, question, inputs=inputs)
 
-                t = time_call(run, device, repeat)
+                ratio, t = paired_ratio(run, forward, device, repeat)
                 m = weights + peak_extra_memory(run, device)
             except Exception as exc:  # a method that cannot run on this model: say so
                 rows.append(dict(method=name, error=f"{type(exc).__name__}: {exc}"))
@@ -154,7 +178,7 @@ def bench_methods(
                 dict(
                     method=name,
                     seconds=t,
-                    time_ratio=t / t_fwd,
+                    time_ratio=ratio,
                     peak_bytes=m,
                     memory_ratio=m / m_fwd,
                 )
@@ -221,11 +245,16 @@ def bench_pipeline(
     device = adapter.device
     result = ground(adapter, image, question, max_new_tokens=5)
     t_base = time_call(lambda: adapter.answer(image, question, max_new_tokens=5), device, repeat)
-    t_egg = time_call(lambda: ground(adapter, image, question, max_new_tokens=5), device, repeat)
+    ratio, t_egg = paired_ratio(
+        lambda: ground(adapter, image, question, max_new_tokens=5),
+        lambda: adapter.answer(image, question, max_new_tokens=5),
+        device,
+        repeat,
+    )
     return {
         "base_seconds": t_base,
         "egg_seconds": t_egg,
-        "ratio": t_egg / t_base,
+        "ratio": ratio,
         "steps": len(result.steps),
     }
 
