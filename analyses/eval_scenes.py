@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--limit",
         type=int,
-        default=25,
-        help="samples (for scenes: per question family); 0 = all",
+        default=100,
+        help="samples (for scenes a balanced prefix: 100 = 25 per question family); 0 = all",
     )
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--pipelines", default=PIPELINES)

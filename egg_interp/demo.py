@@ -211,7 +211,7 @@ def run_demo(
 
     out_dir = Path(out_dir)
     adapter = load_model(model, device=device)
-    samples = scenes.load(split="test", limit=n)
+    samples = scenes.load(split="test", per_family=n)
     options = PipelineOptions(max_new_tokens=4)
     rows = []
     bar = tqdm(samples, desc="demo", disable=not progress)

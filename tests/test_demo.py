@@ -10,7 +10,7 @@ from egg_interp.pipelines import PipelineOptions
 
 
 def test_demo_rows_and_summary(tiny_llava):
-    samples = scenes.load(split="test", limit=1)  # one per family
+    samples = scenes.load(split="test", per_family=1)
     options = PipelineOptions(max_steps=2, max_new_tokens=2)
     rows = [evaluate_sample(tiny_llava, s, options) for s in samples]
     multi = next(r for r in rows if r["family"] == "multi")

@@ -27,7 +27,7 @@ def test_notebook_runs_end_to_end(name, tmp_path, monkeypatch):
         if cell.cell_type == "code":
             assert cell.outputs, "committed notebooks carry the outputs of a full run"
             cell.outputs = []
-    monkeypatch.setenv("EGG_NB_N", os.environ.get("EGG_NB_N", "2"))
+    monkeypatch.setenv("EGG_NB_N", os.environ.get("EGG_NB_N", "8"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     make_notebooks.execute(committed, tmp_path, timeout=600)  # a failing cell raises
     errors = [o for c in committed.cells for o in c.get("outputs", []) if o.output_type == "error"]
