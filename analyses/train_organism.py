@@ -71,6 +71,7 @@ class Config:
     steps: int = 4000
     decay_frac: float = 0.15
     aux_weight: float = 0.5
+    ground_weight: float = 0.0
     shape_weight: float = 1.0
     max_turns: int = 4
     seed: int = 0
@@ -118,9 +119,10 @@ def square_crop(box, scale: float, canvas: tuple[int, int], rng: np.random.Gener
 
 
 def token_labels(scene: scenes.Scene, crop, grid: int) -> np.ndarray:
-    """(grid*grid, 3) labels colour/shape/pattern of a square view ``crop`` (IGNORE where mixed)."""
+    """(grid*grid, 4) labels colour/shape/pattern of a square view ``crop`` (IGNORE where
+    mixed), and in the last column the index of the object covering >= 20% of the token."""
     x0, y0, x1, y1 = crop
-    out = np.full((grid * grid, 3), IGNORE, np.int64)
+    out = np.full((grid * grid, 4), IGNORE, np.int64)
     edges_x = np.linspace(x0, x1, grid + 1).round().astype(int)
     edges_y = np.linspace(y0, y1, grid + 1).round().astype(int)
     for r in range(grid):
@@ -142,6 +144,7 @@ def token_labels(scene: scenes.Scene, crop, grid: int) -> np.ndarray:
             ofrac = counts[j] / cell.size
             o = scene.objects[int(ids[j])]
             if ofrac >= 0.2:  # edge cells show the outline: label them too
+                row[3] = int(ids[j])
                 row[0] = COLOURS.index(o.colour)
                 row[1] = scenes.SHAPES.index(o.shape)
             elif i < 0 and frac >= 0.9:
@@ -261,7 +264,7 @@ class Batcher:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def __call__(self, examples: list[Example]):
-        seqs, targets, meta = [], [], []
+        seqs, targets, meta, ground = [], [], [], []
         for ex in examples:
             ids = self.ids("USER :") + [self.image_id] * (self.n_img_tokens * len(ex.images))
             tgt = [IGNORE] * len(ids)
@@ -273,6 +276,8 @@ class Batcher:
                 ids += p
                 tgt += [IGNORE] * (len(p) - 1) + a
                 meta.append((len(seqs), len(ids) - 1, a[0], q.family, view, ex.n_objects))
+                evid = np.isin(ex.labels[:, 3], list(q.evidence)) if q.evidence else None
+                ground.append(evid)
                 ids += a + [self.eos]
                 tgt += [self.eos, IGNORE]
             seqs.append(ids)
@@ -287,7 +292,7 @@ class Batcher:
             mask[b, : len(s)] = 1
         images = [im for ex in examples for im in ex.images]
         pixel_values = self.proc.image_processor(images, return_tensors="pt")["pixel_values"]
-        aux = torch.from_numpy(np.concatenate([ex.labels for ex in examples]))
+        aux = torch.from_numpy(np.concatenate([ex.labels[:, :3] for ex in examples]))
         return {
             "input_ids": input_ids,
             "attention_mask": mask,
@@ -295,6 +300,8 @@ class Batcher:
             "labels": labels,
             "aux": aux,
             "meta": meta,
+            "ground": ground,
+            "image_token_id": self.image_id,
         }
 
 
@@ -388,6 +395,31 @@ def vision_forward(model, head, batch) -> tuple[torch.Tensor, dict]:
     return aux_loss_of(head, feats, batch["aux"])
 
 
+def grounding_loss(attentions, batch) -> torch.Tensor:
+    """-log(share of the answer position's attention to image tokens that lands on the
+    evidence objects' tokens), averaged over heads, layers and questions with evidence.
+
+    Optional (``Config.ground_weight``): a grounding signal like the region-grounded data
+    real VLMs see; it teaches the model which object a question names.
+    """
+    image_id = batch["image_token_id"]
+    losses = []
+    for (row, col, *_), evid in zip(batch["meta"], batch["ground"]):
+        if evid is None or not evid.any():
+            continue
+        is_img = batch["input_ids"][row] == image_id
+        img_pos = torch.nonzero(is_img).squeeze(1)
+        target = img_pos[torch.from_numpy(evid)]
+        for att in attentions:
+            a = att[row, :, col]  # (heads, length)
+            on_img = a[:, img_pos].sum(-1)
+            on_tgt = a[:, target].sum(-1)
+            losses.append(-torch.log((on_tgt + 1e-6) / (on_img + 1e-6)).mean())
+    if not losses:
+        return torch.zeros(())
+    return torch.stack(losses).mean()
+
+
 def forward(model, head, batch, cfg: Config):
     """Answer loss, auxiliary loss, and the logits at the answer positions."""
     captured = {}
@@ -396,14 +428,17 @@ def forward(model, head, batch, cfg: Config):
         captured["feats"] = output
 
     handle = model.model.multi_modal_projector.register_forward_hook(hook)
+    want_att = cfg.ground_weight > 0
     try:
         out = model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             pixel_values=batch["pixel_values"],
+            output_attentions=want_att,
         )
     finally:
         handle.remove()
+    ground_loss = grounding_loss(out.attentions, batch) if want_att else None
     logits = out.logits  # labels are already aligned with the position that predicts them
     labels = batch["labels"]
     ans_loss = torch.nn.functional.cross_entropy(
@@ -427,6 +462,8 @@ def forward(model, head, batch, cfg: Config):
     rows = torch.tensor([m[0] for m in batch["meta"]])
     cols = torch.tensor([m[1] for m in batch["meta"]])
     pred = out.logits[rows, cols].argmax(-1)
+    if ground_loss is not None:
+        ans_loss = ans_loss + cfg.ground_weight * ground_loss
     return ans_loss, aux_loss, pred
 
 
@@ -483,6 +520,7 @@ def lr_at(step: int, cfg: Config) -> float:
 
 
 def export(model, processor, directory: Path) -> None:
+    model.set_attn_implementation("sdpa")
     directory = Path(directory)
     if directory.exists():
         shutil.rmtree(directory)
@@ -604,6 +642,8 @@ def main(argv=None) -> int:
 
     batcher = Batcher(processor, cfg)
     model.train()
+    if cfg.ground_weight > 0:
+        model.set_attn_implementation("eager")  # attention weights for the grounding loss
 
     def save(**extra) -> None:
         state = {
