@@ -545,7 +545,10 @@ def plot_curves(run: Path, out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     steps = [r["step"] for r in recs]
     ax = axes[0]
-    for key, label in (("ans", "answer loss"), ("aux", "auxiliary token loss")):
+    for key, label in (
+        ("ans", "answer loss (+ grounding loss once switched on)"),
+        ("aux", "auxiliary token loss"),
+    ):
         ax.plot(steps, [r[key] for r in recs], label=label)
     ax.set_yscale("log")
     ax.set_title("training losses")
