@@ -198,7 +198,7 @@ def examples_figure(rows: list[dict[str, Any]], n: int = 6) -> Any:
 def run_demo(
     out_dir: str | Path,
     model: str = "organism",
-    n: int = 200,
+    n: int = 50,
     device: str | None = None,
     seed: int = 0,
     n_figures: int = 8,
