@@ -205,7 +205,7 @@ def test_analysis_script_runs_on_a_tiny_model(tiny_llava_dir, tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     figures = tmp_path / "figures"
-    argv = ["--model", str(tiny_llava_dir), "--limit", "1", "--methods", "egg"]
+    argv = ["--model", str(tiny_llava_dir), "--limit", "2", "--methods", "egg"]
     argv += ["--pipelines", "base,egg,oracle", "--stop", "fixed:2", "--grids", "2"]
     argv += ["--results", str(tmp_path / "runs" / "results.jsonl"), "--figures", str(figures)]
     assert module.main([*argv, "--no-progress"]) == 0
