@@ -49,6 +49,31 @@ LLAVA_SHAPED = dict(
 """A random-weight model with LLaVA-1.5's token shapes (336 px, patch 14: 576 visual tokens
 per image, layer -2 features, MLP projector), scaled down in width and depth for a CPU."""
 
+LLAVA_7B = dict(
+    image_size=336,
+    patch_size=14,
+    vision_hidden=1024,
+    vision_intermediate=4096,
+    vision_layers=24,
+    vision_heads=16,
+    text_hidden=4096,
+    text_intermediate=11008,
+    text_layers=32,
+    text_heads=32,
+    vocab_size=32064,
+)
+"""LLaVA-1.5-7B's full shapes (CLIP ViT-L/14-336 tower, Vicuna-7B language model)."""
+
+PRESETS: dict[str, dict[str, int]] = {
+    "llava-1.5-shaped": LLAVA_SHAPED,
+    # full width, 2 of the 32 language layers and 2 of the 24 vision layers: the ratio of
+    # saved activations to weights per layer is the real model's, so memory ratios carry over
+    # (and the tokenizer's small vocabulary, so embeddings do not inflate the weights' share)
+    "llava-1.5-7b-width": {**LLAVA_7B, "vision_layers": 2, "text_layers": 2, "vocab_size": 0},
+    "llava-1.5-7b": LLAVA_7B,
+}
+"""Random-weight models the suite can build in memory, by name (``egg-interp bench --preset``)."""
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -124,6 +149,47 @@ def llava_shaped_checkpoint(directory: str | Path, **overrides: int) -> Path:
 
     words = "what is written on the sign ? describe the image red blue".split()
     return build_tiny_llava(directory, words, **{**LLAVA_SHAPED, **overrides})
+
+
+def preset_adapter(
+    name: str, device: str | None = None, dtype: str | None = None, seed: int = 0
+) -> VLMAdapter:
+    """Build the random-weight model ``name`` of :data:`PRESETS` in memory and wrap it.
+
+    Built directly on ``device`` in ``dtype`` (nothing written to disk), so LLaVA-1.5-7B's
+    full shapes fit a GPU in bfloat16 without a checkpoint.
+    """
+    from transformers import LlavaForConditionalGeneration
+
+    from egg_interp.errors import InputError
+    from egg_interp.models.llava import LlavaAdapter
+    from egg_interp.models.loading import resolve_dtype
+    from egg_interp.models.offline import (
+        build_llava_processor,
+        build_word_tokenizer,
+        llava_config,
+    )
+
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    words = "what is written on the sign ? describe the image red blue".split()
+    tokenizer = build_word_tokenizer(words)
+    cfg = llava_config(tokenizer, **PRESETS[name])
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_dtype = resolve_dtype(dtype, dev)
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype)
+    try:
+        with dev:
+            model = LlavaForConditionalGeneration(cfg)
+    finally:
+        torch.set_default_dtype(previous)
+    model.eval().requires_grad_(False)
+    processor = build_llava_processor(
+        tokenizer, cfg.vision_config.image_size, cfg.vision_config.patch_size
+    )
+    return LlavaAdapter(model, processor, name=f"{name} (random weights)")
 
 
 def _image(width: int = 336, height: int = 336, seed: int = 0) -> Image.Image:
@@ -318,9 +384,17 @@ def run_suite(
     dtype: str | None = None,
     methods: Sequence[str] | None = None,
     repeat: int = 5,
+    preset: str | None = None,
+    width_check: str | None = "llava-1.5-7b-width",
 ) -> dict[str, Any]:
-    """Run every benchmark on ``model`` (default: a LLaVA-1.5-shaped random model) and write
-    ``bench.json`` and ``bench.md`` into ``out_dir``."""
+    """Run every benchmark and write ``bench.json`` and ``bench.md`` into ``out_dir``.
+
+    The model is ``model`` (a checkpoint or ``"organism"``), else the random-weight
+    ``preset`` built in memory, else a LLaVA-1.5-shaped random checkpoint saved and loaded
+    like any other. ``width_check`` (a preset, ``None`` to skip) adds EGG's time and memory
+    against the forward on a model of full width but few layers: memory ratios depend on
+    the width (activations saved per token against weights), which the small model lacks.
+    """
     import platform
     import tempfile
 
@@ -329,12 +403,16 @@ def run_suite(
     from egg_interp.models import load_model
 
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        if model is None:
-            source, label = str(llava_shaped_checkpoint(tmp)), "llava-1.5-shaped (random weights)"
-        else:
-            source, label = model, model
-        adapter = load_model(source, device=device, dtype=dtype)
+    if model is None and preset is not None:
+        adapter, label = preset_adapter(preset, device, dtype), f"{preset} (random weights)"
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            if model is None:
+                source = str(llava_shaped_checkpoint(tmp))
+                label = "llava-1.5-shaped (random weights)"
+            else:
+                source, label = model, model
+            adapter = load_model(source, device=device, dtype=dtype)
     names = list(methods) if methods is not None else sorted(METHODS)
     cfg = adapter.model.config
     results: dict[str, Any] = {
@@ -366,6 +444,16 @@ def run_suite(
         if m in METHODS
     ]
     results["cache"] = bench_cache(adapter, cheap, repeat=max(1, repeat // 2))
+    if width_check:
+        wide = preset_adapter(width_check, device, dtype)
+        cfg = wide.model.config
+        results["width"] = {
+            "preset": width_check,
+            "text": f"{cfg.text_config.hidden_size}x{cfg.text_config.num_hidden_layers}",
+            "parameters": sum(p.numel() for p in wide.model.parameters()),
+            "methods": bench_methods(wide, ["egg"], repeat=max(1, repeat // 2)),
+        }
+        del wide
     results["checks"] = check_targets(results)
     write_json(out_dir / "bench.json", results)
     (out_dir / "bench.md").write_text(markdown(results))
@@ -380,10 +468,23 @@ def check_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "egg_map_memory_vs_forward": egg.get("memory_ratio", math.nan),
         **results["regions"],
     }
-    return {
+    checks = {
         k: {"value": measured[k], "target": t, "holds": bool(measured[k] <= t)}
         for k, t in TARGETS.items()
     }
+    if "width" in results:
+        egg = next((r for r in results["width"]["methods"] if r.get("method") == "egg"), {})
+        for key, field in (
+            ("egg_map_vs_forward", "time_ratio"),
+            ("egg_map_memory_vs_forward", "memory_ratio"),
+        ):
+            value, target = egg.get(field, math.nan), TARGETS[key]
+            checks[f"{key} ({results['width']['preset']})"] = {
+                "value": value,
+                "target": target,
+                "holds": bool(value <= target),
+            }
+    return checks
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -408,8 +509,27 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {k} | {c['value']:.3g} | <= {c['target']} | {'yes' if c['holds'] else 'no'} |"
         )
     sc, pl, ca = results["scaling"], results["pipeline"], results["cache"]
+    fwd = results["methods"][0]
+    egg = next(
+        (r for r in results["methods"] if r.get("method") == "egg" and "error" not in r), None
+    )
+    lines += [""]
+    if egg is not None:
+        lines.append(
+            f"Absolute (this machine): forward {fwd['seconds'] * 1000:.0f} ms, EGG map "
+            f"{egg['seconds'] * 1000:.0f} ms; peak memory forward {fwd['peak_bytes'] / 2**20:.0f} "
+            f"MiB, EGG map {egg['peak_bytes'] / 2**20:.0f} MiB."
+        )
+    if "width" in results:
+        w = results["width"]
+        f, e = w["methods"][0], w["methods"][1]
+        lines.append(
+            f"Full-width check, {w['preset']} ({w['parameters'] / 1e6:.0f}M parameters, text "
+            f"{w['text']}): EGG map {e.get('time_ratio', math.nan):.2f}x the forward's time "
+            f"({f['seconds'] * 1000:.0f} ms forward), {e.get('memory_ratio', math.nan):.2f}x its "
+            f"peak memory ({f['peak_bytes'] / 2**20:.0f} MiB forward)."
+        )
     lines += [
-        "",
         f"EGG map time vs visual tokens {sc['tokens']}: "
         + ", ".join(f"{s * 1000:.0f} ms" for s in sc["seconds"])
         + f"; fitted exponent {sc['exponent']:.2f}.",

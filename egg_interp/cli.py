@@ -186,13 +186,34 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=None, help="comma-separated (default: all registered)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     p.add_argument("--out", default="figures/bench", help="directory for bench.json and bench.md")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="random-weight model built in memory instead of --model: llava-1.5-shaped, "
+        "llava-1.5-7b-width (full width, 2 layers), llava-1.5-7b (full shapes; GPU)",
+    )
+    p.add_argument(
+        "--width-check",
+        default="llava-1.5-7b-width",
+        help="preset for the full-width EGG time/memory check ('none' to skip)",
+    )
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from egg_interp.bench import run_suite
 
     methods = args.methods.split(",") if args.methods else None
-    run_suite(args.out, args.model, args.device, args.dtype, methods, args.repeat)
+    width = None if args.width_check in ("", "none") else args.width_check
+    run_suite(
+        args.out,
+        args.model,
+        args.device,
+        args.dtype,
+        methods,
+        args.repeat,
+        preset=args.preset,
+        width_check=width,
+    )
     print((Path(args.out) / "bench.md").read_text())
     return 0
 

@@ -41,8 +41,20 @@ def test_targets_and_markdown():
         "date": "d",
         "repeat": 1,
         "methods": [
-            {"method": "forward", "time_ratio": 1.0, "memory_ratio": 1.0},
-            {"method": "egg", "time_ratio": 2.5, "memory_ratio": 1.1},
+            {
+                "method": "forward",
+                "seconds": 0.1,
+                "time_ratio": 1.0,
+                "peak_bytes": 2**20 * 100,
+                "memory_ratio": 1.0,
+            },
+            {
+                "method": "egg",
+                "seconds": 0.25,
+                "time_ratio": 2.5,
+                "peak_bytes": 2**20 * 110,
+                "memory_ratio": 1.1,
+            },
         ],
         "regions": {"regions_ms_24": 1.0, "regions_ms_100": 60.0},
         "scaling": {"tokens": [1, 2], "seconds": [1.0, 2.0], "exponent": 1.0},
@@ -57,4 +69,55 @@ def test_targets_and_markdown():
     results["checks"] = checks
     text = markdown(results)
     assert "| egg | 2.50x | 1.10x |" in text and "fitted exponent 1.00" in text
+    assert "forward 100 ms, EGG map 250 ms; peak memory forward 100 MiB, EGG map 110 MiB" in text
     assert not math.isnan(checks["egg_map_vs_forward"]["value"])
+
+
+def test_preset_built_in_memory_matches_the_saved_checkpoint(tmp_path, monkeypatch):
+    """The in-memory preset path builds the same model as a checkpoint saved and loaded."""
+    import numpy as np
+
+    from egg_interp import bench
+    from egg_interp.methods import get_method
+    from egg_interp.models import load_model
+    from egg_interp.models.offline import build_tiny_llava
+
+    tiny = dict(image_size=64, patch_size=8, vision_hidden=16, text_hidden=16, text_layers=1)
+    monkeypatch.setitem(bench.PRESETS, "tiny", tiny)
+    built = bench.preset_adapter("tiny", device="cpu")
+    words = "what is written on the sign ? describe the image red blue".split()
+    saved = load_model(build_tiny_llava(tmp_path, words, seed=0, **tiny), device="cpu")
+    image = bench._image(64, 64)
+    a = get_method("egg").attribute(built, [image], "what is written on the sign ?")
+    b = get_method("egg").attribute(saved, [image], "what is written on the sign ?")
+    assert np.abs(a.grid).max() > 0
+    np.testing.assert_allclose(a.grid, b.grid, rtol=1e-5, atol=1e-9)
+    assert not any(p.requires_grad for p in built.model.parameters())
+
+
+def test_unknown_preset_is_a_clear_error():
+    import pytest
+
+    from egg_interp.bench import preset_adapter
+    from egg_interp.errors import InputError
+
+    with pytest.raises(InputError, match="unknown preset 'llava-70b'"):
+        preset_adapter("llava-70b")
+
+
+def test_width_check_rows_join_the_targets():
+    results = {
+        "methods": [{"method": "egg", "time_ratio": 1.9, "memory_ratio": 1.5}],
+        "regions": {"regions_ms_24": 1.0, "regions_ms_100": 2.0},
+        "width": {
+            "preset": "w",
+            "methods": [
+                {"method": "forward", "time_ratio": 1.0, "memory_ratio": 1.0},
+                {"method": "egg", "time_ratio": 2.0, "memory_ratio": 1.06},
+            ],
+        },
+    }
+    checks = check_targets(results)
+    assert not checks["egg_map_memory_vs_forward"]["holds"]
+    assert checks["egg_map_memory_vs_forward (w)"]["holds"]
+    assert checks["egg_map_memory_vs_forward (w)"]["value"] == 1.06

@@ -130,12 +130,14 @@ def llava_config(
     text_layers: int = 2,
     text_heads: int = 2,
     text_intermediate: int | None = None,
+    vision_intermediate: int | None = None,
+    vocab_size: int | None = None,
     vision_feature_layer: int = -2,
 ) -> LlavaConfig:
     """A small ``LlavaConfig`` (CLIP-style vision tower, Llama-style language model)."""
     vision = CLIPVisionConfig(
         hidden_size=vision_hidden,
-        intermediate_size=vision_hidden * 4,
+        intermediate_size=vision_intermediate or vision_hidden * 4,
         num_hidden_layers=vision_layers,
         num_attention_heads=vision_heads,
         image_size=image_size,
@@ -143,7 +145,7 @@ def llava_config(
         projection_dim=vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(vocab_size or 0, len(tokenizer)),
         hidden_size=text_hidden,
         intermediate_size=text_intermediate or text_hidden * 3,
         num_hidden_layers=text_layers,
