@@ -79,6 +79,7 @@ class Config:
     ground_weight: float = 1.5
     shape_weight: float = 3.0
     max_turns: int = 4
+    min_objects: int = 1  # fewest objects per scene once past stage 1
     seed: int = 0
     embed_std: float = 1.0
     # curriculum: stage s -> up to s objects; advance when the gates hold
@@ -165,6 +166,9 @@ def leaks(q: scenes.Question, others: list[scenes.Question]) -> bool:
         words = set(o.text.rstrip("?").split())
         if o.text == q.text or q.answer in words:
             return True
+        fams = {q.family, o.family}
+        if fams == {"detail", "multi"} and set(q.evidence) & set(o.evidence):
+            return True  # "same pattern? yes" plus one pattern gives the other away
         if q.family == "existence" and q.text.split(" ", 3)[3].rstrip("?") in o.text:
             return True
         if o.family == "existence" and o.answer == "yes":
@@ -203,7 +207,9 @@ def pick_questions(pool, rng: np.random.Generator, k: int) -> list[scenes.Questi
         if leaks(q, chosen) or any(leaks(c, [q]) for c in chosen):
             continue
         chosen.append(q)
-    return chosen
+    # Earlier *answers* are in the context too: yes/no questions go first, so that no earlier
+    # answer tells them (a colour answer then "is there a red circle?"), as at test time.
+    return sorted(chosen, key=lambda q: q.family not in ("existence", "multi"))
 
 
 @dataclass
@@ -221,7 +227,8 @@ def make_example(seed: int, stage: int, cfg: Config, vision_only: bool = False) 
     elif stage <= 1:
         n = 1
     else:
-        n = stage if rng.random() < 0.5 else int(rng.integers(1, stage + 1))
+        lo = min(cfg.min_objects, stage)
+        n = stage if rng.random() < 0.5 else int(rng.integers(lo, stage + 1))
     scene = scenes.make_scene(int(rng.integers(0, scenes.SPLITS["train"][1])), n_objects=n)
     canvas = scene.image.size
     grid = cfg.image_size // cfg.patch_size

@@ -61,3 +61,19 @@ def test_no_question_gives_away_another_answer():
         for q in qs:
             others = " ".join(o.text for o in qs if o is not q).replace("?", " ").split()
             assert q.answer not in others
+
+
+def test_no_earlier_answer_gives_away_a_later_question():
+    """Answers stay in the context: yes/no questions come first, and a "same pattern?"
+    question never shares an object with a pattern question of the same sequence."""
+    cfg = train_organism.Config(**train_organism.TINY)
+    seen_multi = 0
+    for i in range(300):
+        qs = [t[0] for t in train_organism.make_example(i, 4, cfg).turns]
+        fams = [q.family in ("existence", "multi") for q in qs]
+        assert fams == sorted(fams, reverse=True), [q.text for q in qs]
+        for m in (q for q in qs if q.family == "multi"):
+            seen_multi += 1
+            details = [q for q in qs if q.family == "detail"]
+            assert not any(set(d.evidence) & set(m.evidence) for d in details)
+    assert seen_multi > 10
