@@ -60,7 +60,9 @@ class Config:
     """The recipe of the shipped organism (its run changed some of these on the way, by
     resuming with ``--set``; see the README notes: shape weight 1 -> 2 -> 3 at steps 600 and
     1300, grounding loss 0 -> 0.5 -> 1.5 at steps 2500 and 2800, stripe period 5 -> 5.5 px at
-    step 1700, 150 more stage-A steps at step 1300)."""
+    step 1700, 150 more stage-A steps at step 1300; at step 4200 the run was extended to 7600
+    steps with ``lr=5e-4 decay_frac=0.35 min_objects=2``, and from step 4500 yes/no questions
+    come first in a sequence, so no earlier answer gives them away)."""
 
     image_size: int = 64
     patch_size: int = 8

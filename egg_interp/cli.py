@@ -163,7 +163,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="organism", help="checkpoint (default: the organism)")
     p.add_argument("--device", default=None)
-    p.add_argument("--n", type=int, default=50, help="test scenes per question family")
+    p.add_argument("--n", type=int, default=200, help="test scenes per question family")
     p.add_argument("--out", default="demo_out", help="directory for summary.json and figures")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
 
