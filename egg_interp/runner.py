@@ -13,8 +13,9 @@ Line layout (``kind`` = ``"map"`` or ``"answer"``); fields common to both kinds:
 ``sample_id, kind, name, config_hash``
     The key. ``name`` is the method (maps) or pipeline (answers).
 ``config``
-    What the hash covers: model, dtype, prompt suffix, dataset, split, code version, and the
-    method's or pipeline's options (for maps also the pointing-game tolerance and top-k).
+    What the hash covers: model, a fingerprint of its weights' values, dtype, prompt suffix,
+    dataset, split, code version, and the method's or pipeline's options (for maps also the
+    pointing-game tolerance and top-k).
 ``index, dataset, split, family, model, question, answers, image_size, boxes, box_source,
 evidence_area, size_bucket``
     The sample: position in the dataset, its evidence boxes (original-image pixels) and the
@@ -239,6 +240,7 @@ def evaluate(
     model = model or adapter.name
     base_cfg = {
         "model": model,
+        "weights": adapter.weights_fingerprint(),
         "dtype": str(adapter.dtype).replace("torch.", ""),
         "prompt_suffix": adapter.prompt_suffix,
         "dataset": dataset,

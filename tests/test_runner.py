@@ -232,6 +232,20 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(
     assert other.written == 5 and other.skipped == total - 5
 
 
+def test_retrained_weights_under_the_same_name_are_new_work(tiny_llava, vstar_root, tmp_path):
+    samples = load_dataset("vstar", vstar_root)[:2]
+    kwargs = dict(methods=["egg"], pipelines=[], progress=False, model="tiny")
+    out = tmp_path / "out.jsonl"
+    assert evaluate(tiny_llava, samples, out=out, **kwargs).written == 2
+    assert evaluate(tiny_llava, samples, out=out, **kwargs).written == 0
+    before = tiny_llava.weights_fingerprint()
+    with torch.no_grad():  # "retrain": one weight moves
+        next(tiny_llava.model.parameters()).view(-1)[0] += 1.0
+    assert tiny_llava.weights_fingerprint() != before
+    again = evaluate(tiny_llava, samples, out=out, **kwargs)
+    assert again.written == 2 and again.skipped == 0
+
+
 def test_errors_are_recorded_and_retried(tiny_llava, vstar_root, tmp_path, monkeypatch):
     samples = load_dataset("vstar", vstar_root, limit=2)
     out = tmp_path / "out.jsonl"

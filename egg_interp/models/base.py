@@ -296,6 +296,23 @@ class VLMAdapter:
         """Forget cached vision features."""
         self._feature_cache.clear()
 
+    def weights_fingerprint(self, per_tensor: int = 64) -> str:
+        """A short hash of the weights' values, so results of retrained weights never pass
+        for results of the old ones under the same model name.
+
+        Hashes every parameter's name and shape and ``per_tensor`` evenly strided values
+        (read in float32): cheap on a 7B model, and any retraining changes them.
+        """
+        h = hashlib.sha1()
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                flat = p.detach().reshape(-1)
+                step = max(1, flat.numel() // per_tensor)
+                sample = flat[::step][:per_tensor].float().cpu().numpy()
+                h.update(f"{name}{tuple(p.shape)}".encode())
+                h.update(sample.tobytes())
+        return h.hexdigest()[:16]
+
     # ------------------------------------------------------------------ running
     def forward(self, inputs: PromptInputs, **kwargs: Any) -> Any:
         """A plain forward pass from pixels (no gradients unless the caller enables them)."""
