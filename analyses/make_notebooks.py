@@ -49,7 +49,7 @@ transformers.utils.logging.disable_progress_bar()
 MODEL = os.environ.get("EGG_NB_MODEL", "organism")
 DATASET = os.environ.get("EGG_NB_DATASET", "scenes")
 DATA_ROOT = os.environ.get("EGG_NB_DATA_ROOT")
-N = int(os.environ.get("EGG_NB_N", "40"))        # samples (a balanced prefix for the scenes)
+N = int(os.environ.get("EGG_NB_N", "200"))       # samples (a balanced prefix for the scenes)
 MAX_STEPS = 6
 RULES = {"spatial entropy": "ent", "fixed 1": "fixed:1", "fixed 2": "fixed:2",
          "fixed 3": "fixed:3", "fixed 4": "fixed:4", "min crop area": "area:4000",
