@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -214,11 +215,13 @@ def run_demo(
     samples = scenes.load(split="test", per_family=n)
     options = PipelineOptions(max_new_tokens=4)
     rows = []
-    bar = tqdm(samples, desc="demo", disable=not progress)
+    # in a log file (not a terminal), update the bar every 10 s instead of every sample
+    interval = 0.1 if sys.stderr.isatty() else 10.0
+    bar = tqdm(samples, desc="demo", disable=not progress, mininterval=interval)
     for s in bar:
         rows.append(evaluate_sample(adapter, s, options, seed))
         done = [r["correct"]["egg"] for r in rows]
-        bar.set_postfix(egg_acc=f"{np.mean(done):.3f}")
+        bar.set_postfix(egg_acc=f"{np.mean(done):.3f}", refresh=False)
     summary = summarise(rows)
     summary["model"] = str(model)
     write_json(out_dir / "summary.json", summary)

@@ -38,6 +38,7 @@ import inspect
 import math
 import socket
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -319,7 +320,11 @@ def evaluate(
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=len(my_share), desc=f"evaluate {dataset}", unit="sample", dynamic_ncols=True
+            total=len(my_share),
+            desc=f"evaluate {dataset}",
+            unit="sample",
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # a log file: every 10 s
         )
     try:
         with ResultsWriter(own) as writer:
