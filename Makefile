@@ -33,7 +33,7 @@ demo: setup
 	$(BIN)/egg-interp demo --out $(DEMO_OUT)
 
 bench: setup
-	$(BIN)/egg-interp bench --out figures/bench
+	$(BIN)/egg-interp bench --preset llava-1.5-shaped --out figures/bench
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

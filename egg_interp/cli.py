@@ -117,8 +117,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=1,
-        help="internal batch of perturbation methods that take one; otherwise samples run one "
-        "at a time (1)",
+        help="samples per map batch: one padded forward/backward for batched methods (egg and "
+        "the gradient maps), the internal batch of IG/SmoothGrad; answers run one at a time (1)",
     )
     p.add_argument("--tolerance", type=float, default=15.0, help="pointing-game radius, pixels")
     p.add_argument("--vicrop-method", default="rel_att", help="map of the vicrop pipeline")
@@ -179,7 +179,7 @@ def run_demo(args: argparse.Namespace) -> int:
 @command("bench", "benchmark suite: method costs as ratios to one forward pass", "bench")
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", default=None, help="checkpoint (default: a LLaVA-1.5-shaped random model)"
+        "--model", default="organism", help="checkpoint or 'organism' (default); see --preset"
     )
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
@@ -206,7 +206,7 @@ def run_bench(args: argparse.Namespace) -> int:
     width = None if args.width_check in ("", "none") else args.width_check
     run_suite(
         args.out,
-        args.model,
+        None if args.preset else args.model,
         args.device,
         args.dtype,
         methods,

@@ -199,7 +199,7 @@ def examples_figure(rows: list[dict[str, Any]], n: int = 6) -> Any:
 def run_demo(
     out_dir: str | Path,
     model: str = "organism",
-    n: int = 50,
+    n: int = 200,
     device: str | None = None,
     seed: int = 0,
     n_figures: int = 8,

@@ -82,3 +82,18 @@ def test_bad_input_gives_one_line_errors(
 def test_methods_lists_the_registry(capsys):
     assert main(["methods"]) == 0
     assert "egg" in capsys.readouterr().out
+
+
+def test_every_command_that_loads_a_model_defaults_to_the_organism():
+    """``report --model`` is the exception: it defaults to the model recorded in the results."""
+    from egg_interp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    checked = []
+    for name, cmd in sub.choices.items():
+        model = [a for a in cmd._actions if a.dest == "model"]
+        if model and name != "report":
+            assert model[0].default == "organism", name
+            checked.append(name)
+    assert {"ground", "compare", "evaluate", "demo", "bench"} <= set(checked)
