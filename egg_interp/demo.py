@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,14 @@ def examples_figure(rows: list[dict[str, Any]], n: int = 6) -> Any:
         res, s = r["_result"], r["_sample"]
         res.base_answer, res.answer = r["answers"]["full"], r["answers"]["egg"]
         fig = plot_grounding(s.image, res, gt_boxes=s.boxes, max_steps_shown=3)
-        fig.suptitle(f"{s.family}: truth {s.answers[0]!r}", fontsize=9, x=0.01, y=1.06, ha="left")
+        a = r["answers"]
+        fig.axes[0].set_title(
+            f"{textwrap.fill(s.question, width=44)}\n{s.family}, truth {s.answers[0]!r}\n"
+            f"full {a['full']!r}, oracle {a['oracle']!r}\nEGG {a['egg']!r}",
+            fontsize=8,
+        )
+        fig.set_size_inches(fig.get_size_inches()[0], 3.8)
+        fig.tight_layout()
         fig.canvas.draw()
         images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3])
         plt.close(fig)

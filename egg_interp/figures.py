@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +48,8 @@ def plot_grounding(
         linestyle="--",
     )
     answer = f"\nbase: {result.base_answer!r} -> egg: {result.answer!r}" if result.answer else ""
-    ax0.set_title(f"{result.question}{answer}", fontsize=8)
+    question = textwrap.fill(result.question, width=44)  # long questions wrap, never clip
+    ax0.set_title(f"{question}{answer}", fontsize=8)
     ax0.set_axis_off()
     if n_crop_cols:
         for j, step in enumerate(shown):
