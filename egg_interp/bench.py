@@ -344,6 +344,39 @@ def bench_batch(
     return out
 
 
+def bench_runner(adapter: VLMAdapter, n: int = 8, batch_size: int = 1) -> dict[str, Any]:
+    """Samples per second of the evaluation runner (EGG map and EGG pipeline per sample).
+
+    Runs :func:`egg_interp.runner.evaluate` on ``n`` test scenes of the synthetic benchmark
+    (images of any model's liking; no files needed), writing to a temporary JSONL file.
+    """
+    import tempfile
+
+    from egg_interp.data import scenes
+    from egg_interp.runner import evaluate
+
+    samples = scenes.load(split="test", limit=n)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        summary = evaluate(
+            adapter,
+            samples,
+            methods=["egg"],
+            pipelines=["egg"],
+            out=Path(tmp) / "results.jsonl",
+            batch_size=batch_size,
+            progress=False,
+        )
+        _sync(adapter.device)
+        seconds = time.perf_counter() - start
+    return {
+        "samples": len(samples),
+        "seconds": seconds,
+        "samples_per_second": len(samples) / seconds,
+        "errors": summary.errors,
+    }
+
+
 def bench_cache(adapter: VLMAdapter, methods: Sequence[str], repeat: int = 3) -> dict[str, float]:
     """Time for several methods on one sample with and without the shared vision features."""
     from egg_interp.methods import get_method
@@ -444,6 +477,7 @@ def run_suite(
         if m in METHODS
     ]
     results["cache"] = bench_cache(adapter, cheap, repeat=max(1, repeat // 2))
+    results["runner"] = bench_runner(adapter)
     if width_check:
         wide = preset_adapter(width_check, device, dtype)
         cfg = wide.model.config
@@ -539,6 +573,12 @@ def markdown(results: dict[str, Any]) -> str:
         + ".",
         f"Shared vision features for {len(ca['methods'])} methods on one sample "
         f"({', '.join(ca['methods'])}): {100 * ca['saving']:.0f}% less time.",
-        "",
     ]
+    if "runner" in results:
+        ru = results["runner"]
+        lines.append(
+            f"Evaluation runner (EGG map + EGG pipeline per sample, {ru['samples']} scenes): "
+            f"{ru['samples_per_second']:.2f} samples/s."
+        )
+    lines.append("")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from egg_interp.bench import bench_methods, check_targets, markdown, peak_extra_memory
@@ -61,6 +62,7 @@ def test_targets_and_markdown():
         "pipeline": {"ratio": 3.0, "steps": 2},
         "batch": {1: 1.0},
         "cache": {"methods": ["egg"], "saving": 0.5},
+        "runner": {"samples": 8, "seconds": 4.0, "samples_per_second": 2.0, "errors": 0},
     }
     checks = check_targets(results)
     assert not checks["egg_map_vs_forward"]["holds"]
@@ -70,6 +72,9 @@ def test_targets_and_markdown():
     text = markdown(results)
     assert "| egg | 2.50x | 1.10x |" in text and "fitted exponent 1.00" in text
     assert "forward 100 ms, EGG map 250 ms; peak memory forward 100 MiB, EGG map 110 MiB" in text
+    assert (
+        "Evaluation runner (EGG map + EGG pipeline per sample, 8 scenes): 2.00 samples/s." in text
+    )
     assert not math.isnan(checks["egg_map_vs_forward"]["value"])
 
 
@@ -121,3 +126,11 @@ def test_width_check_rows_join_the_targets():
     assert not checks["egg_map_memory_vs_forward"]["holds"]
     assert checks["egg_map_memory_vs_forward (w)"]["holds"]
     assert checks["egg_map_memory_vs_forward (w)"]["value"] == 1.06
+
+
+def test_runner_throughput_runs_the_real_runner(tiny_llava):
+    from egg_interp.bench import bench_runner
+
+    out = bench_runner(tiny_llava, n=2)
+    assert out["samples"] == 2 and out["errors"] == 0
+    assert out["samples_per_second"] == pytest.approx(2 / out["seconds"])
