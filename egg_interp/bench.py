@@ -567,7 +567,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"EGG map time vs visual tokens {sc['tokens']}: "
         + ", ".join(f"{s * 1000:.0f} ms" for s in sc["seconds"])
         + f"; fitted exponent {sc['exponent']:.2f}.",
-        f"Full EGG pipeline ({pl['steps']} loop steps): {pl['ratio']:.1f}x the base answer.",
+        f"Full EGG pipeline ({pl['steps']} loop step{'' if pl['steps'] == 1 else 's'}): "
+        f"{pl['ratio']:.1f}x the base answer.",
         "Batched EGG maps per second: "
         + ", ".join(f"batch {b}: {v:.2f}/s" for b, v in results["batch"].items())
         + ".",
