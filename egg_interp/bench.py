@@ -74,6 +74,9 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 """Random-weight models the suite can build in memory, by name (``egg-interp bench --preset``)."""
 
+BENCH_WORDS = tuple("what is written on the sign ? describe the image red blue".split())
+"""The word-level vocabulary of the preset models (the bench prompt's words)."""
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -143,14 +146,6 @@ def model_bytes(adapter: VLMAdapter) -> int:
     return int(sum(t.numel() * t.element_size() for t in tensors))
 
 
-def llava_shaped_checkpoint(directory: str | Path, **overrides: int) -> Path:
-    """Save a random-weight checkpoint with LLaVA-1.5's token shapes (see :data:`LLAVA_SHAPED`)."""
-    from egg_interp.models.offline import build_tiny_llava
-
-    words = "what is written on the sign ? describe the image red blue".split()
-    return build_tiny_llava(directory, words, **{**LLAVA_SHAPED, **overrides})
-
-
 def preset_adapter(
     name: str, device: str | None = None, dtype: str | None = None, seed: int = 0
 ) -> VLMAdapter:
@@ -172,8 +167,7 @@ def preset_adapter(
 
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    words = "what is written on the sign ? describe the image red blue".split()
-    tokenizer = build_word_tokenizer(words)
+    tokenizer = build_word_tokenizer(BENCH_WORDS)
     cfg = llava_config(tokenizer, **PRESETS[name])
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = resolve_dtype(dtype, dev)
@@ -423,29 +417,22 @@ def run_suite(
     """Run every benchmark and write ``bench.json`` and ``bench.md`` into ``out_dir``.
 
     The model is ``model`` (a checkpoint or ``"organism"``), else the random-weight
-    ``preset`` built in memory, else a LLaVA-1.5-shaped random checkpoint saved and loaded
-    like any other. ``width_check`` (a preset, ``None`` to skip) adds EGG's time and memory
+    ``preset`` built in memory (default ``"llava-1.5-shaped"``). ``width_check`` (a preset, ``None`` to skip) adds EGG's time and memory
     against the forward on a model of full width but few layers: memory ratios depend on
     the width (activations saved per token against weights), which the small model lacks.
     """
     import platform
-    import tempfile
 
     from egg_interp.io import write_json
     from egg_interp.methods import METHODS
     from egg_interp.models import load_model
 
     out_dir = Path(out_dir)
-    if model is None and preset is not None:
+    if model is None:
+        preset = preset or "llava-1.5-shaped"
         adapter, label = preset_adapter(preset, device, dtype), f"{preset} (random weights)"
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            if model is None:
-                source = str(llava_shaped_checkpoint(tmp))
-                label = "llava-1.5-shaped (random weights)"
-            else:
-                source, label = model, model
-            adapter = load_model(source, device=device, dtype=dtype)
+        adapter, label = load_model(model, device=device, dtype=dtype), model
     names = list(methods) if methods is not None else sorted(METHODS)
     cfg = adapter.model.config
     results: dict[str, Any] = {
