@@ -8,34 +8,13 @@ from typing import Any
 from PIL import Image
 
 from egg_interp.errors import DegenerateMapError, EggError, InputError
+from egg_interp.geometry import Box
 from egg_interp.maps import AttributionMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
 from egg_interp.methods.targets import Target
 from egg_interp.models.base import VLMAdapter
 from egg_interp.regions import find_regions
-
-Box = tuple[float, float, float, float]
-
-
-def parse_boxes(text: str | None) -> list[Box]:
-    """Boxes from ``"x0,y0,x1,y1;x0,y0,x1,y1"`` (original-image pixels); empty text -> ``[]``.
-
-    >>> parse_boxes("10,20,30,40; 0,0,5,5")
-    [(10.0, 20.0, 30.0, 40.0), (0.0, 0.0, 5.0, 5.0)]
-    """
-    boxes: list[Box] = []
-    for part in (text or "").split(";"):
-        if not part.strip():
-            continue
-        try:
-            values = [float(v) for v in part.split(",")]
-        except ValueError:
-            values = []
-        if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
-            raise InputError(f"box {part.strip()!r} is not 'x0,y0,x1,y1' with x0 < x1 and y0 < y1")
-        boxes.append((values[0], values[1], values[2], values[3]))
-    return boxes
 
 
 def top_region_box(amap: AttributionMap, **region_kwargs: Any) -> Box:

@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import torch
 
+from egg_interp.errors import InputError
+
 T = TypeVar("T")
 
 BARRIER_TIMEOUT = datetime.timedelta(hours=48)
@@ -56,7 +58,7 @@ def dist_info() -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"inconsistent RANK={rank} / WORLD_SIZE={world}")
+        raise InputError(f"inconsistent RANK={rank} / WORLD_SIZE={world}")
     return DistInfo(rank, world, local)
 
 

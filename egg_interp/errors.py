@@ -12,10 +12,15 @@ class EggError(Exception):
 
 
 class InputError(EggError, ValueError):
-    """Bad user input: a missing or unreadable file, an empty question, a box outside the image."""
+    """Bad user input, the one type for it across options, methods, adapters and loaders.
+
+    A missing or unreadable file, an empty question, a box outside the image, an unknown
+    method, target, stopping rule or pipeline, a value out of range. Subclasses say which
+    kind of input was wrong; ``except InputError`` catches them all.
+    """
 
 
-class UnsupportedModelError(EggError):
+class UnsupportedModelError(InputError):
     """The checkpoint's architecture has no adapter (the message lists the supported ones)."""
 
 
@@ -23,5 +28,5 @@ class DegenerateMapError(EggError):
     """A relevance map is all zeros or contains NaN/inf, so it cannot rank anything."""
 
 
-class DatasetFormatError(EggError):
+class DatasetFormatError(InputError):
     """A benchmark file is missing or malformed (the message names the file and the field)."""

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from egg_interp.loop import GroundingResult, crop_image
+from egg_interp.geometry import Box, crop_image
+from egg_interp.loop import GroundingResult
 from egg_interp.maps import AttributionMap
 from egg_interp.plotting import draw_boxes
 
-Box = tuple[float, float, float, float]
 REGION_COLOURS = ("cyan", "magenta", "yellow", "orange")
 
 

@@ -25,47 +25,15 @@ from typing import Any
 from PIL import Image
 
 from egg_interp.entropy import shannon_entropy, spatial_entropy
-from egg_interp.errors import DegenerateMapError, InputError
+from egg_interp.errors import DegenerateMapError
+from egg_interp.geometry import Box, crop_image, pixel_box, to_original
 from egg_interp.maps import AttributionMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
 from egg_interp.models.base import VLMAdapter
 from egg_interp.regions import Region, find_regions, rank_regions
-from egg_interp.stopping import Decision, StoppingRule, make_rule
-
-Box = tuple[float, float, float, float]
-
-
-def crop_image(image: Image.Image, box: Sequence[float]) -> Image.Image:
-    """Crop ``box`` (x0, y0, x1, y1, original pixels) to whole pixels, at least 1x1.
-
-    Raises :class:`InputError` when the box lies outside the image or has no area.
-    """
-    x0, y0, x1, y1 = (float(v) for v in box)
-    w, h = image.size
-    ix0, iy0 = max(0, math.floor(x0)), max(0, math.floor(y0))
-    ix1, iy1 = min(w, math.ceil(x1)), min(h, math.ceil(y1))
-    if ix1 - ix0 < 1 or iy1 - iy0 < 1:
-        raise InputError(f"crop {tuple(box)} degenerates to under one pixel in a {w}x{h} image")
-    return image.crop((ix0, iy0, ix1, iy1))
-
-
-def to_original(box: Sequence[float], origin_box: Sequence[float], size: Sequence[int]) -> Box:
-    """Map a box in a crop's pixels to original-image pixels."""
-    ox0, oy0, ox1, oy1 = origin_box
-    sx, sy = (ox1 - ox0) / size[0], (oy1 - oy0) / size[1]
-    x0, y0, x1, y1 = box
-    return (ox0 + x0 * sx, oy0 + y0 * sy, ox0 + x1 * sx, oy0 + y1 * sy)
-
-
-def _integer_box(box: Sequence[float], size: Sequence[int]) -> Box:
-    x0, y0, x1, y1 = box
-    return (
-        float(max(0, math.floor(x0))),
-        float(max(0, math.floor(y0))),
-        float(min(size[0], math.ceil(x1))),
-        float(min(size[1], math.ceil(y1))),
-    )
+from egg_interp.settings import LoopSettings
+from egg_interp.stopping import Decision, StoppingRule
 
 
 @dataclass
@@ -185,6 +153,8 @@ def zoom_and_reground(
     max_steps: int = 15,
     keep_maps: bool = True,
     region_kwargs: dict[str, Any] | None = None,
+    *,
+    settings: LoopSettings | None = None,
 ) -> GroundingResult:
     """Run the zoom-and-reground loop on one image and question.
 
@@ -207,15 +177,30 @@ def zoom_and_reground(
     region_kwargs : dict, optional
         Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
         ``connectivity``, ``max_aspect``, ``margin``, ``min_side``, ...).
+    settings : LoopSettings, optional
+        All of the loop's settings at once (method and its options, target, stopping rule,
+        top-k, steps, crop policy); when given, ``method``, ``stop``, ``top_k`` and
+        ``max_steps`` are ignored unless they are objects (a method or rule instance).
 
     Returns
     -------
     GroundingResult
     """
-    method_obj = get_method(method)
-    rule = make_rule(stop, max_steps=max_steps) if isinstance(stop, str) else stop
+    if settings is None:
+        settings = LoopSettings(
+            method=method if isinstance(method, str) else None,
+            stop=stop if isinstance(stop, str) else "ent",
+            top_k=top_k,
+            max_steps=max_steps,
+        )
+    top_k = settings.top_k
+    if isinstance(method, AttributionMethod):
+        method_obj = method
+    else:
+        method_obj = get_method(settings.method_for("egg"), **settings.method_kwargs())
+    rule = stop if isinstance(stop, StoppingRule) else settings.rule()
     rule.prepare(image.size)
-    region_kwargs = {"min_side": 8.0, **(region_kwargs or {})}
+    region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
     full: Box = (0.0, 0.0, float(image.width), float(image.height))
     crops: list[Box] = []
     steps: list[LoopStep] = []
@@ -230,7 +215,7 @@ def zoom_and_reground(
         try:
             amap.check()
             ranked = rank_regions(_image_regions(amap, top_k, region_kwargs), top_k)
-            new_crops = [_integer_box(r.box, image.size) for r in ranked]
+            new_crops = [pixel_box(r.box, image.size) for r in ranked]
             original = amap.images[0].primary.values
             h_spatial, h_shannon = spatial_entropy(original), shannon_entropy(original)
         except DegenerateMapError as exc:
@@ -303,10 +288,21 @@ def ground(
     max_steps: int = 15,
     max_new_tokens: int = 20,
     region_kwargs: dict[str, Any] | None = None,
+    *,
+    settings: LoopSettings | None = None,
 ) -> GroundingResult:
     """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer."""
     result = zoom_and_reground(
-        adapter, image, question, method, stop, top_k, max_steps, True, region_kwargs
+        adapter,
+        image,
+        question,
+        method,
+        stop,
+        top_k,
+        max_steps,
+        True,
+        region_kwargs,
+        settings=settings,
     )
     result.base_answer = adapter.answer(image, question, max_new_tokens=max_new_tokens)
     result.answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens)

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from egg_interp.errors import DegenerateMapError
+from egg_interp.geometry import Box
 from egg_interp.io import atomic_path
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass

@@ -30,58 +30,88 @@ Adding a pipeline is one decorated function::
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from egg_interp.data.sample import Sample
 from egg_interp.errors import InputError
+from egg_interp.geometry import random_boxes_like, square_crop
 from egg_interp.loop import answer_with_crops, zoom_and_reground
+from egg_interp.methods import get_method
 from egg_interp.models.base import VLMAdapter
+from egg_interp.settings import LoopSettings
 
-Box = tuple[float, float, float, float]
+_LOOP_FIELDS = frozenset(LoopSettings.__dataclass_fields__)
+
+_HASH_NEUTRAL = {"method_options": {}, "target": None, "min_crop_side": 8.0}
+"""Loop fields added after results existed: left out of a config hash while at their default,
+so that results written before they existed keep their hashes."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PipelineOptions:
     """Options of all pipelines (each reads the fields it declares in :data:`PIPELINES`).
 
     Attributes
     ----------
-    method : str
-        Map method of EGG's loop (default ``"egg"``).
-    stop : str
-        Stopping rule of the loop (``"ent"``, ``"fixed:N"``, ...; see :mod:`egg_interp.stopping`).
-    top_k : int
-        Regions (crops) per loop step.
-    max_steps : int
-        Upper bound on loop steps.
+    loop : LoopSettings
+        Method, target, stopping rule, top-k, steps and crop policy of the crop-choosing
+        pipelines (``egg``, ``vicrop``; ``oracle``/``random`` read its ``crop_scale``).
     max_new_tokens : int
         Greedy decoding length of every answer.
-    vicrop_method : str
-        ViCrop's map (``"rel_att"``, ``"grad_att"``, ``"pure_grad"``).
-    crop_scale : float
-        Oracle/random crop side = this times the evidence box's longer side.
     seed : int
         Seed of the random crops (combined with the sample id).
+
+    The loop's fields may also be given flat: ``PipelineOptions(stop="fixed:2")`` is
+    ``PipelineOptions(loop=LoopSettings(stop="fixed:2"))``.
     """
 
-    method: str = "egg"
-    stop: str = "ent"
-    top_k: int = 2
-    max_steps: int = 15
-    max_new_tokens: int = 20
-    vicrop_method: str = "rel_att"
-    crop_scale: float = 1.5
-    seed: int = 0
+    loop: LoopSettings
+    max_new_tokens: int
+    seed: int
+
+    def __init__(
+        self,
+        loop: LoopSettings | None = None,
+        max_new_tokens: int = 20,
+        seed: int = 0,
+        **loop_fields: Any,
+    ) -> None:
+        unknown = set(loop_fields) - _LOOP_FIELDS
+        if unknown:
+            raise InputError(f"unknown pipeline options {sorted(unknown)}")
+        loop = loop or LoopSettings()
+        if loop_fields:
+            loop = loop.replace(**loop_fields)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+            raise InputError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        object.__setattr__(self, "loop", loop)
+        object.__setattr__(self, "max_new_tokens", max_new_tokens)
+        object.__setattr__(self, "seed", int(seed))
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by the name pipelines declare (``method`` is the loop's resolved map,
+        ``vicrop_method`` ViCrop's)."""
+        loop = self.loop.to_dict()
+        loop["method"] = self.loop.method_for("egg")
+        loop["vicrop_method"] = self.loop.method_for("vicrop")
+        return {**loop, "max_new_tokens": self.max_new_tokens, "seed": self.seed}
 
     def subset(self, fields: Sequence[str]) -> dict[str, Any]:
         """The named fields as a dict (what a pipeline's config hash covers)."""
-        values = asdict(self)
-        return {f: values[f] for f in fields}
+        values = self.flat()
+        return {
+            f: values[f]
+            for f in fields
+            if not (f in _HASH_NEUTRAL and values[f] == _HASH_NEUTRAL[f])
+        }
+
+
+OPTION_NAMES = frozenset(PipelineOptions(loop=LoopSettings()).flat())
+"""Names a pipeline may declare in ``uses``."""
 
 
 PipelineFn = Callable[[VLMAdapter, Sample, PipelineOptions], dict[str, Any]]
@@ -104,7 +134,7 @@ def register_pipeline(
     name: str, uses: Sequence[str] = (), description: str = ""
 ) -> Callable[[PipelineFn], PipelineFn]:
     """Decorator adding ``fn`` to :data:`PIPELINES` under ``name``."""
-    unknown = set(uses) - set(PipelineOptions.__dataclass_fields__)
+    unknown = set(uses) - OPTION_NAMES
     if unknown:
         raise ValueError(f"pipeline {name!r} uses unknown options {sorted(unknown)}")
 
@@ -133,45 +163,6 @@ def run_pipeline(
     return out
 
 
-# ---------------------------------------------------------------- crops around evidence
-
-
-def square_crop(box: Sequence[float], scale: float, size: tuple[int, int]) -> Box:
-    """A square around ``box`` with side ``scale`` times its longer side, inside the image.
-
-    The side is rounded to whole pixels, at least 1 and at most the image's shorter side;
-    the square is centred on the box and shifted (not shrunk) to fit inside the image.
-
-    >>> square_crop((10, 10, 30, 20), 1.5, (100, 80))
-    (5.0, 0.0, 35.0, 30.0)
-    """
-    w, h = size
-    x0, y0, x1, y1 = (float(v) for v in box)
-    side = int(min(max(round(max(x1 - x0, y1 - y0) * scale), 1), w, h))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left = float(round(min(max(cx - side / 2, 0), w - side)))
-    top = float(round(min(max(cy - side / 2, 0), h - side)))
-    return (left, top, left + side, top + side)
-
-
-def random_crops(boxes: Sequence[Box], size: tuple[int, int], seed: int, key: str) -> list[Box]:
-    """Crops of the same sizes as ``boxes`` at uniformly random places inside the image.
-
-    Deterministic for a given ``(seed, key)`` (the key is the sample id), so a sharded or
-    resumed run draws the same crops as an uninterrupted one.
-    """
-    digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    w, h = size
-    out = []
-    for x0, y0, x1, y1 in boxes:
-        bw, bh = int(round(x1 - x0)), int(round(y1 - y0))
-        left = float(rng.integers(0, w - bw + 1))
-        top = float(rng.integers(0, h - bh + 1))
-        out.append((left, top, left + bw, top + bh))
-    return out
-
-
 # ---------------------------------------------------------------- the pipelines
 
 
@@ -182,7 +173,19 @@ def base_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions)
     return {"answer": answer, "crops": []}
 
 
-@register_pipeline("egg", uses=("method", "stop", "top_k", "max_steps", "max_new_tokens"))
+@register_pipeline(
+    "egg",
+    uses=(
+        "method",
+        "method_options",
+        "target",
+        "stop",
+        "top_k",
+        "max_steps",
+        "min_crop_side",
+        "max_new_tokens",
+    ),
+)
 def egg_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions) -> dict[str, Any]:
     """EGG: the zoom-and-reground loop, then the answer with the kept crops."""
     image = sample.image
@@ -190,11 +193,8 @@ def egg_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions) 
         adapter,
         image,
         sample.question,
-        method=options.method,
-        stop=options.stop,
-        top_k=options.top_k,
-        max_steps=options.max_steps,
         keep_maps=False,
+        settings=options.loop,
     )
     answer = answer_with_crops(
         adapter, image, sample.question, result.crops, options.max_new_tokens
@@ -215,7 +215,7 @@ def oracle_pipeline(
 ) -> dict[str, Any]:
     """Crops around the evidence boxes (none when the sample has no boxes)."""
     image = sample.image
-    crops = [square_crop(b, options.crop_scale, image.size) for b in sample.boxes]
+    crops = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes]
     answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
     return {"answer": answer, "crops": crops}
 
@@ -226,13 +226,13 @@ def random_pipeline(
 ) -> dict[str, Any]:
     """Crops of the oracle's sizes at random places (none when the sample has no boxes)."""
     image = sample.image
-    oracle = [square_crop(b, options.crop_scale, image.size) for b in sample.boxes]
-    crops = random_crops(oracle, image.size, options.seed, sample.id)
+    oracle = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes]
+    crops = random_boxes_like(oracle, image.size, options.seed, sample.id)
     answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
     return {"answer": answer, "crops": crops}
 
 
-@register_pipeline("vicrop", uses=("vicrop_method", "max_new_tokens"))
+@register_pipeline("vicrop", uses=("vicrop_method", "method_options", "target", "max_new_tokens"))
 def vicrop_pipeline(
     adapter: VLMAdapter, sample: Sample, options: PipelineOptions
 ) -> dict[str, Any]:
@@ -248,7 +248,7 @@ def vicrop_pipeline(
         adapter,
         sample.image,
         sample.question,
-        method=options.vicrop_method,
+        method=get_method(options.loop.method_for("vicrop"), **options.loop.method_kwargs()),
         max_new_tokens=options.max_new_tokens,
     ).to_dict()
     keep = ("answer", "crops", "method", "scale", "window", "scales", "tiles", "degenerate")

@@ -7,9 +7,9 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg", force=False)
+from egg_interp.geometry import Box
 
-Box = tuple[float, float, float, float]
+matplotlib.use("Agg", force=False)
 
 
 def new_axes(ax: Any = None, figsize: tuple[float, float] = (4.0, 4.0)) -> tuple[Any, Any]:

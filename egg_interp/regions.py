@@ -27,7 +27,7 @@ from skimage.filters import threshold_otsu as _skimage_otsu
 from skimage.measure import label as _skimage_label
 
 from egg_interp.errors import DegenerateMapError, InputError
-from egg_interp.region_boxes import (
+from egg_interp.geometry import (
     Box,
     as_box,
     as_image_size,

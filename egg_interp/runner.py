@@ -34,7 +34,6 @@ Map lines add ``scores``, ``map``, ``regions``, ``meta`` and optionally ``map_fi
 
 from __future__ import annotations
 
-import inspect
 import math
 import socket
 import subprocess
@@ -42,13 +41,13 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from egg_interp import __version__
-from egg_interp.data.sample import Sample
+from egg_interp.data.sample import Sample, count_problems, describe_problems
 from egg_interp.distributed import DistInfo, barrier, dist_info, init_process_group, shard
 from egg_interp.distributed import shutdown as shutdown_process_group
 from egg_interp.errors import InputError
@@ -68,6 +67,7 @@ from egg_interp.results import (
     read_results,
 )
 from egg_interp.runner_lines import Job, LinePlan
+from egg_interp.settings import resolve_name
 
 CODE_VERSION = f"egg_interp {__version__}, results schema {SCHEMA_VERSION}"
 """The code version every config hash includes. Bump the package version (or the schema) when
@@ -88,6 +88,10 @@ class RunSummary:
     seconds : float
     merged : int or None
         Lines in ``out`` after the merge, when this process merged.
+    problems : dict of str to int
+        Samples (all of them, not only this rank's share) that the loader flagged
+        (``meta["problem"]``: no boxes because of a missing image or OCR file, ...), by
+        kind; rank 0 prints them at the end of the run.
     """
 
     out: Path
@@ -96,21 +100,7 @@ class RunSummary:
     errors: int = 0
     seconds: float = 0.0
     merged: int | None = None
-
-
-def resolve_name(name: str, registry: Mapping[str, Any], what: str) -> str:
-    """A registry key for ``name``, accepting ``-`` for ``_`` (``rel-att`` -> ``rel_att``)."""
-    for candidate in (name, name.replace("-", "_"), name.replace("_", "-")):
-        if candidate in registry:
-            return candidate
-    raise InputError(f"unknown {what} {name!r}; valid: {', '.join(sorted(registry))}")
-
-
-def _accepts(cls: type, param: str) -> bool:
-    try:
-        return param in inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return False
+    problems: dict[str, int] = field(default_factory=dict)
 
 
 def _git_commit() -> str:
@@ -185,7 +175,8 @@ def evaluate(
     out : str or Path
         The results file (appended to; parts go next to it as ``out.rank{r}.jsonl``).
     dataset, split : str, optional
-        Recorded and hashed; ``dataset`` defaults to the samples' own, ``split`` to ``"default"``.
+        Recorded and hashed; both default to the samples' own (``Sample.split``, the split
+        the loader actually read; ``"default"`` only when the samples carry none).
     metric : str, optional
         Answer metric; default the registered dataset's (``"exact"`` for an unregistered one).
     model : str, optional
@@ -200,10 +191,9 @@ def evaluate(
     top_k : int, default 2
         Regions kept per map for the region scores.
     batch_size : int, default 1
-        Samples per map batch for methods that batch across prompts (``batched``, e.g.
-        ``egg``: one padded forward/backward for the chunk), and ``internal_batch_size`` /
-        ``nt_samples_batch_size`` of methods that take one (integrated gradients,
-        SmoothGrad); pipelines always run one sample at a time. Not hashed: it changes speed
+        Samples per map batch for methods that batch across prompts (``batch_spaces``, e.g.
+        ``egg``: one padded forward/backward for the chunk), and the inner batch of methods
+        that declare one (``internal_batch_option``: integrated gradients, SmoothGrad); pipelines always run one sample at a time. Not hashed: it changes speed
         and memory, and results only in the last digits of a padded batch.
     maps_dir : str or Path, optional
         Also save every map as ``maps_dir/<method>/<config_hash>/<sample>.npz``.
@@ -233,7 +223,7 @@ def evaluate(
         resolve_name(k, METHODS, "method"): dict(v) for k, v in (method_options or {}).items()
     }
     dataset = dataset or (samples[0].dataset if samples else "")
-    split = split or "default"
+    split = split or next((s.split for s in samples if s.split), "") or "default"
     if metric is None:
         from egg_interp.data.registry import DATASETS
 
@@ -272,9 +262,9 @@ def evaluate(
     method_objs = {}
     for m in methods:
         kwargs = dict(method_options.get(m, {}))
-        for param in ("internal_batch_size", "nt_samples_batch_size"):
-            if batch_size > 1 and _accepts(METHODS[m], param):
-                kwargs.setdefault(param, batch_size)
+        option = METHODS[m].internal_batch_option
+        if batch_size > 1 and option is not None:
+            kwargs.setdefault(option, batch_size)
         method_objs[m] = get_method(m, **kwargs)
 
     out = Path(out)
@@ -361,4 +351,7 @@ def evaluate(
     if created_group:
         shutdown_process_group()
     summary.seconds = time.perf_counter() - start
+    summary.problems = count_problems(samples)
+    if summary.problems and info.is_main:
+        print(describe_problems(summary.problems), file=sys.stderr)
     return summary

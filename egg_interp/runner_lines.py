@@ -148,7 +148,7 @@ class LinePlan:
         ready = [it for it in todo if not it.error]
         maps: dict[int, Any] = {}
         batch_seconds = 0.0
-        if len(ready) > 1 and getattr(method, "batched", False):
+        if len(ready) > 1 and method.batched:
             t0 = time.perf_counter()
             try:
                 batch = method.attribute_batch(

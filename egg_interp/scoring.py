@@ -16,7 +16,8 @@ import numpy as np
 
 from egg_interp.data.sample import Sample
 from egg_interp.entropy import shannon_entropy, spatial_entropy
-from egg_interp.errors import DegenerateMapError
+from egg_interp.errors import DegenerateMapError, InputError
+from egg_interp.geometry import Box
 from egg_interp.maps import AttributionMap
 from egg_interp.metrics import (
     ANSWER_METRICS,
@@ -32,8 +33,6 @@ from egg_interp.metrics import (
 )
 from egg_interp.metrics.localisation import boxes_to_mask
 from egg_interp.regions import find_regions
-
-Box = tuple[float, float, float, float]
 
 SIZE_BUCKETS = (("small", 0.005), ("medium", 0.05), ("large", math.inf))
 """Evidence-size buckets by the share of the image the evidence covers (upper bounds, strict)."""
@@ -187,7 +186,7 @@ def score_answer(metric: str, prediction: str, sample: Sample) -> float:
     """
     name = "yes_no" if metric == "pope" else metric
     if name not in ANSWER_METRICS:
-        raise ValueError(f"unknown answer metric {metric!r}; valid: {sorted(ANSWER_METRICS)}")
+        raise InputError(f"unknown answer metric {metric!r}; valid: {sorted(ANSWER_METRICS)}")
     fn = ANSWER_METRICS[name]
     if name == "multiple_choice":
         return float(fn(prediction, sample.answers, options=sample.options))

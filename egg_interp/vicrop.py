@@ -35,13 +35,12 @@ import numpy as np
 from PIL import Image
 
 from egg_interp.errors import DegenerateMapError, InputError, UnsupportedModelError
-from egg_interp.loop import answer_with_crops, crop_image
+from egg_interp.geometry import Box, crop_image, regular_cell_boxes, square_around, tile_boxes
+from egg_interp.loop import answer_with_crops
 from egg_interp.maps import AttributionMap, GridView, ImageMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
-from egg_interp.models.base import VLMAdapter, regular_cell_boxes
-
-Box = tuple[float, float, float, float]
+from egg_interp.models.base import VLMAdapter
 
 SCALES: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 """ViCrop's crop scales, in multiples of the model's input side."""
@@ -122,17 +121,6 @@ def best_window(grid: np.ndarray, height: int, width: int, scale: float = 1.0) -
     return ScaleScore(scale, (int(r), int(c), int(r) + height, int(c) + width), best, sharp)
 
 
-def square_around(center: tuple[float, float], side: float, image_size: Sequence[int]) -> Box:
-    """Square of ``side`` pixels centred on ``(x, y)``, shifted inside the image, then clipped."""
-    w, h = image_size
-    out = []
-    for c, extent in ((center[0], w), (center[1], h)):
-        lo = min(max(c - side / 2, 0.0), max(extent - side, 0.0))
-        out.append((lo, min(lo + side, float(extent))))
-    (x0, x1), (y0, y1) = out
-    return (x0, y0, x1, y1)
-
-
 @dataclass
 class CropChoice:
     """ViCrop's crop for one map: the box, the winning scale and every scale's score."""
@@ -196,25 +184,6 @@ def choose_crop(
     )
     box = square_around(center, base_side * best.scale, image_size)
     return CropChoice(box, best.scale, best.window, table)
-
-
-def tile_boxes(image_size: Sequence[int], max_side: int = MAX_SIDE) -> list[Box]:
-    """Equal tiles (row-major) of at most ``max_side`` pixels a side; one tile when it fits.
-
-    >>> tile_boxes((2000, 800))
-    [(0.0, 0.0, 1000.0, 800.0), (1000.0, 0.0, 2000.0, 800.0)]
-    """
-    w, h = image_size
-    if max(w, h) <= max_side:
-        return [(0.0, 0.0, float(w), float(h))]
-    nx, ny = math.ceil(w / max_side), math.ceil(h / max_side)
-    xs = [round(i * w / nx) for i in range(nx + 1)]
-    ys = [round(j * h / ny) for j in range(ny + 1)]
-    return [
-        (float(xs[i]), float(ys[j]), float(xs[i + 1]), float(ys[j + 1]))
-        for j in range(ny)
-        for i in range(nx)
-    ]
 
 
 def stitch(views: Sequence[GridView], tiles: Sequence[Box]) -> GridView:

@@ -11,7 +11,8 @@ import torch
 from conftest import noise_image
 
 from egg_interp.errors import InputError
-from egg_interp.loop import crop_image, ground, to_original, zoom_and_reground
+from egg_interp.geometry import crop_image, to_original
+from egg_interp.loop import ground, zoom_and_reground
 from egg_interp.stopping import FixedSteps
 
 

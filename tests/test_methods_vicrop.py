@@ -9,8 +9,9 @@ import pytest
 from conftest import noise_image
 
 from egg_interp.cli import main
-from egg_interp.compare import compare_methods, parse_boxes
+from egg_interp.compare import compare_methods
 from egg_interp.errors import InputError
+from egg_interp.geometry import parse_boxes
 from egg_interp.maps import GridView
 from egg_interp.models.base import regular_cell_boxes
 from egg_interp.vicrop import (

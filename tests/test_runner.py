@@ -26,9 +26,11 @@ import egg_interp.scoring
 from egg_interp.cli import main
 from egg_interp.data.registry import load_dataset
 from egg_interp.distributed import DistInfo
+from egg_interp.geometry import random_boxes_like as random_crops
+from egg_interp.geometry import square_crop
 from egg_interp.maps import AttributionMap, GridView, ImageMap
 from egg_interp.models.base import regular_cell_boxes
-from egg_interp.pipelines import PIPELINES, Pipeline, random_crops, square_crop
+from egg_interp.pipelines import PIPELINES, Pipeline
 from egg_interp.results import (
     ResultsWriter,
     encode_line,

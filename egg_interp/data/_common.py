@@ -39,6 +39,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from egg_interp import geometry
 from egg_interp.data.sample import Box
 from egg_interp.errors import DatasetFormatError, InputError
 
@@ -286,34 +287,10 @@ def scale_box(box: Box, width: float, height: float) -> Box:
     return (x0 * width, y0 * height, x1 * width, y1 * height)
 
 
-def clip_box(box: Box, width: float, height: float) -> Box | None:
-    """Clip ``box`` to the image ``[0, width] x [0, height]``.
-
-    Returns
-    -------
-    Box or None
-        The clipped box, or ``None`` when nothing of positive area is left (a degenerate box
-        or one entirely outside the image). Loaders drop such boxes and count them in
-        ``Sample.meta["dropped_boxes"]``.
-    """
-    x0, y0, x1, y1 = box
-    x0, x1 = max(0.0, min(x0, width)), max(0.0, min(x1, width))
-    y0, y1 = max(0.0, min(y0, height)), max(0.0, min(y1, height))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return (x0, y0, x1, y1)
-
-
 def clip_boxes(boxes: Iterable[Box], width: float, height: float) -> tuple[list[Box], int]:
-    """Clip every box; return the kept boxes and how many were dropped as empty."""
-    kept, dropped = [], 0
-    for box in boxes:
-        clipped = clip_box(box, width, height)
-        if clipped is None:
-            dropped += 1
-        else:
-            kept.append(clipped)
-    return kept, dropped
+    """Clip every box to the image (:func:`egg_interp.geometry.clip_boxes`); return the kept
+    boxes and how many were dropped as empty (counted in ``Sample.meta["dropped_boxes"]``)."""
+    return geometry.clip_boxes(boxes, (width, height))
 
 
 # --------------------------------------------------------------------------- OCR proxy
@@ -394,7 +371,7 @@ def ocr_proxy(
     for word, box in tokens:
         if normalize_word(word) not in wanted:
             continue
-        clipped = clip_box(box, width, height)
+        clipped = geometry.clip_box(box, (width, height), strict=False)
         if clipped is None:
             dropped += 1
             continue

@@ -8,8 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-Box = tuple[float, float, float, float]
-"""A box ``(x0, y0, x1, y1)`` in original-image pixels; x is the column, y the row, x1/y1 exclusive."""
+from egg_interp.geometry import Box  # (x0, y0, x1, y1), original-image pixels
 
 
 @dataclass

@@ -30,6 +30,7 @@ from egg_interp.methods.saliency import SaliencyMethod
 from egg_interp.methods.smoothgrad import SmoothGradMethod
 from egg_interp.methods.targets import TARGETS, Target, make_target
 from egg_interp.models.base import VLMAdapter
+from egg_interp.settings import resolve_name
 
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls
@@ -58,10 +59,11 @@ def get_method(name: str | AttributionMethod, **options: Any) -> AttributionMeth
     """Instantiate a registered method (an unknown name lists the valid ones)."""
     if isinstance(name, AttributionMethod):
         return name
-    name = name.replace("-", "_")  # "rel-att" works as well as "rel_att"
-    if name not in METHODS:
-        raise InputError(f"unknown method {name!r}; valid: {', '.join(sorted(METHODS))}")
-    return METHODS[name](**options)
+    cls = METHODS[resolve_name(name, METHODS, "method")]
+    try:
+        return cls(**options)
+    except TypeError as exc:  # an option the constructor does not take
+        raise InputError(f"method {cls.name!r}: {exc}") from None
 
 
 def attribute(

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
-from egg_interp.errors import UnsupportedModelError
+from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.maps import AttributionMap
 from egg_interp.methods.targets import Entropy, Target, make_target
 from egg_interp.models.base import PromptInputs, VLMAdapter
@@ -90,7 +90,9 @@ class AttributionMethod:
 
     def __init__(self, target: str | Target | None = None, answer_step: int = 1) -> None:
         if answer_step < 1:
-            raise ValueError("answer_step counts from 1 (the first answer token)")
+            raise InputError(
+                f"answer_step counts from 1 (the first answer token), got {answer_step}"
+            )
         self.target = make_target(target, self.default_target)
         self.answer_step = answer_step
 
@@ -145,8 +147,18 @@ class AttributionMethod:
                 f"{who} lacks; use space='tokens'"
             )
 
-    batched: ClassVar[bool] = False
-    """True when :meth:`relevance_batch` runs a whole batch in one forward/backward."""
+    batch_spaces: ClassVar[frozenset[str]] = frozenset()
+    """Spaces (``"tokens"``, ``"pixels"``) in which :meth:`relevance_batch` runs a whole batch
+    of prompts in one padded forward/backward (EGG: tokens); empty: the method loops."""
+
+    internal_batch_option: ClassVar[str | None] = None
+    """Name of the constructor argument that sets the method's own inner batch (integrated
+    gradients: ``internal_batch_size``), or ``None``; the runner fills it from its batch size."""
+
+    @property
+    def batched(self) -> bool:
+        """True when this instance batches prompts (its space is in :attr:`batch_spaces`)."""
+        return getattr(self, "space", self.needs.space) in self.batch_spaces
 
     def attribute_batch(
         self,

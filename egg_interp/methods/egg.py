@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from egg_interp.errors import InputError
 from egg_interp.methods.base import (
     AttributionMethod,
     Needs,
@@ -36,7 +37,7 @@ class EntropyGradient(AttributionMethod):
 
     name: ClassVar[str] = "egg"
     needs: ClassVar[Needs] = Needs(forwards=1, backwards=1, gradients=True)
-    batched: ClassVar[bool] = True
+    batch_spaces: ClassVar[frozenset[str]] = frozenset({"tokens"})
 
     def __init__(
         self,
@@ -47,11 +48,10 @@ class EntropyGradient(AttributionMethod):
     ) -> None:
         super().__init__(target, answer_step)
         if reduce not in ("norm", "grad_x_input"):
-            raise ValueError(f"reduce must be 'norm' or 'grad_x_input', not {reduce!r}")
+            raise InputError(f"reduce must be 'norm' or 'grad_x_input', not {reduce!r}")
         if space not in ("tokens", "pixels"):
-            raise ValueError(f"space must be 'tokens' or 'pixels', not {space!r}")
+            raise InputError(f"space must be 'tokens' or 'pixels', not {space!r}")
         self.reduce, self.space = reduce, space
-        self.batched = space == "tokens"  # pixel-space maps loop over the batch
 
     def relevance(
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target

@@ -41,6 +41,7 @@ class IntegratedGradientsMethod(CaptumMethod):
     """
 
     name: ClassVar[str] = "integrated_gradients"
+    internal_batch_option: ClassVar[str | None] = "internal_batch_size"
     captum_class: ClassVar[type] = IntegratedGradients
     needs: ClassVar[Needs] = Needs(
         forwards=1, backwards=1, gradients=True, scales_with="n_steps", extra_forwards=3

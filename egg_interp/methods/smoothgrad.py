@@ -54,6 +54,7 @@ class SmoothGradMethod(CaptumMethod):
     """
 
     name: ClassVar[str] = "smoothgrad"
+    internal_batch_option: ClassVar[str | None] = "nt_samples_batch_size"
     needs: ClassVar[Needs] = Needs(
         forwards=1, backwards=1, gradients=True, scales_with="nt_samples", extra_forwards=1
     )

@@ -26,16 +26,14 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.errors import InputError
+from egg_interp.geometry import Box, regular_cell_boxes
 from egg_interp.io import check_question
 from egg_interp.maps import AttributionMap, GridView, ImageMap
 from egg_interp.models.layout import (
     ImageLayout,
     PromptInputs,
     ViewLayout,
-    regular_cell_boxes,
 )
-
-Box = tuple[float, float, float, float]
 
 
 class VLMAdapter:

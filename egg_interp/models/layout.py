@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-Box = tuple[float, float, float, float]
+from egg_interp.geometry import Box
 
 
 @dataclass
@@ -91,29 +91,3 @@ class PromptInputs:
             out.append(self.layouts[start : start + n])
             start += n
         return out
-
-
-def regular_cell_boxes(
-    rows: int,
-    cols: int,
-    x0: float,
-    y0: float,
-    cell_w: float,
-    cell_h: float,
-    clip: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """Boxes of a regular ``rows x cols`` tiling starting at ``(x0, y0)``.
-
-    Returns ndarray of shape (rows, cols, 4); with ``clip=(width, height)`` the boxes are
-    clipped to the image (cells wholly outside get zero area).
-    """
-    c = np.arange(cols, dtype=np.float64)
-    r = np.arange(rows, dtype=np.float64)
-    bx0 = np.broadcast_to(x0 + c * cell_w, (rows, cols))
-    by0 = np.broadcast_to((y0 + r * cell_h)[:, None], (rows, cols))
-    boxes = np.stack([bx0, by0, bx0 + cell_w, by0 + cell_h], axis=-1)
-    if clip is not None:
-        w, h = clip
-        boxes[..., 0::2] = boxes[..., 0::2].clip(0, w)
-        boxes[..., 1::2] = boxes[..., 1::2].clip(0, h)
-    return boxes

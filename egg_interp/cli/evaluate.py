@@ -1,4 +1,4 @@
-"""What ``egg-interp evaluate``, ``merge`` and ``report`` run (arguments are in :mod:`egg_interp.cli`)."""
+"""What ``egg-interp evaluate``, ``merge`` and ``report`` run (arguments: :mod:`egg_interp.cli.args`)."""
 
 from __future__ import annotations
 
@@ -7,40 +7,41 @@ import glob
 from pathlib import Path
 
 from egg_interp.errors import InputError
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
+from egg_interp.settings import METHOD_NAMES, PIPELINE_NAMES, resolve_name, split_names
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Load the dataset and the model (on this rank's device), then :func:`runner.evaluate`."""
-    from egg_interp.data.registry import load_dataset
-    from egg_interp.distributed import dist_info, rank_device
-    from egg_interp.methods import METHODS
-    from egg_interp.models import load_model
-    from egg_interp.pipelines import PIPELINES, PipelineOptions
-    from egg_interp.runner import evaluate, resolve_name
+    """Check the options, load the dataset and the model (on this rank's device), then
+    :func:`runner.evaluate` with ``args.loop`` inside the pipeline options."""
+    from egg_interp.data.registry import DATASETS
 
-    methods = [resolve_name(m, METHODS, "method") for m in _names(args.methods)]
-    pipelines = [resolve_name(p, PIPELINES, "pipeline") for p in _names(args.pipelines)]
+    methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)]
+    pipelines = [resolve_name(p, PIPELINE_NAMES, "pipeline") for p in split_names(args.pipelines)]
+    if not methods and not pipelines:
+        raise InputError("nothing to evaluate: give --methods or --pipelines")
+    args.dataset = resolve_name(args.dataset, DATASETS, "dataset")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 0:
+        raise InputError(f"--limit must be >= 0, got {args.limit}")
+    if not args.tolerance >= 0:
+        raise InputError(f"--tolerance must be >= 0, got {args.tolerance}")
+
+    from egg_interp.data.registry import load_dataset
+    from egg_interp.distributed import dist_info, rank_device
+    from egg_interp.methods import get_method
+    from egg_interp.models import load_model
+    from egg_interp.pipelines import PipelineOptions
+    from egg_interp.runner import evaluate
+
+    options = PipelineOptions(args.loop, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if options.loop.method_options:  # unknown option names fail here, before the model loads
+        get_method(options.loop.method, **options.loop.method_kwargs())
     info = dist_info()
     device = rank_device(args.device, info)
     samples = load_dataset(args.dataset, args.data_root or ".", args.split, args.limit)
     adapter = load_model(
         args.model, device=device, dtype=args.dtype, prompt_suffix=args.prompt_suffix
-    )
-    options = PipelineOptions(
-        method=args.method,
-        stop=args.stop,
-        top_k=args.top_k,
-        max_steps=args.max_steps,
-        max_new_tokens=args.max_new_tokens,
-        vicrop_method=args.vicrop_method,
-        crop_scale=args.crop_scale,
-        seed=args.seed,
     )
     summary = evaluate(
         adapter,
@@ -53,7 +54,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model=args.model,
         pipeline_options=options,
         tolerance=args.tolerance,
-        top_k=args.top_k,
+        top_k=options.loop.top_k,
         batch_size=args.batch_size,
         maps_dir=args.save_maps,
         retry_errors=args.retry_errors,

@@ -1,0 +1,127 @@
+"""The ``egg-interp`` command line: one parser, one table of commands, one error policy.
+
+Every command that takes ``--model`` defaults to the embedded model organism. Errors a user
+can cause (a missing image, an empty question, an unknown method or stopping rule, a bad
+value, an unsupported model) print one line and exit with status 2, never a stack trace.
+Options are checked first -- the loop's as one :class:`~egg_interp.settings.LoopSettings`,
+built here once from the parsed arguments -- before torch is imported or a model is loaded.
+
+Layout: :mod:`.args` (every command's arguments), :mod:`.commands` (``ground``, ``compare``,
+``methods``, ``demo``, ``bench``), :mod:`.evaluate` (``evaluate``, ``merge``, ``report``).
+Library code never imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from egg_interp.cli import args as a
+from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
+from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
+from egg_interp.errors import EggError
+from egg_interp.settings import LoopSettings
+
+Runner = Callable[[argparse.Namespace], int]
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
+    "ground": (
+        "ground one question on one image and answer it with EGG's crops",
+        a.ground_args,
+        run_ground,
+    ),
+    "compare": (
+        "run several attribution methods on one sample and draw them side by side",
+        a.compare_args,
+        run_compare,
+    ),
+    "methods": ("list the attribution methods and what each needs", a.methods_args, run_methods),
+    "evaluate": (
+        "score maps and answers on a benchmark, appending to a resumable JSONL file "
+        "(multi-GPU under torchrun / accelerate launch)",
+        a.evaluate_args,
+        run_evaluate,
+    ),
+    "merge": (
+        "merge per-rank results files (default OUT.rank*.jsonl) into OUT, de-duplicated",
+        a.merge_args,
+        run_merge,
+    ),
+    "report": (
+        "tables (markdown + CSV) and figures from a results file",
+        a.report_args,
+        run_report,
+    ),
+    "demo": (
+        "run EGG on the model organism's scenes benchmark and summarise",
+        a.demo_args,
+        run_demo,
+    ),
+    "bench": (
+        "benchmark suite: method costs as ratios to one forward pass",
+        a.bench_args,
+        run_bench,
+    ),
+}
+"""name -> (help, add-arguments function, function that runs it)."""
+
+LOOP_COMMANDS = ("ground", "evaluate")
+"""Commands whose loop options become ``args.loop`` (a :class:`LoopSettings`)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="egg-interp",
+        description="Entropy-Gradient Grounding and attribution baselines for VLMs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Check the options every command shares and build ``args.loop`` (no heavy import)."""
+    if getattr(args, "vicrop_method", None):
+        print(
+            f"egg-interp {args.command}: warning: --vicrop-method is deprecated; use --method",
+            file=sys.stderr,
+        )
+        if args.method and args.method != args.vicrop_method:
+            raise EggError(
+                f"--method {args.method!r} and --vicrop-method {args.vicrop_method!r} disagree; "
+                "give --method only"
+            )
+        args.method = args.vicrop_method
+    if args.command in LOOP_COMMANDS:
+        args.loop = LoopSettings.from_args(args)
+        max_new = getattr(args, "max_new_tokens", 1)
+        if max_new < 1:
+            raise EggError(f"--max-new-tokens must be >= 1, got {max_new}")
+    return args
+
+
+def _files_only_backend() -> None:
+    """Figures go to files: matplotlib's Agg backend, chosen by the entry point only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``egg-interp``."""
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        _files_only_backend()
+        return int(COMMANDS[args.command][2](args) or 0)
+    except EggError as exc:
+        print(f"egg-interp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"egg-interp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["COMMANDS", "build_parser", "check_args", "main"]

@@ -1,0 +1,168 @@
+"""The arguments of every ``egg-interp`` command (what each runs is in :mod:`.commands`
+and :mod:`.evaluate`). Imports nothing heavy, so ``--help`` and bad options answer at once."""
+
+from __future__ import annotations
+
+import argparse
+
+from egg_interp.settings import METHOD_NAMES, PIPELINE_NAMES, TARGET_NAMES
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device``, ``--dtype`` and ``--prompt-suffix``."""
+    p.add_argument(
+        "--model",
+        default="organism",
+        help="Hugging Face id, local checkpoint directory, or 'organism' (default)",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
+    p.add_argument(
+        "--prompt-suffix", default="", help="text appended to every question (model specific)"
+    )
+
+
+def add_loop_args(p: argparse.ArgumentParser) -> None:
+    """Options of the zoom-and-reground loop (checked as one :class:`LoopSettings`)."""
+    p.add_argument(
+        "--method",
+        default=None,
+        help="map of the crop-choosing pipeline (default: egg for the loop, rel_att for "
+        f"vicrop); one of {', '.join(METHOD_NAMES)}",
+    )
+    p.add_argument(
+        "--method-options",
+        default=None,
+        metavar="K=V,...",
+        help="constructor options of --method, e.g. 'space=pixels'",
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        help=f"what the map explains (default: the method's own): {', '.join(TARGET_NAMES)}",
+    )
+    p.add_argument("--top-k", type=int, default=2, help="regions (crops) per step")
+    p.add_argument("--stop", default="ent", help="ent | fixed:N | area:PX | prob | pixels | none")
+    p.add_argument("--max-steps", type=int, default=15, help="upper bound on loop steps")
+    p.add_argument(
+        "--min-crop-side", type=float, default=8.0, help="smallest crop side, pixels (loop)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=20)
+
+
+def ground_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    add_loop_args(p)
+    p.add_argument("--image", required=True, help="image file")
+    p.add_argument("--question", required=True, help="question text")
+    p.add_argument("--out", default=None, help="directory for the overlay PNG, map .npz, step log")
+    p.add_argument(
+        "--pipeline",
+        choices=("egg", "vicrop"),
+        default="egg",
+        help="egg: zoom-and-reground loop (default); vicrop: ViCrop's single crop",
+    )
+
+
+def compare_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--image", required=True, help="image file")
+    p.add_argument("--question", required=True, help="question text")
+    p.add_argument(
+        "--methods", default="egg,saliency,integrated_gradients,rel_att", help="comma-separated"
+    )
+    p.add_argument("--boxes", default=None, help='evidence boxes "x0,y0,x1,y1;..." (pixels)')
+    p.add_argument("--target", default=None, help="one target for all methods (default: each own)")
+    p.add_argument("--out", default="compare.png", help="figure file (PNG)")
+
+
+def methods_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def evaluate_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    add_loop_args(p)
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="registered dataset: vstar, textvqa, docvqa, infovqa, pope, gqa, realworldqa, scenes",
+    )
+    p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
+    p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most N samples")
+    p.add_argument(
+        "--methods",
+        default="egg",
+        help="comma-separated map methods scored for localisation (the loop's map is --method)",
+    )
+    p.add_argument(
+        "--pipelines",
+        default="base,egg",
+        help=f"comma-separated answer pipelines: {', '.join(PIPELINE_NAMES)}",
+    )
+    p.add_argument("--out", default="results.jsonl", help="results file (appended, resumable)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="samples per map batch: one padded forward/backward for batched methods (egg and "
+        "the gradient maps), the internal batch of IG/SmoothGrad; answers run one at a time (1)",
+    )
+    p.add_argument("--tolerance", type=float, default=15.0, help="pointing-game radius, pixels")
+    p.add_argument("--vicrop-method", default=None, help=argparse.SUPPRESS)  # deprecated: --method
+    p.add_argument("--crop-scale", type=float, default=1.5, help="oracle/random crop scale")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-crop pipeline")
+    p.add_argument("--save-maps", default=None, metavar="DIR", help="also save every map (.npz)")
+    p.add_argument("--retry-errors", action="store_true", help="re-run lines recording errors")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="merged results file (its existing lines are kept)")
+    p.add_argument("parts", nargs="*", help="part files or glob patterns")
+
+
+def report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", help="results file(s) (.jsonl)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--grids", type=int, default=0, metavar="N", help="comparison grids of the first N samples"
+    )
+    p.add_argument(
+        "--model", default=None, help="recompute maps for --grids (when none were saved)"
+    )
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--prompt-suffix", default="")
+    p.add_argument("--data-root", default=None, help="images for --grids (default: as recorded)")
+
+
+def demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="organism", help="checkpoint (default: the organism)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--n", type=int, default=200, help="test scenes per question family")
+    p.add_argument("--out", default="demo_out", help="directory for summary.json and figures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
+
+
+def bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default="organism", help="checkpoint or 'organism' (default); see --preset"
+    )
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--methods", default=None, help="comma-separated (default: all registered)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    p.add_argument("--out", default="figures/bench", help="directory for bench.json and bench.md")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="random-weight model built in memory instead of --model: llava-1.5-shaped, "
+        "llava-1.5-7b-width (full width, 2 layers), llava-1.5-7b (full shapes; GPU)",
+    )
+    p.add_argument(
+        "--width-check",
+        default="llava-1.5-7b-width",
+        help="preset for the full-width EGG time/memory check ('none' to skip)",
+    )

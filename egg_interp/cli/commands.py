@@ -1,0 +1,161 @@
+"""What ``egg-interp ground``, ``compare``, ``methods``, ``demo`` and ``bench`` run.
+
+Each command checks its inputs (image file, question, boxes) before the heavy imports and
+before any model is loaded; arguments are in :mod:`egg_interp.cli.args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from egg_interp.geometry import parse_boxes
+from egg_interp.io import check_question, load_image, save_figure, write_json
+from egg_interp.settings import LoopSettings, resolve_name, split_names
+
+
+def _load_model(args: argparse.Namespace, **kwargs: object) -> object:
+    from egg_interp.models import load_model
+
+    return load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        prompt_suffix=getattr(args, "prompt_suffix", ""),
+        **kwargs,
+    )
+
+
+def run_ground(args: argparse.Namespace) -> int:
+    """``ground``: the EGG loop (or ViCrop's single crop) on one image and question."""
+    image = load_image(args.image)
+    question = check_question(args.question)
+    settings: LoopSettings = args.loop
+    pipeline = getattr(args, "pipeline", "egg")
+
+    from egg_interp.methods import get_method
+
+    method = get_method(settings.method_for(pipeline), **settings.method_kwargs())
+    adapter = _load_model(args)
+    if pipeline == "vicrop":
+        return _run_vicrop(args, adapter, image, question, method)
+
+    from egg_interp.figures import plot_grounding
+    from egg_interp.loop import ground
+
+    result = ground(
+        adapter, image, question, method, max_new_tokens=args.max_new_tokens, settings=settings
+    )
+    print(f"question:        {question}")
+    print(f"base answer:     {result.base_answer}")
+    print(f"grounded answer: {result.answer}")
+    print(f"steps:           {len(result.steps)} ({result.decision.reason})")
+    print("regions (original-image pixels, x0 y0 x1 y1):")
+    for r in result.regions:
+        box = ", ".join(f"{v:.0f}" for v in r.box)
+        print(f"  #{r.rank + 1}  score {r.score:.4g}  box ({box})")
+    print(
+        "kept crops: "
+        + ("; ".join(str(tuple(round(v) for v in b)) for b in result.crops) or "none")
+    )
+    if args.out:
+        out = Path(args.out)
+        result.first_map.save(out / "map.npz")
+        write_json(out / "steps.json", result.to_dict())
+        save_figure(plot_grounding(image, result), out / "grounding.png")
+        print(f"wrote {out / 'grounding.png'}, {out / 'map.npz'}, {out / 'steps.json'}")
+    return 0
+
+
+def _run_vicrop(
+    args: argparse.Namespace, adapter: object, image: object, question: str, method: object
+) -> int:
+    from egg_interp.vicrop import vicrop_answer
+
+    result = vicrop_answer(
+        adapter,
+        image,
+        question,
+        method=method,
+        max_new_tokens=args.max_new_tokens,
+        base_answer=True,
+    )
+    print(f"question:        {question}")
+    print(f"base answer:     {result.base_answer}")
+    print(f"vicrop answer:   {result.answer}")
+    box = ", ".join(f"{v:.0f}" for v in result.box) if result.box else "none"
+    scale = result.choice.scale if result.choice else None
+    print(
+        f"crop ({result.method}, scale {scale}): ({box})"
+        + (f"  [{result.degenerate}]" if result.degenerate else "")
+    )
+    if args.out:
+        out = Path(args.out)
+        result.map.save(out / "map.npz")
+        write_json(out / "vicrop.json", result.to_dict())
+        save_figure(result.plot(image)[0], out / "vicrop.png")
+        print(f"wrote {out / 'vicrop.png'}, {out / 'map.npz'}, {out / 'vicrop.json'}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``compare``: several maps of one sample, side by side."""
+    from egg_interp.settings import METHOD_NAMES, TARGET_NAMES
+
+    image = load_image(args.image)
+    question = check_question(args.question)
+    boxes = parse_boxes(args.boxes)
+    methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)]
+    target = resolve_name(args.target, TARGET_NAMES, "target") if args.target else None
+
+    from egg_interp.compare import compare_methods
+
+    adapter = _load_model(args)
+    maps, fig = compare_methods(adapter, image, question, methods, boxes, target=target)
+    for name, amap in maps.items():
+        note = amap.meta.get("problem", "")
+        print(f"{name:<22}{amap.target:<10}{amap.meta.get('seconds', 0.0):8.2f} s  {note}")
+    print(f"wrote {save_figure(fig, args.out)}")
+    return 0
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    """``methods``: the registry with each method's target, space and cost."""
+    from egg_interp.methods import METHODS
+
+    print(f"{'method':<22}{'target':<14}{'space':<8}{'cost':<38}needs")
+    for name, cls in sorted(METHODS.items()):
+        n = cls.needs
+        flags = [f for f, on in (("gradients", n.gradients), ("attentions", n.attentions)) if on]
+        target = cls.default_target if cls.uses_target else "-"
+        print(f"{name:<22}{target:<14}{n.space:<8}{n.describe():<38}" + (", ".join(flags) or "-"))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``demo``: EGG on the organism's scenes benchmark."""
+    from egg_interp.demo import run_demo as demo
+
+    demo(args.out, model=args.model, n=args.n, device=args.device, seed=args.seed)
+    print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'examples.png'}")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``bench``: method costs, memory and scaling."""
+    from egg_interp.bench import run_suite
+
+    methods = split_names(args.methods) or None
+    width = None if args.width_check in ("", "none") else args.width_check
+    run_suite(
+        args.out,
+        None if args.preset else args.model,
+        args.device,
+        args.dtype,
+        methods,
+        args.repeat,
+        preset=args.preset,
+        width_check=width,
+    )
+    print((Path(args.out) / "bench.md").read_text())
+    return 0
