@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 DEMO_OUT ?= demo_out
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/egg-interp bench --preset llava-1.5-shaped --out figures/bench
+
+# CUDA tests, the llava-1.5-7b benchmark in bfloat16 and training speed: <= 8 min on one H100
+# (a CUDA build of torch: make gpu-check TORCH=torch). Writes figures/gpu/.
+gpu-check: setup
+	$(BIN)/python analyses/gpu_check.py --out figures/gpu
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

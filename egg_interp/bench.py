@@ -71,6 +71,8 @@ PRESETS: dict[str, dict[str, int]] = {
     # (and the tokenizer's small vocabulary, so embeddings do not inflate the weights' share)
     "llava-1.5-7b-width": {**LLAVA_7B, "vision_layers": 2, "text_layers": 2, "vocab_size": 0},
     "llava-1.5-7b": LLAVA_7B,
+    # 64 px, patch 8 (64 visual tokens per image), widths of 16: smoke runs of scripts
+    "tiny": dict(image_size=64, patch_size=8, vision_hidden=16, text_hidden=16, text_layers=1),
 }
 """Random-weight models the suite can build in memory, by name (``egg-interp bench --preset``)."""
 
@@ -338,11 +340,14 @@ def bench_batch(
     return out
 
 
-def bench_runner(adapter: VLMAdapter, n: int = 8, batch_size: int = 1) -> dict[str, Any]:
+def bench_runner(
+    adapter: VLMAdapter, n: int = 8, batch_size: int = 1, options: Any = None
+) -> dict[str, Any]:
     """Samples per second of the evaluation runner (EGG map and EGG pipeline per sample).
 
     Runs :func:`egg_interp.runner.evaluate` on ``n`` test scenes of the synthetic benchmark
-    (images of any model's liking; no files needed), writing to a temporary JSONL file.
+    (images of any model's liking; no files needed), writing to a temporary JSONL file;
+    ``options`` are the :class:`~egg_interp.pipelines.PipelineOptions` (default: the defaults).
     """
     import tempfile
 
@@ -359,6 +364,7 @@ def bench_runner(adapter: VLMAdapter, n: int = 8, batch_size: int = 1) -> dict[s
             pipelines=["egg"],
             out=Path(tmp) / "results.jsonl",
             batch_size=batch_size,
+            pipeline_options=options,
             progress=False,
         )
         _sync(adapter.device)
