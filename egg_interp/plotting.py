@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
-
 from egg_interp.geometry import Box
 
-matplotlib.use("Agg", force=False)
+# No matplotlib.use() here: library code keeps the user's backend (inline figures in Jupyter);
+# the CLI entry point (egg_interp.cli.main) chooses Agg for files.
 
 
 def new_axes(ax: Any = None, figsize: tuple[float, float] = (4.0, 4.0)) -> tuple[Any, Any]:

@@ -35,9 +35,6 @@ def _bar(
     ylabel: str,
     hue_order: Sequence[str] | None = None,
 ) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import seaborn as sns
 
     col = "model" if df["model"].nunique() > 1 else None
