@@ -93,6 +93,37 @@ class Config:
     vision_steps: int = 600
     vision_lr: float = 1e-3
     gate_vision_pattern: float = 0.85
+    # organism v2 (scenes-v2): fine-tune a v1 checkpoint; see V2 below
+    version: str = "scenes-v1"
+    max_objects: int = 4  # the curriculum stops at this many objects
+    detail_other_weight: float = 0.7  # weight of detail questions about uncropped objects
+    freeze_vision: bool = False
+    lowercase: bool = False  # tokenizer folds case
+
+
+V2 = dict(
+    version="scenes-v2",
+    text_layers=4,
+    max_objects=3,
+    min_objects=1,
+    detail_other_weight=1.5,
+    freeze_vision=True,
+    lowercase=True,
+    vision_steps=0,
+    aux_weight=0.0,
+    ground_weight=0.0,
+    lr=5e-4,
+    warmup=50,
+    steps=3000,
+    decay_frac=0.3,
+    stage_min_steps=200,
+    stage_max_steps=400,
+)
+"""Organism v2 (issue 12): starts from the v1 checkpoint (``--init-from``), adds a fourth
+language-model layer as an identity (zero output projections), freezes the vision tower and
+projector (their probes read colour, shape and pattern already), and trains on answers alone
+(no grounding or auxiliary loss) on scenes-v2: objects named by a colour unique in the scene,
+1 -> 3 objects, and crops that often show an object other than the one asked about."""
 
 
 TINY = dict(
@@ -180,12 +211,15 @@ def leaks(q: scenes.Question, others: list[scenes.Question]) -> bool:
     return False
 
 
-def candidate_questions(scene: scenes.Scene, rng: np.random.Generator, focus: list[int]):
+def candidate_questions(
+    scene: scenes.Scene, rng: np.random.Generator, focus: list[int], other_weight: float = 0.7
+):
     """Question pool for a scene: details (esp. of ``focus`` objects), coarse, existence, multi."""
     n = len(scene.objects)
     pool: list[tuple[float, scenes.Question]] = []
     for i in range(n):
-        pool.append((2.0 if i in focus else 0.7, scenes.detail_question(scene, i)))
+        weight = 2.0 if i in focus else other_weight
+        pool.append((weight, scenes.detail_question(scene, i)))
         for q in scenes.coarse_questions(scene, i):
             pool.append((1.5, q))
     o = scene.objects[int(rng.integers(n))]
@@ -229,9 +263,11 @@ def make_example(seed: int, stage: int, cfg: Config, vision_only: bool = False) 
     elif stage <= 1:
         n = 1
     else:
+        stage = min(stage, cfg.max_objects)
         lo = min(cfg.min_objects, stage)
         n = stage if rng.random() < 0.5 else int(rng.integers(lo, stage + 1))
-    scene = scenes.make_scene(int(rng.integers(0, scenes.SPLITS["train"][1])), n_objects=n)
+    seed_scene = int(rng.integers(0, scenes.SPLITS["train"][1]))
+    scene = scenes.make_scene(seed_scene, n_objects=n, version=cfg.version)
     canvas = scene.image.size
     grid = cfg.image_size // cfg.patch_size
     r = rng.random()
@@ -253,9 +289,8 @@ def make_example(seed: int, stage: int, cfg: Config, vision_only: bool = False) 
     labels = np.concatenate([token_labels(scene, v, grid) for v in views])
     if vision_only:
         return Example(images, labels, [], n)
-    questions = pick_questions(
-        candidate_questions(scene, rng, focus), rng, int(rng.integers(1, cfg.max_turns + 1))
-    )
+    pool = candidate_questions(scene, rng, focus, cfg.detail_other_weight)
+    questions = pick_questions(pool, rng, int(rng.integers(1, cfg.max_turns + 1)))
     turns = []
     for q in questions:
         zoomed = q.evidence and all(e in focus for e in q.evidence)
@@ -354,7 +389,7 @@ def init_patch_filters(conv: torch.nn.Conv2d, n_orient: int = 8, periods=(2.2, 3
 def build(cfg: Config):
     from transformers import LlavaForConditionalGeneration
 
-    tokenizer = build_word_tokenizer(WORDS)
+    tokenizer = build_word_tokenizer(WORDS, lowercase=cfg.lowercase)
     processor = build_llava_processor(tokenizer, cfg.image_size, cfg.patch_size)
     mcfg = llava_config(
         tokenizer,
@@ -374,7 +409,33 @@ def build(cfg: Config):
     init_patch_filters(model.model.vision_tower.embeddings.patch_embedding)
     n_out = len(COLOURS) + 1 + len(scenes.SHAPES) + 1 + len(scenes.PATTERNS)
     head = torch.nn.Linear(cfg.text_hidden, n_out)
+    if cfg.freeze_vision:
+        for p in (
+            *model.model.vision_tower.parameters(),
+            *model.model.multi_modal_projector.parameters(),
+        ):
+            p.requires_grad_(False)
     return model, head, processor
+
+
+def init_from(model, directory: Path) -> list[str]:
+    """Load a checkpoint's weights into ``model``; layers it lacks start as identities.
+
+    Returns the names of the parameters the checkpoint did not hold. A language-model layer
+    that is new gets zero output projections (``o_proj``, ``down_proj``), so the model
+    computes exactly what the checkpoint computed until training moves them.
+    """
+    from transformers import LlavaForConditionalGeneration
+
+    state = LlavaForConditionalGeneration.from_pretrained(directory).state_dict()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise SystemExit(f"{directory}: weights this model has no place for: {unexpected[:5]}")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in missing and name.endswith(("o_proj.weight", "down_proj.weight")):
+                p.zero_()
+    return list(missing)
 
 
 def aux_loss_of(head, feats: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -492,10 +553,10 @@ def oracle_views(sample, image: Image.Image) -> list[Image.Image]:
 
 
 @torch.no_grad()
-def validate(model, processor, n: int = 48) -> dict:
-    """Accuracy on val samples (3-4 objects) with the full view and with oracle crops."""
+def validate(model, processor, n: int = 48, version: str = scenes.VERSION) -> dict:
+    """Accuracy on val samples with the full view and with oracle crops."""
     model.eval()
-    samples = scenes.load(split="val", per_family=n)
+    samples = scenes.load(split="val", per_family=n, version=version)
     res: dict[str, list[float]] = defaultdict(list)
     for s in samples:
         image = s.image
@@ -613,6 +674,18 @@ def main(argv=None) -> int:
         "--vision-again", type=int, default=0, help="run this many more stage-A steps first"
     )
     ap.add_argument("--stage", type=int, default=None, help="force the curriculum stage")
+    ap.add_argument(
+        "--recipe",
+        choices=("v1", "v2"),
+        default="v2",
+        help="v2 (default, the shipped organism) fine-tunes a v1 checkpoint given by --init-from",
+    )
+    ap.add_argument(
+        "--init-from",
+        type=Path,
+        default=ROOT / "runs" / "organism-v1" / "export",
+        help="v2: exported v1 checkpoint to start from (train v1 with --recipe v1 first)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -627,7 +700,9 @@ def main(argv=None) -> int:
         state = torch.load(ckpt_path, weights_only=False)
         cfg = Config(**state["config"])
     elif args.tiny:
-        cfg = Config(**TINY)
+        cfg = Config(**{**(V2 if args.recipe == "v2" else {}), **TINY})
+    elif args.recipe == "v2":
+        cfg = Config(**V2)
     if args.steps is not None:
         cfg.steps = args.steps
     if args.batch is not None:
@@ -636,9 +711,20 @@ def main(argv=None) -> int:
         key, value = item.split("=", 1)
         setattr(cfg, key, type(getattr(cfg, key))(value))
     model, head, processor = build(cfg)
-    params = list(model.parameters()) + list(head.parameters())
+    params = [p for p in (*model.parameters(), *head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
     step, stage, stage_start, vstep, vdone = 0, 1, 0, 0, False
+    if cfg.version != "scenes-v1" and not ckpt_path.exists():
+        if not args.tiny:
+            if not (args.init_from / "model.safetensors").is_file():
+                raise SystemExit(
+                    f"--init-from {args.init_from}: no checkpoint there; train the v1 recipe "
+                    "first (--recipe v1 --run-dir runs/organism-v1, then --export-only "
+                    "--export-dir runs/organism-v1/export)"
+                )
+            new = init_from(model, args.init_from)
+            print(f"initialised from {args.init_from}; new parameters: {len(new)}", flush=True)
+        stage, vdone = 2, True
     if ckpt_path.exists():
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
@@ -789,7 +875,7 @@ def main(argv=None) -> int:
             save(opt=opt.state_dict())
         if args.val_every and step % args.val_every == 0:
             tv = time.time()
-            val = validate(model, processor, args.val_n)
+            val = validate(model, processor, args.val_n, cfg.version)
             rec = {"step": step, "stage": stage, "val": val, "val_s": round(time.time() - tv, 1)}
             (run / "val.jsonl").open("a").write(json.dumps(rec) + "\n")
             print(f"val @ {step}: {val}", flush=True)

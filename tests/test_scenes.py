@@ -55,16 +55,55 @@ def test_non_square_canvas_keeps_objects_in_the_central_square():
             assert o.box[0] >= 32 and o.box[2] <= 288
 
 
-def test_objects_are_distinct_and_share_attributes():
+def test_v1_objects_are_distinct_and_share_attributes():
     shared = 0
     for seed in range(40):
-        scene = scenes.make_scene(seed, n_objects=4)
+        scene = scenes.make_scene(seed, n_objects=4, version="scenes-v1")
         names = [o.name for o in scene.objects]
         assert len(set(names)) == len(names)
         cols = [o.colour for o in scene.objects]
         shps = [o.shape for o in scene.objects]
         shared += len(set(cols)) < 4 or len(set(shps)) < 4
     assert shared >= 35  # distractors share colour or shape in nearly every scene
+
+
+def test_v2_colours_are_unique_and_shapes_repeat():
+    repeated = 0
+    for seed in range(60):
+        scene = scenes.make_scene(seed, n_objects=3)
+        cols = [o.colour for o in scene.objects]
+        assert len(set(cols)) == 3
+        repeated += len({o.shape for o in scene.objects}) < 3
+    assert repeated >= 20  # shapes are drawn freely, so they give no cue to the reference
+
+
+def test_v2_detail_is_rendered_at_lower_contrast_than_v1():
+    def stripe_spread(version):
+        scene = scenes.make_scene(3, n_objects=1, version=version)
+        o = scene.objects[0]
+        pix = np.asarray(scene.image).astype(float)[scene.labels == 0]
+        return pix.std(axis=0).mean(), o.colour
+
+    (v1, c1), (v2, c2) = stripe_spread("scenes-v1"), stripe_spread("scenes-v2")
+    ratio = scenes.RECIPES["scenes-v2"].contrast / scenes.RECIPES["scenes-v1"].contrast
+    assert v2 < v1 and v2 == pytest.approx(v1 * ratio, rel=0.2)
+
+
+def test_v1_stays_loadable_with_its_own_ids_and_wording():
+    v1 = scenes.load(split="test", per_family=2, version="scenes-v1")
+    assert all(s.id.startswith("scenes-v1-") for s in v1)
+    detail = [s for s in v1 if s.family == "detail"]
+    for s in detail:
+        o = s.meta["objects"][s.meta["evidence"][0]]
+        assert f"{o['colour']} {o['shape']}" in s.question
+        assert s.meta["n_objects"] in (3, 4)
+    with pytest.raises(InputError):
+        scenes.load(version="scenes-v9")
+
+
+def test_v2_benchmark_spans_one_to_three_objects():
+    counts = {s.meta["n_objects"] for s in scenes.load(split="test", per_family=30)}
+    assert counts == {1, 2, 3}
 
 
 @pytest.mark.parametrize("family", scenes.FAMILIES)
@@ -78,9 +117,10 @@ def test_samples_answer_their_question(family):
         a = s.answers[0]
         if family == "detail":
             assert len(s.boxes) == 1 and a == ev[0]["pattern"]
-            assert f"{ev[0]['colour']} {ev[0]['shape']}" in s.question
+            assert s.question == f"what pattern is on the {ev[0]['colour']} object?"
         elif family == "multi":
             assert len(s.boxes) == 2
+            assert f"the {ev[0]['colour']} object and the {ev[1]['colour']} object" in s.question
             assert a == ("yes" if ev[0]["pattern"] == ev[1]["pattern"] else "no")
         elif family == "coarse":
             assert len(s.boxes) == 1 and a in (ev[0]["colour"], ev[0]["shape"])

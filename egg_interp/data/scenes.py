@@ -1,25 +1,38 @@
 """Synthetic scenes with exactly known evidence: the benchmark of the model organism.
 
-A scene is a light canvas holding 1-4 non-overlapping shapes, each in one colour and
+A scene is a light canvas holding non-overlapping shapes, each in one colour and
 carrying a two-tone striped texture (the *detail*) in one of four orientations. The two
-tones average to the object's colour, and the stripe period is chosen so that the texture
-is only partly legible once the whole canvas is shrunk to the model's input (64 px for the
-organism: a 4x reduction of a 256 px canvas) and fully legible in a crop around the object.
+tones average to the object's colour, and the stripe contrast and period are chosen so that
+the texture is only partly legible once the whole canvas is shrunk to the model's input
+(64 px for the organism: a 4x reduction of a 256 px canvas) and fully legible in a crop
+around the object.
 
-Everything is deterministic by seed. The splits are fixed seed ranges (see :data:`SPLITS`),
-versioned by :data:`VERSION`; the test split is never used for training.
+Everything is deterministic by seed and by benchmark version. Two versions exist (see
+:data:`RECIPES`); the default, :data:`VERSION`, is ``scenes-v2``:
+
+``scenes-v2``
+    Colours are unique within a scene and questions name an object by its colour alone
+    ("what pattern is on the red object?"), so the reference is never ambiguous; shapes
+    repeat and give no cue. Lower stripe contrast (the detail is partly legible in the
+    full view). Benchmark scenes hold 1-3 objects.
+``scenes-v1``
+    Objects named by colour and shape ("the red circle"), distractors sharing either;
+    3-4 objects. Kept loadable (``load(version="scenes-v1")``) to reproduce old figures.
+
+The splits are fixed seed ranges (see :data:`SPLITS`); the test split is never used for
+training.
 
 Question families (each sample records its evidence boxes, ``(x0, y0, x1, y1)`` in
-canvas pixels, x1/y1 exclusive):
+canvas pixels, x1/y1 exclusive); wording of ``scenes-v2``:
 
 ``detail``
-    "what pattern is on the red circle?" -> ``horizontal`` / ``vertical`` / ``rising`` /
+    "what pattern is on the red object?" -> ``horizontal`` / ``vertical`` / ``rising`` /
     ``falling``; one box; needs zoom.
 ``multi``
-    "do the red circle and the blue square have the same pattern?" -> yes / no; two boxes.
+    "do the red object and the blue object have the same pattern?" -> yes / no; two boxes.
 ``coarse``
-    "what colour is the square?" or "what shape is the red object?"; one box; legible at
-    low resolution.
+    "what shape is the red object?" or "what colour is the square?" (when the shape is
+    unique); one box; legible at low resolution.
 ``existence``
     "is there a green triangle?" -> yes / no; one box when yes, none when no.
 
@@ -30,6 +43,8 @@ Examples
 (3, (256, 256))
 >>> s = make_sample(2_000_000, "detail")
 >>> s.answers[0] in PATTERNS and len(s.boxes) == 1
+True
+>>> s.question.endswith("object?")
 True
 """
 
@@ -46,8 +61,8 @@ from PIL import Image
 from egg_interp.data.sample import Sample
 from egg_interp.errors import InputError
 
-VERSION = "scenes-v1"
-"""Bump when rendering or question generation changes (samples are keyed by it)."""
+VERSION = "scenes-v2"
+"""The default benchmark version (samples are keyed by it); see :data:`RECIPES`."""
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 55, 50),
@@ -63,12 +78,56 @@ PATTERNS = ("horizontal", "vertical", "rising", "falling")
 FAMILIES = ("detail", "multi", "coarse", "existence")
 
 BACKGROUND = (232, 232, 228)
-STRIPE_CONTRAST = 48
-"""Half the difference between the two tones of a stripe (0-255 scale)."""
-STRIPE_PERIOD = 5.5
-"""Stripe period in canvas pixels, measured across the stripes."""
 NOISE = 6
 """Uniform pixel noise amplitude (+/-) over the whole canvas."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one benchmark version renders scenes and words questions.
+
+    Attributes
+    ----------
+    contrast : int
+        Half the difference between the two tones of a stripe (0-255 scale).
+    period : float
+        Stripe period in canvas pixels, measured across the stripes.
+    unique_colours : bool
+        Colours are unique within a scene and objects are named by colour alone
+        ("the red object"); otherwise by colour and shape ("the red circle").
+    objects : dict of str to (int, int)
+        Fewest and most objects of a benchmark scene, per family.
+    """
+
+    contrast: int
+    period: float
+    unique_colours: bool
+    objects: dict[str, tuple[int, int]]
+
+
+RECIPES: dict[str, Recipe] = {
+    "scenes-v1": Recipe(
+        contrast=48,
+        period=5.5,
+        unique_colours=False,
+        objects={"detail": (3, 4), "multi": (2, 4), "coarse": (3, 4), "existence": (3, 4)},
+    ),
+    "scenes-v2": Recipe(
+        contrast=24,
+        period=5.5,
+        unique_colours=True,
+        objects={"detail": (1, 3), "multi": (2, 3), "coarse": (2, 3), "existence": (2, 3)},
+    ),
+}
+"""Benchmark version -> :class:`Recipe`."""
+
+
+def recipe(version: str = VERSION) -> Recipe:
+    """The :class:`Recipe` of ``version`` (raises :class:`InputError` for an unknown one)."""
+    if version not in RECIPES:
+        raise InputError(f"unknown scenes version {version!r}; expected one of {tuple(RECIPES)}")
+    return RECIPES[version]
+
 
 SPLITS: dict[str, tuple[int, int]] = {
     "train": (0, 1_000_000),
@@ -118,16 +177,24 @@ class Scene:
     objects : list of SceneObject
     labels : ndarray of shape (height, width), int16
         Index into ``objects`` of the object covering each pixel, -1 for background.
+    version : str
+        The benchmark version that rendered it (decides how objects are named).
     """
 
     seed: int
     image: Image.Image
     objects: list[SceneObject]
     labels: np.ndarray = field(repr=False)
+    version: str = VERSION
+
+    def ref(self, i: int) -> str:
+        """How questions name object ``i``: ``"red object"`` (v2) or ``"red circle"`` (v1)."""
+        o = self.objects[i]
+        return f"{o.colour} object" if recipe(self.version).unique_colours else o.name
 
 
-def _rng(seed: int, *salt: object) -> np.random.Generator:
-    digest = hashlib.sha256(repr((VERSION, seed, *salt)).encode()).digest()
+def _rng(version: str, seed: int, *salt: object) -> np.random.Generator:
+    digest = hashlib.sha256(repr((version, seed, *salt)).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
@@ -181,6 +248,13 @@ def _place(
     return boxes
 
 
+def _unique_colour_attributes(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
+    """n (colour, shape) pairs with distinct colours; shapes drawn freely (they repeat)."""
+    cols = rng.choice(list(COLOURS), size=n, replace=False)
+    shps = rng.choice(SHAPES, size=n, replace=True)
+    return [(str(c), str(s)) for c, s in zip(cols, shps)]
+
+
 def _attributes(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
     """n distinct (colour, shape) pairs that share attributes (distractors) where possible."""
     n_col = int(rng.integers(max(1, (n + 1) // 2), n + 1))
@@ -200,9 +274,10 @@ def make_scene(
     size: tuple[int, int] | int = 256,
     object_size: tuple[int, int] = (56, 80),
     attributes: Sequence[tuple[str, str, str]] | None = None,
-    period: float = STRIPE_PERIOD,
-    contrast: int = STRIPE_CONTRAST,
+    period: float | None = None,
+    contrast: int | None = None,
     noise: int = NOISE,
+    version: str = VERSION,
 ) -> Scene:
     """Render one scene, deterministically from ``seed``.
 
@@ -218,8 +293,12 @@ def make_scene(
         Side of each object's box in pixels.
     attributes : sequence of (colour, shape, pattern), optional
         Fixes the objects' attributes instead of drawing them.
-    period, contrast, noise
-        Texture and noise parameters (see the module constants).
+    period, contrast : optional
+        Texture parameters; default: the version's :class:`Recipe`.
+    noise : int
+        Pixel noise amplitude (see :data:`NOISE`).
+    version : str
+        Benchmark version (a key of :data:`RECIPES`).
 
     Returns
     -------
@@ -228,7 +307,10 @@ def make_scene(
     w, h = (size, size) if isinstance(size, int) else size
     if not 1 <= n_objects <= 6:
         raise InputError(f"n_objects must be in 1..6, got {n_objects}")
-    rng = _rng(seed, "scene", n_objects, w, h)
+    rec = recipe(version)
+    period = rec.period if period is None else period
+    contrast = rec.contrast if contrast is None else contrast
+    rng = _rng(version, seed, "scene", n_objects, w, h)
     side = min(w, h)
     area = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
     margin = 6
@@ -240,7 +322,8 @@ def make_scene(
         boxes = _place(rng, sizes, area, gap=10)
         hi = max(lo, hi - 4)
     if attributes is None:
-        pairs = _attributes(rng, n_objects)
+        draw = _unique_colour_attributes if rec.unique_colours else _attributes
+        pairs = draw(rng, n_objects)
         attributes = [(c, s, str(rng.choice(PATTERNS))) for c, s in pairs]
     canvas = np.empty((h, w, 3), np.float32)
     canvas[:] = BACKGROUND
@@ -261,7 +344,7 @@ def make_scene(
     if noise:
         canvas += rng.integers(-noise, noise + 1, size=canvas.shape).astype(np.float32)
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
-    return Scene(seed=seed, image=image, objects=objects, labels=labels)
+    return Scene(seed=seed, image=image, objects=objects, labels=labels, version=version)
 
 
 # --------------------------------------------------------------------------- questions
@@ -280,14 +363,14 @@ class Question:
 def detail_question(scene: Scene, i: int) -> Question:
     """ "what pattern is on the {object}?"."""
     o = scene.objects[i]
-    return Question("detail", f"what pattern is on the {o.name}?", o.pattern, (i,))
+    return Question("detail", f"what pattern is on the {scene.ref(i)}?", o.pattern, (i,))
 
 
 def multi_question(scene: Scene, i: int, j: int) -> Question:
     """ "do the {a} and the {b} have the same pattern?"."""
     a, b = scene.objects[i], scene.objects[j]
     same = "yes" if a.pattern == b.pattern else "no"
-    text = f"do the {a.name} and the {b.name} have the same pattern?"
+    text = f"do the {scene.ref(i)} and the {scene.ref(j)} have the same pattern?"
     return Question("multi", text, same, (i, j))
 
 
@@ -298,7 +381,7 @@ def coarse_questions(scene: Scene, i: int) -> list[Question]:
     if sum(p.shape == o.shape for p in scene.objects) == 1:
         out.append(Question("coarse", f"what colour is the {o.shape}?", o.colour, (i,)))
     if sum(p.colour == o.colour for p in scene.objects) == 1:
-        out.append(Question("coarse", f"what shape is the {o.colour} object?", o.shape, (i,)))
+        out.append(Question("coarse", f"what shape is the {scene.ref(i)}?", o.shape, (i,)))
     return out
 
 
@@ -332,18 +415,20 @@ def _benchmark_size(rng: np.random.Generator) -> tuple[int, int]:
     return (320, 256) if r < 0.875 else (256, 320)
 
 
-def make_question(seed: int, family: str) -> tuple[dict, Question]:
+def make_question(seed: int, family: str, version: str = VERSION) -> tuple[dict, Question]:
     """The scene arguments and the question of benchmark sample ``seed`` of ``family``.
 
-    Benchmark scenes hold 3 or 4 objects (2-4 for ``multi``); a quarter of the canvases are
-    non-square (320x256 or 256x320, objects inside the central square).
+    Benchmark scenes hold the version's number of objects (:attr:`Recipe.objects`); a
+    quarter of the canvases are non-square (320x256 or 256x320, objects inside the central
+    square).
     """
     if family not in FAMILIES:
         raise InputError(f"unknown family {family!r}; expected one of {FAMILIES}")
-    rng = _rng(seed, "question", family)
+    lo, hi = recipe(version).objects[family]
+    rng = _rng(version, seed, "question", family)
     for attempt in range(50):
-        n = int(rng.integers(2 if family == "multi" else 3, 5))
-        kwargs: dict = {"n_objects": n, "size": _benchmark_size(rng)}
+        n = int(rng.integers(lo, hi + 1))
+        kwargs: dict = {"n_objects": n, "size": _benchmark_size(rng), "version": version}
         scene_seed = seed * 64 + attempt
         scene = make_scene(scene_seed, **kwargs)
         if family == "multi" and rng.random() < 0.5:  # balance yes / no
@@ -375,13 +460,13 @@ def make_question(seed: int, family: str) -> tuple[dict, Question]:
     raise RuntimeError(f"could not build a {family} question for seed {seed}")  # pragma: no cover
 
 
-def make_sample(seed: int, family: str, split: str = "") -> Sample:
+def make_sample(seed: int, family: str, split: str = "", version: str = VERSION) -> Sample:
     """Benchmark sample ``seed`` of ``family`` as a :class:`Sample` (image rendered lazily)."""
-    scene_kwargs, q = make_question(seed, family)
+    scene_kwargs, q = make_question(seed, family, version)
     scene = make_scene(**scene_kwargs)
     kwargs = dict(scene_kwargs)
     return Sample(
-        id=f"{VERSION}-{family}-{seed}",
+        id=f"{version}-{family}-{seed}",
         question=q.text,
         answers=[q.answer],
         load_image=lambda: make_scene(**kwargs).image,
@@ -390,7 +475,7 @@ def make_sample(seed: int, family: str, split: str = "") -> Sample:
         dataset="scenes",
         family=family,
         meta={
-            "version": VERSION,
+            "version": version,
             "split": split,
             "scene": kwargs,
             "size": scene.image.size,
@@ -422,6 +507,7 @@ def load(
     limit: int | None = None,
     families: Iterable[str] = FAMILIES,
     per_family: int | None = None,
+    version: str = VERSION,
 ) -> list[Sample]:
     """The scenes benchmark as a list of :class:`Sample` (generated, nothing read from disk).
 
@@ -437,6 +523,8 @@ def load(
     per_family : int, optional
         Samples per family (default: enough for ``limit``, else :data:`DEFAULT_COUNTS` of
         the split).
+    version : str
+        Benchmark version, a key of :data:`RECIPES` (``"scenes-v1"`` reproduces old figures).
 
     Returns
     -------
@@ -445,6 +533,7 @@ def load(
         prefix of the list is balanced.
     """
     del data_root
+    recipe(version)
     families = tuple(families)
     for f in families:
         if f not in FAMILIES:
@@ -455,6 +544,8 @@ def load(
         count = -(-int(limit) // max(1, len(families)))
     else:
         count = DEFAULT_COUNTS.get(split, 500)
-    groups = [[make_sample(s, f, split) for s in split_seeds(split, count, f)] for f in families]
+    groups = [
+        [make_sample(s, f, split, version) for s in split_seeds(split, count, f)] for f in families
+    ]
     samples = [s for group in zip(*groups) for s in group]
     return samples if limit is None else samples[: int(limit)]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
@@ -45,6 +45,8 @@ def build_word_tokenizer(
     words: Iterable[str],
     special_tokens: Sequence[str] = (),
     named_tokens: dict[str, str] | None = None,
+    *,
+    lowercase: bool = False,
 ) -> PreTrainedTokenizerFast:
     """A word-level tokenizer: whitespace and punctuation split, one id per known word.
 
@@ -59,6 +61,9 @@ def build_word_tokenizer(
         Special tokens also exposed as tokenizer attributes (``tok.<name>`` and
         ``tok.<name>_id``), e.g. ``{"start_image_token": "<img>"}`` as InternVL's processor
         expects.
+    lowercase : bool
+        Fold the text to lower case before the vocabulary lookup (the words are lower-cased
+        too), so "What" and "what" are one word. Special tokens are matched as written.
 
     Returns
     -------
@@ -69,9 +74,11 @@ def build_word_tokenizer(
     named_tokens = dict(named_tokens or {})
     extra = [t for t in (*special_tokens, *named_tokens.values()) if t not in SPECIAL_TOKENS]
     vocab: dict[str, int] = {}
-    for word in (*SPECIAL_TOKENS, *extra, *words):
+    for word in (*SPECIAL_TOKENS, *extra, *(w.lower() if lowercase else w for w in words)):
         vocab.setdefault(word, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    if lowercase:
+        tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
     )
