@@ -21,6 +21,7 @@ from egg_interp.cli import args as a
 from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
 from egg_interp.errors import EggError
+from egg_interp.explorer.cli import EXPLORE_HELP, add_explore_args, run_explore
 from egg_interp.settings import LoopSettings
 
 Runner = Callable[[argparse.Namespace], int]
@@ -65,6 +66,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
     ),
 }
 """name -> (help, add-arguments function, function that runs it)."""
+
+COMMANDS["explore"] = (EXPLORE_HELP, add_explore_args, run_explore)  # egg_interp/explorer/
 
 LOOP_COMMANDS = ("ground", "evaluate")
 """Commands whose loop options become ``args.loop`` (a :class:`LoopSettings`)."""
