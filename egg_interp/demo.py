@@ -22,11 +22,12 @@ import numpy as np
 
 from egg_interp.data import scenes
 from egg_interp.data.sample import Sample
+from egg_interp.geometry import random_boxes_like, square_crop
 from egg_interp.io import save_figure, write_json
 from egg_interp.loop import GroundingResult, answer_with_crops, zoom_and_reground
 from egg_interp.metrics import ANSWER_METRICS, all_boxes_covered, box_hits, pointing_game
 from egg_interp.models.base import VLMAdapter
-from egg_interp.pipelines import PipelineOptions, random_crops, square_crop
+from egg_interp.pipelines import PipelineOptions
 
 PIPELINES = ("full", "oracle", "egg", "random")
 POINTERS = ("egg", "centre", "random", "random_object")
@@ -77,16 +78,14 @@ def evaluate_sample(
         adapter,
         image,
         sample.question,
-        stop=options.stop,
-        top_k=options.top_k,
-        max_steps=options.max_steps,
+        settings=options.loop,
     )
-    oracle = [square_crop(b, options.crop_scale, image.size) for b in sample.boxes]
+    oracle = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes]
     crops = {
         "full": [],
         "oracle": oracle,
         "egg": result.crops,
-        "random": random_crops(oracle, image.size, seed, sample.id),
+        "random": random_boxes_like(oracle, image.size, seed, sample.id),
     }
     if sample.family == "multi" and len(oracle) > 1:
         crops["oracle_one"] = oracle[:1]
