@@ -30,6 +30,8 @@ from egg_interp.geometry import Box, crop_image, pixel_box, to_original
 from egg_interp.maps import AttributionMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
+from egg_interp.models import answering
+from egg_interp.models.answering import PrefixState, record_prefixes
 from egg_interp.models.base import VLMAdapter
 from egg_interp.regions import Region, find_regions, rank_regions
 from egg_interp.settings import LoopSettings
@@ -155,6 +157,7 @@ def zoom_and_reground(
     region_kwargs: dict[str, Any] | None = None,
     *,
     settings: LoopSettings | None = None,
+    prefixes: list[PrefixState] | None = None,
 ) -> GroundingResult:
     """Run the zoom-and-reground loop on one image and question.
 
@@ -181,6 +184,11 @@ def zoom_and_reground(
         All of the loop's settings at once (method and its options, target, stopping rule,
         top-k, steps, crop policy); when given, ``method``, ``stop``, ``top_k`` and
         ``max_steps`` are ignored unless they are objects (a method or rule instance).
+    prefixes : list, optional
+        When given, the maps' own forwards of the first step (``[original]``) and of the
+        last step are appended to it (:mod:`egg_interp.models.answering`), so that the base
+        answer and the final answer (whose prompt is the last step's when the rule kept the
+        step before it) need no second prefill.
 
     Returns
     -------
@@ -210,7 +218,13 @@ def zoom_and_reground(
         start = time.perf_counter()
         images = [image, *[crop_image(image, b) for b in crops]]
         inputs = adapter.build_inputs(images, question, origin_boxes=[full, *crops])
-        amap = method_obj.attribute(adapter, images, question, inputs=inputs)
+        if prefixes is None:
+            amap = method_obj.attribute(adapter, images, question, inputs=inputs)
+        else:
+            with record_prefixes(adapter) as recorded:
+                amap = method_obj.attribute(adapter, images, question, inputs=inputs)
+            del prefixes[1 if steps else 0 :]  # keep the first step's and this step's
+            prefixes.extend(recorded[-1:])
         degenerate = ""
         try:
             amap.check()
@@ -271,10 +285,18 @@ def answer_with_crops(
     question: str,
     crops: Sequence[Box] = (),
     max_new_tokens: int = 20,
+    prefixes: Sequence[PrefixState] = (),
 ) -> str:
-    """Greedy answer with the crops (original-image boxes) as extra images after the original."""
-    return adapter.answer(
-        image, question, [crop_image(image, b) for b in crops], max_new_tokens=max_new_tokens
+    """Greedy answer with the crops (original-image boxes) as extra images after the original.
+
+    ``prefixes``: recorded forwards (:mod:`egg_interp.models.answering`); one of the same
+    prompt is continued instead of prefilling again (same tokens as a fresh ``generate``).
+    """
+    images = [image, *[crop_image(image, b) for b in crops]]
+    if not prefixes:
+        return adapter.answer(image, question, images[1:], max_new_tokens=max_new_tokens)
+    return answering.answer(
+        adapter, adapter.build_inputs(images, question), prefixes, max_new_tokens
     )
 
 
@@ -290,8 +312,15 @@ def ground(
     region_kwargs: dict[str, Any] | None = None,
     *,
     settings: LoopSettings | None = None,
+    reuse_forward: bool = True,
 ) -> GroundingResult:
-    """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer."""
+    """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer.
+
+    With ``reuse_forward`` (default) both answers continue from the maps' own forwards where
+    the prompts agree (:mod:`egg_interp.models.answering`; the same answers, one prefill
+    less each); ``False`` prefills every answer afresh (the old path, kept for the benchmark).
+    """
+    prefixes: list[PrefixState] | None = [] if reuse_forward else None
     result = zoom_and_reground(
         adapter,
         image,
@@ -303,7 +332,9 @@ def ground(
         True,
         region_kwargs,
         settings=settings,
+        prefixes=prefixes,
     )
-    result.base_answer = adapter.answer(image, question, max_new_tokens=max_new_tokens)
-    result.answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens)
+    kept = prefixes or ()
+    result.base_answer = answer_with_crops(adapter, image, question, (), max_new_tokens, kept)
+    result.answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens, kept)
     return result

@@ -189,15 +189,17 @@ def base_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions)
 def egg_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions) -> dict[str, Any]:
     """EGG: the zoom-and-reground loop, then the answer with the kept crops."""
     image = sample.image
+    prefixes: list = []  # the maps' own forwards: the final answer continues the kept one
     result = zoom_and_reground(
         adapter,
         image,
         sample.question,
         keep_maps=False,
         settings=options.loop,
+        prefixes=prefixes,
     )
     answer = answer_with_crops(
-        adapter, image, sample.question, result.crops, options.max_new_tokens
+        adapter, image, sample.question, result.crops, options.max_new_tokens, prefixes
     )
     log = result.to_dict()
     return {

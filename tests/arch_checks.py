@@ -23,7 +23,7 @@ import torch
 from conftest import noise_image
 from PIL import Image
 
-from egg_interp.loop import answer_with_crops, zoom_and_reground
+from egg_interp.loop import answer_with_crops, ground, zoom_and_reground
 from egg_interp.methods import attribute, make_target
 from egg_interp.methods.base import visual_token_gradients
 
@@ -293,3 +293,35 @@ def check_every_method(adapter, images, pixel_space):
         hooks = _hook_count(adapter.model) if hooks is None else hooks
         assert _hook_count(adapter.model) == hooks, name
         assert not any(p.requires_grad for p in adapter.model.parameters())
+
+
+def check_answers_from_the_maps_forward(adapter, image, question=QUESTION, n=4):
+    """Answers continued from the maps' own forwards equal fresh ``generate`` answers.
+
+    The base answer continues the first map's forward, the final answer the forward of the
+    step whose prompt holds the kept crops (when the rule kept the step before the last);
+    a recorded EGG map's forward continued by hand equals ``generate`` token for token.
+    """
+    from egg_interp.methods import get_method
+    from egg_interp.models.answering import continue_greedy, record_prefixes
+
+    images = [image, image.crop((0, 0, image.width // 2, image.height // 2))]
+    inputs = adapter.build_inputs(images, question)
+    with record_prefixes(adapter) as recorded:
+        get_method("egg").attribute(adapter, images, question, inputs=inputs)
+    assert len(recorded) == 1 and recorded[0].matches(inputs)
+    adapter.forward(adapter.build_inputs([image], "what ?"))  # another prompt in between
+    assert continue_greedy(adapter, inputs, recorded[0], n) == adapter.generate(inputs, n)
+    for stop in ("fixed:2", "ent"):
+        result = ground(adapter, image, question, stop=stop, max_steps=3, max_new_tokens=n)
+        assert result.base_answer == adapter.answer(image, question, max_new_tokens=n)
+        fresh = answer_with_crops(adapter, image, question, result.crops, max_new_tokens=n)
+        assert result.answer == fresh, stop
+        old = ground(
+            adapter, image, question, stop=stop, max_steps=3, max_new_tokens=n, reuse_forward=False
+        )
+        assert (old.base_answer, old.answer, old.crops) == (
+            result.base_answer,
+            result.answer,
+            result.crops,
+        )

@@ -115,3 +115,9 @@ def test_batched_maps_equal_single(adapter):
 
 def test_every_registered_method(adapter):
     check_every_method(adapter, [noise_image(48, 48)], pixel_space=True)  # base + 1x2 tiles
+
+
+def test_answers_from_the_maps_forward_equal_generate(adapter):
+    from arch_checks import check_answers_from_the_maps_forward
+
+    check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))

@@ -141,3 +141,9 @@ def test_pixel_space_is_refused(adapter):
 
 def test_every_registered_method(adapter):
     check_every_method(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], pixel_space=False)
+
+
+def test_answers_from_the_maps_forward_equal_generate(adapter):
+    from arch_checks import check_answers_from_the_maps_forward
+
+    check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))

@@ -93,3 +93,9 @@ def test_heatmap_marks_uncovered_border_as_nan(tiny_llava):
     assert heat.shape == (100, 200)
     assert np.isnan(heat[:, :40]).all() and np.isnan(heat[:, 160:]).all()
     assert np.isfinite(heat[:, 60:140]).all()
+
+
+def test_answers_from_the_maps_forward_equal_generate(tiny_llava):
+    from arch_checks import check_answers_from_the_maps_forward
+
+    check_answers_from_the_maps_forward(tiny_llava, noise_image(120, 90, 7))

@@ -35,6 +35,7 @@ from PIL import Image
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.maps import AttributionMap
 from egg_interp.methods.targets import Entropy, Target, make_target
+from egg_interp.models.answering import offer_prefix
 from egg_interp.models.base import PromptInputs, VLMAdapter
 
 
@@ -228,7 +229,9 @@ def visual_token_gradients(
     logits : (vocab,) tensor at the answer position, detached
 
     With a batch of several prompts, ``objective`` and ``logits`` have one row per prompt
-    (the per-row objectives are summed for the backward, so gradients stay per row).
+    (the per-row objectives are summed for the backward, so gradients stay per row). Inside
+    :func:`egg_interp.models.answering.record_prefixes` the forward's logits and key/value
+    cache are kept for answering the same prompt without a second prefill.
     """
     feats = adapter.image_features(inputs)
     leaves = [f.detach().requires_grad_(True) for f in feats]
@@ -237,6 +240,7 @@ def visual_token_gradients(
         logits = out.logits[:, -1]
         objective = target(logits)
         grads = torch.autograd.grad(objective.sum(), leaves)
+    offer_prefix(adapter, inputs, logits, out)
     if inputs.batch_size == 1:
         objective, logits = objective[0], logits[0]
     return feats, [g.float() for g in grads], objective.detach(), logits.detach()
