@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 DEMO_OUT ?= demo_out
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo bench gpu-check clean
+.PHONY: setup browser test lint demo bench gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Debian's Chromium and ChromeDriver for the explorer's browser test (tests/test_explorer.py):
+# installed only where /usr/bin/chromium or /usr/bin/chromedriver is missing (root or sudo).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "make browser: not root and no sudo: install chromium chromium-driver by hand (the browser test is skipped until then)"; exit 0; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+	fi
+
+test: lint browser
 	$(BIN)/pytest -q
 
 demo: setup

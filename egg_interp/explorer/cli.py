@@ -19,8 +19,8 @@ def add_explore_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="recompute the maps the results do not hold with this model (default: as recorded)",
     )
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
     p.add_argument(
         "--data-root", default=None, help="the benchmark's images (default: as recorded)"
     )
@@ -41,11 +41,13 @@ def add_explore_args(p: argparse.ArgumentParser) -> None:
 def run_explore(args: argparse.Namespace) -> int:
     """Write the page and say its size and where the maps came from."""
     from egg_interp.errors import InputError
-    from egg_interp.explorer import ExplorerOptions, write_explorer
 
     missing = [p for p in args.results if not Path(p).exists()]
     if missing:
         raise InputError(f"results file not found: {', '.join(missing)}")
+
+    from egg_interp.explorer import ExplorerOptions, write_explorer
+
     options = ExplorerOptions(
         model=args.model,
         device=args.device,

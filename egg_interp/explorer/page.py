@@ -2,7 +2,7 @@
 
 Layout (see ``assets/explorer.html``): at the top the report's tables (the same tables as
 ``egg-interp report``: :func:`egg_interp.report.write_tables`) and bar plots
-(:func:`egg_interp.report_figures.bar_plots`), embedded as PNG data URIs; below, the table of
+(:func:`egg_interp.figures.bars.bar_plots`), embedded as PNG data URIs; below, the table of
 samples and the sample view, driven by ``assets/explorer.js`` from one JSON block
 (:func:`egg_interp.explorer.build.collect`). Nothing is fetched when the page opens: it works
 from disk, offline.
@@ -79,7 +79,7 @@ def report_html(results: list[Path], plots: bool = True) -> str:
             parts.append(f"<h3>{html.escape(TITLES.get(name, name))}</h3>")
             parts.append(table_html(df, percent, digits))
         if plots:
-            from egg_interp.report_figures import bar_plots
+            from egg_interp.figures.bars import bar_plots
 
             images = []
             for png in bar_plots(maps, answers, tmp):

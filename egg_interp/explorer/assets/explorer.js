@@ -269,7 +269,7 @@
       if (token !== paintToken) return; // a later switch won
       cv.width = img.naturalWidth;
       cv.height = img.naturalHeight;
-      const ctx = cv.getContext("2d");
+      const ctx = cv.getContext("2d", { willReadFrequently: true });
       ctx.clearRect(0, 0, cv.width, cv.height);
       ctx.drawImage(img, 0, 0);
       const px = ctx.getImageData(0, 0, cv.width, cv.height), d = px.data;
