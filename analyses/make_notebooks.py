@@ -145,7 +145,7 @@ fig.tight_layout()""",
     ("md", "## One sample's crop sequence"),
     (
         "code",
-        """from egg_interp.figures import plot_grounding
+        """from egg_interp.figures.grounding import plot_grounding
 from egg_interp.loop import ground
 s = next((x for x in samples if x.family == "detail"), samples[0])
 res = ground(adapter, s.image, s.question, max_new_tokens=5)
@@ -199,7 +199,7 @@ fig, ax = amap.plot(image=image, boxes=sample.boxes, title="EGG map (green = evi
     (
         "code",
         """from egg_interp.regions import find_regions
-from egg_interp.plotting import draw_boxes
+from egg_interp.figures.drawing import draw_boxes
 view = amap.images[0].primary
 regions = find_regions(view.values, view.cell_boxes, image.size, top_k=2)
 for r in regions:
@@ -210,7 +210,7 @@ draw_boxes(ax, sample.boxes, color="lime"); draw_boxes(ax, [r.box for r in regio
     (
         "code",
         """from egg_interp.loop import ground
-from egg_interp.figures import plot_grounding
+from egg_interp.figures.grounding import plot_grounding
 result = ground(adapter, image, sample.question, max_new_tokens=5)
 for st in result.steps:
     print(f"step {st.step}: spatial entropy {st.spatial_entropy:.3f}, p(top-1) {st.top1_prob:.2f} ({st.top1_token!r}), crops {[tuple(round(v) for v in b) for b in st.crop_boxes]}")

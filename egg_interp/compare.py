@@ -1,20 +1,31 @@
-"""Several attribution methods on one sample, side by side (``egg-interp compare``)."""
+"""Several attribution methods side by side: what to draw, gathered here, drawn by figures.
+
+:func:`compare_methods` runs methods on one image (``egg-interp compare``);
+:func:`comparison_grids` gathers a results file's samples with their saved (or recomputed)
+maps (``egg-interp report --grids``). Both draw with
+:func:`egg_interp.figures.comparison.plot_comparison`.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from egg_interp.errors import DegenerateMapError, EggError, InputError
+from egg_interp.figures.comparison import plot_comparison
 from egg_interp.geometry import Box
+from egg_interp.io import save_figure
 from egg_interp.maps import AttributionMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
 from egg_interp.methods.targets import Target
 from egg_interp.models.base import VLMAdapter
 from egg_interp.regions import find_regions
+from egg_interp.results import load_results
 
 
 def top_region_box(amap: AttributionMap, **region_kwargs: Any) -> Box:
@@ -67,11 +78,9 @@ def compare_methods(
         In the order given. A map that cannot give a region (all zeros, NaN, negative values)
         keeps its values and records why in ``meta["problem"]``; its panel says so.
     figure : matplotlib Figure
-        :func:`egg_interp.figures.plot_comparison`: the image with ``boxes``, then one overlay
+        :func:`egg_interp.figures.comparison.plot_comparison`: the image with ``boxes``, then one overlay
         per method with its top region (dashed cyan).
     """
-    from egg_interp.figures import plot_comparison
-
     options = method_options or {}
     objs = [
         m if isinstance(m, AttributionMethod) else get_method(m, **options.get(m, {}))
@@ -97,3 +106,112 @@ def compare_methods(
         panels[label] = amap
     figure = plot_comparison(image, panels, boxes, tops, title=question)
     return maps, figure
+
+
+def comparison_grids(
+    results: Sequence[str | Path],
+    out: str | Path,
+    n: int,
+    model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    prompt_suffix: str = "",
+    data_root: str | Path | None = None,
+) -> tuple[list[Path], list[str]]:
+    """One comparison figure per sample for the first ``n`` samples with map lines.
+
+    Each figure shows the image with its evidence boxes, then every method's map with the
+    evidence (green) and the method's top region (cyan, dashed), via
+    :func:`egg_interp.figures.comparison.plot_comparison`. Maps come from ``map_file`` (saved by
+    ``evaluate --save-maps``, relative to the results file) when it exists, else are
+    recomputed with ``model`` (default: the model recorded in the line) and the method options
+    recorded in the line's config; a model that cannot be loaded is one note, not one per map.
+
+    Returns
+    -------
+    (paths written, notes on what could not be drawn)
+    """
+    from egg_interp.data.registry import load_dataset
+
+    out = Path(out)
+    records = []
+    for path in results:
+        for r in load_results(path):
+            if r["kind"] == "map" and not r.get("error"):
+                records.append((Path(path).parent, r))
+    order: list[tuple[str, str, str]] = []
+    for _, r in sorted(
+        records, key=lambda t: (str(t[1].get("dataset")), t[1].get("index", math.inf))
+    ):
+        key = (str(r.get("dataset")), str(r.get("split")), r["sample_id"])
+        if key not in order:
+            order.append(key)
+    order = order[:n]
+    notes: list[str] = []
+    adapter = None
+    load_failed = False
+    samples: dict[tuple[str, str], dict[str, Any]] = {}
+    written: list[Path] = []
+    for k, (dataset, split, sample_id) in enumerate(order):
+        lines = [
+            (base, r)
+            for base, r in records
+            if (str(r.get("dataset")), str(r.get("split")), r["sample_id"])
+            == (dataset, split, sample_id)
+        ]
+        if (dataset, split) not in samples:
+            root = data_root or (lines[0][1].get("run") or {}).get("data_root") or "."
+            limit = (
+                max(int(r.get("index", 0)) for _, r in records if str(r.get("dataset")) == dataset)
+                + 1
+            )
+            try:
+                loaded = load_dataset(dataset, root, None if split == "default" else split, limit)
+            except Exception as exc:
+                notes.append(f"{dataset}: cannot load the images ({type(exc).__name__}: {exc})")
+                loaded = []
+            samples[(dataset, split)] = {s.id: s for s in loaded}
+        sample = samples[(dataset, split)].get(sample_id)
+        if sample is None:
+            notes.append(f"{sample_id}: not found in {dataset} (give --data-root)")
+            continue
+        image = sample.image
+        maps, tops = {}, {}
+        for base, r in lines:
+            label = r["name"]
+            amap = None
+            if r.get("map_file") and (base / r["map_file"]).exists():
+                amap = AttributionMap.load(base / r["map_file"])
+            elif (model or r.get("model")) and not load_failed:
+                if adapter is None:
+                    from egg_interp.models import load_model
+
+                    recorded = model or str(r.get("model"))
+                    try:
+                        adapter = load_model(
+                            recorded, device=device, dtype=dtype, prompt_suffix=prompt_suffix
+                        )
+                    except InputError as exc:  # e.g. a hub id that is not on this machine
+                        load_failed = True
+                        notes.append(f"cannot load the model {recorded!r} (give --model): {exc}")
+                if adapter is not None:
+                    opts = (r.get("config") or {}).get("options") or {}
+                    method = get_method(r["name"], **opts)
+                    amap = method.attribute(adapter, [image], sample.question)
+            if amap is None:
+                if not load_failed:
+                    notes.append(f"{sample_id}/{label}: no saved map and no model recorded")
+                continue
+            if label in maps:
+                label = f"{label}@{r['config_hash'][:6]}"
+            maps[label] = amap
+            if r.get("regions"):
+                tops[label] = tuple(r["regions"][0]["box"])
+        if not maps:
+            continue
+        question = sample.question.splitlines()[0][:70]
+        title = f"{sample_id}: {question}\nanswer: {', '.join(sample.answers[:2])}"
+        fig = plot_comparison(image, maps, sample.boxes, tops, title=title)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[:60]
+        written.append(save_figure(fig, out / f"{k:03d}_{safe}.png"))
+    return written, notes

@@ -172,7 +172,7 @@ def examples_figure(rows: list[dict[str, Any]], n: int = 6) -> Any:
     """Image with evidence, EGG map, regions and crop sequence for ``n`` samples, one per row."""
     import matplotlib.pyplot as plt
 
-    from egg_interp.figures import plot_grounding
+    from egg_interp.figures.grounding import plot_grounding
 
     picked = []
     for fam in scenes.FAMILIES:

@@ -265,7 +265,7 @@ class AttributionMap:
         -------
         (fig, ax)
         """
-        from egg_interp.plotting import draw_boxes, new_axes
+        from egg_interp.figures.drawing import draw_boxes, new_axes
 
         fig, ax = new_axes(ax)
         heat = self.heatmap(image_index)

@@ -2,7 +2,8 @@
 
 Everything here reads the lines :func:`egg_interp.runner.evaluate` wrote and recomputes the
 summaries from them, so the JSONL stays the one source of truth and a report can be redone
-at any time (figures: :mod:`egg_interp.report_figures`). :func:`write_report` is what
+at any time (figures: :mod:`egg_interp.figures.bars`, comparison grids:
+:func:`egg_interp.compare.comparison_grids`). :func:`write_report` is what
 ``egg-interp report`` runs.
 
 Aggregation rules
@@ -31,7 +32,15 @@ import pandas as pd
 from egg_interp.io import atomic_path
 from egg_interp.metrics import pope_scores
 from egg_interp.results import load_results
-from egg_interp.scoring import SIZE_BUCKETS
+from egg_interp.titles import (  # noqa: F401  (re-exported: names used by tables)
+    BUCKETS,
+    DATASET_TITLES,
+    PAPER_DATASETS,
+    PIPELINE_ORDER,
+    PIPELINE_TITLES,
+    dataset_order,
+    pipeline_order,
+)
 
 MAP_SCORES = (
     "pointing_game",
@@ -45,30 +54,6 @@ MAP_SCORES = (
     "all_boxes_covered",
 )
 """Map scores in the order of the pointing-game table."""
-
-PAPER_DATASETS = ("textvqa", "vstar", "docvqa", "pope", "infovqa", "gqa", "realworldqa")
-"""Column order of the paper's Table 1; other datasets follow in name order."""
-
-DATASET_TITLES = {
-    "textvqa": "TextVQA",
-    "vstar": "V*",
-    "docvqa": "DocVQA",
-    "pope": "POPE",
-    "infovqa": "InfoVQA",
-    "gqa": "GQA",
-    "realworldqa": "RWQA",
-    "scenes": "Scenes",
-}
-
-PIPELINE_ORDER = ("base", "vicrop", "egg", "oracle", "random")
-PIPELINE_TITLES = {
-    "base": "base",
-    "vicrop": "+ViCrop",
-    "egg": "+EGG",
-    "oracle": "+oracle crops",
-    "random": "+random crops",
-}
-BUCKETS = tuple(name for name, _ in SIZE_BUCKETS)
 
 
 # ---------------------------------------------------------------- loading
@@ -146,22 +131,6 @@ def load_frames(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame,
 
 
 # ---------------------------------------------------------------- tables
-
-
-def dataset_order(names: Iterable[str]) -> list[str]:
-    names = set(names)
-    return [d for d in PAPER_DATASETS if d in names] + sorted(names - set(PAPER_DATASETS))
-
-
-def pipeline_order(labels: Iterable[str]) -> list[str]:
-    def rank(label: str) -> tuple[int, str]:
-        name = label.split("@")[0]
-        return (
-            PIPELINE_ORDER.index(name) if name in PIPELINE_ORDER else len(PIPELINE_ORDER),
-            label,
-        )
-
-    return sorted(set(labels), key=rank)
 
 
 def pointing_game_table(maps: pd.DataFrame) -> pd.DataFrame:
@@ -406,7 +375,7 @@ def write_report(
         Output folder (created).
     grids : int, default 0
         Comparison grids of the first ``grids`` samples (see
-        :func:`egg_interp.report_figures.comparison_grids`; ``grid_kwargs`` go there).
+        :func:`egg_interp.compare.comparison_grids`; ``grid_kwargs`` go there).
     figures : bool, default True
         Draw the seaborn bar plots (skip for a tables-only report).
     """
@@ -417,13 +386,13 @@ def write_report(
     tables = write_tables(maps, answers, out)
     figs: list[Path] = []
     if figures:
-        from egg_interp.report_figures import bar_plots
+        from egg_interp.figures.bars import bar_plots
 
         figs = bar_plots(maps, answers, out)
     grid_paths: list[Path] = []
     notes: list[str] = []
     if grids > 0:
-        from egg_interp.report_figures import comparison_grids
+        from egg_interp.compare import comparison_grids
 
         grid_paths, notes = comparison_grids(paths, out / "grids", grids, **grid_kwargs)
     index = _index_text(paths, maps, answers, tables, figs, grid_paths, notes, out)

@@ -255,7 +255,7 @@ class ViCropResult:
         self, image: Image.Image, gt_boxes: Sequence[Box] = (), ax: Any = None
     ) -> tuple[Any, Any]:
         """The map over ``image`` with the crop (dashed cyan) and any ground truth (green)."""
-        from egg_interp.plotting import draw_boxes
+        from egg_interp.figures.drawing import draw_boxes
 
         fig, ax = self.map.plot(image=image, ax=ax, boxes=list(gt_boxes), title="")
         draw_boxes(ax, self.crops, color="cyan", linestyle="--")

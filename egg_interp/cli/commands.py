@@ -40,7 +40,7 @@ def run_ground(args: argparse.Namespace) -> int:
     if pipeline == "vicrop":
         return _run_vicrop(args, adapter, image, question, method)
 
-    from egg_interp.figures import plot_grounding
+    from egg_interp.figures.grounding import plot_grounding
     from egg_interp.loop import ground
 
     result = ground(

@@ -1,4 +1,4 @@
-"""Figures: a grounding result at a glance, and method comparison grids."""
+"""A grounding result at a glance: the map with its ranked regions, then the crops per step."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from egg_interp.figures.drawing import draw_boxes
 from egg_interp.geometry import Box, crop_image
 from egg_interp.loop import GroundingResult
-from egg_interp.maps import AttributionMap
-from egg_interp.plotting import draw_boxes
 
 REGION_COLOURS = ("cyan", "magenta", "yellow", "orange")
 
@@ -72,32 +71,3 @@ def _crop_mosaic(ax: Any, image: Image.Image, boxes: Sequence[Box], side: int = 
         tiles.append(np.full((side, 4, 3), 255, np.uint8))
     ax.imshow(np.concatenate(tiles[:-1], axis=1) if tiles else np.ones((side, side, 3)))
     ax.set_axis_off()
-
-
-def plot_comparison(
-    image: Image.Image,
-    maps: dict[str, AttributionMap],
-    gt_boxes: Sequence[Box] = (),
-    top_boxes: dict[str, Box] | None = None,
-    title: str = "",
-    ncols: int = 4,
-) -> Any:
-    """A grid: the image with ground truth, then one overlay per method with its top region."""
-    import matplotlib.pyplot as plt
-
-    n = 1 + len(maps)
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.1 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    axes.flat[0].imshow(image)
-    draw_boxes(axes.flat[0], gt_boxes)
-    axes.flat[0].set_title(title or "image + evidence", fontsize=8)
-    for ax, (name, amap) in zip(list(axes.flat)[1:], maps.items()):
-        amap.plot(image=image, ax=ax, boxes=list(gt_boxes), title=name)
-        if top_boxes and name in top_boxes:
-            draw_boxes(ax, [top_boxes[name]], color="cyan", linestyle="--")
-        ax.title.set_fontsize(9)
-    fig.tight_layout()
-    return fig
