@@ -19,6 +19,9 @@ Registered pipelines:
 ``oracle``
     Crops around the sample's evidence boxes (a square of ``crop_scale`` times the box's
     longer side, shifted inside the image): an upper reference for crop-based answering.
+``oracle_one``
+    A crop around the first evidence box only: with two boxes (multi-evidence questions),
+    what one of the two crops gives.
 ``random``
     Crops of the oracle's sizes at random places (seeded by the sample id): the control.
 
@@ -230,6 +233,17 @@ def random_pipeline(
     image = sample.image
     oracle = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes]
     crops = random_boxes_like(oracle, image.size, options.seed, sample.id)
+    answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
+    return {"answer": answer, "crops": crops}
+
+
+@register_pipeline("oracle_one", uses=("crop_scale", "max_new_tokens"))
+def oracle_one_pipeline(
+    adapter: VLMAdapter, sample: Sample, options: PipelineOptions
+) -> dict[str, Any]:
+    """A crop around the first evidence box only (multi-evidence questions: one of two)."""
+    image = sample.image
+    crops = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes[:1]]
     answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
     return {"answer": answer, "crops": crops}
 

@@ -28,7 +28,9 @@ evidence_area, size_bucket``
     between two runs of the same config, with ``run`` (rank, world size, host, time, commit).
 
 Map lines add ``scores``, ``map``, ``regions``, ``meta`` and optionally ``map_file`` (see
-:func:`egg_interp.scoring.score_map`); answer lines add ``answer``, ``score``, ``metric``,
+:func:`egg_interp.scoring.score_map`), and ``reference``: the pointing game of the reference
+pointers (centre, uniform-random map, random object, the map's peak on any object; see
+:func:`egg_interp.scoring.reference_scores`); answer lines add ``answer``, ``score``, ``metric``,
 ``crops``, ``steps`` and ``info`` (other outputs of the pipeline, e.g. the loop's decision).
 """
 
@@ -92,6 +94,9 @@ class RunSummary:
         Samples (all of them, not only this rank's share) that the loader flagged
         (``meta["problem"]``: no boxes because of a missing image or OCR file, ...), by
         kind; rank 0 prints them at the end of the run.
+    config_hashes : dict of (kind, name) to str
+        The config hash of every job of the run (select its lines with
+        :func:`egg_interp.summaries.current_records`).
     """
 
     out: Path
@@ -101,6 +106,7 @@ class RunSummary:
     seconds: float = 0.0
     merged: int | None = None
     problems: dict[str, int] = field(default_factory=dict)
+    config_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _git_commit() -> str:
@@ -304,7 +310,7 @@ def evaluate(
         out_dir=out.parent,
         common={"dataset": dataset, "split": split, "model": model},
     )
-    summary = RunSummary(out=out)
+    summary = RunSummary(out=out, config_hashes=dict(hashes))
     bar = None
     if progress and info.is_main:
         from tqdm.auto import tqdm

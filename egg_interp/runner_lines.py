@@ -22,7 +22,13 @@ from egg_interp.data.sample import Sample
 from egg_interp.models.base import VLMAdapter
 from egg_interp.pipelines import PipelineOptions, run_pipeline
 from egg_interp.results import clean, config_hash
-from egg_interp.scoring import evidence_area_fraction, score_answer, score_map, size_bucket
+from egg_interp.scoring import (
+    evidence_area_fraction,
+    reference_scores,
+    score_answer,
+    score_map,
+    size_bucket,
+)
 
 Job = tuple[str, str, dict[str, Any]]
 """``(kind, name, config)`` of one line per sample."""
@@ -175,6 +181,7 @@ class LinePlan:
         timing["method"] = float(meta.pop("seconds", math.nan))
         meta.pop("batch_size", None)
         fields = score_map(amap, it.sample.boxes, tolerance=self.tolerance, top_k=self.top_k)
+        fields["reference"] = reference_scores(it.sample, amap, self.tolerance, self.options.seed)
         fields["meta"] = _jsonable_items(meta)
         fields["target"] = amap.target
         if self.maps_dir is not None:

@@ -3,13 +3,16 @@
 :func:`score_map` turns an :class:`~egg_interp.maps.AttributionMap` and the sample's evidence
 boxes into the localisation scores, a summary of the map and its ranked regions;
 :func:`score_answer` scores an answer with the dataset's answer metric. Both return plain
-JSON-able dicts (NaN = skipped; see each metric's NaN policy).
+JSON-able dicts (NaN = skipped; see each metric's NaN policy). :func:`reference_scores`
+scores the reference pointers of :data:`POINTERS` (a centre point, a uniform-random map, a
+random object of the scene, and whether a map's peak hits any object) beside a map.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from egg_interp.metrics import (
     all_boxes_covered,
     any_box_hit,
     auc,
+    box_hits,
     energy_pointing_game,
     pointing_game,
     region_hit,
@@ -191,3 +195,88 @@ def score_answer(metric: str, prediction: str, sample: Sample) -> float:
     if name == "multiple_choice":
         return float(fn(prediction, sample.answers, options=sample.options))
     return float(fn(prediction, sample.answers))
+
+
+# ---------------------------------------------------------------- reference pointers
+
+PointerFn = Callable[[Sample, np.ndarray, float, np.random.Generator], float]
+"""``fn(sample, heat, tolerance, rng) -> hit``: 1.0, 0.0 or NaN (skipped), where ``heat`` is
+the scored map on the original image's pixels (NaN filled) and ``rng`` is seeded by the
+sample id and the run's seed."""
+
+POINTERS: dict[str, PointerFn] = {}
+"""Reference pointer name -> function; scored on every map line (``reference``)."""
+
+
+def register_pointer(name: str) -> Callable[[PointerFn], PointerFn]:
+    """Decorator adding a reference pointer to :data:`POINTERS` under ``name``."""
+
+    def register(fn: PointerFn) -> PointerFn:
+        POINTERS[name] = fn
+        return fn
+
+    return register
+
+
+def _object_boxes(sample: Sample) -> list[Box]:
+    """The boxes of every object of the scene (``meta["objects"]``; empty when not known)."""
+    return [tuple(o["box"]) for o in sample.meta.get("objects", []) if "box" in o]
+
+
+def _point_hit(point: tuple[float, float], boxes: Sequence[Box], tolerance: float) -> float:
+    return float(box_hits(point, boxes, tolerance=tolerance).any()) if boxes else math.nan
+
+
+@register_pointer("centre")
+def centre_pointer(sample: Sample, heat: np.ndarray, tolerance: float, rng: Any) -> float:
+    """The image centre as the point."""
+    h, w = heat.shape
+    return _point_hit((w / 2, h / 2), sample.boxes, tolerance)
+
+
+@register_pointer("random")
+def random_map_pointer(sample: Sample, heat: np.ndarray, tolerance: float, rng: Any) -> float:
+    """The peak of a uniform-random map."""
+    if not sample.boxes:
+        return math.nan
+    return pointing_game(rng.random(heat.shape), sample.boxes, tolerance)
+
+
+@register_pointer("random_object")
+def random_object_pointer(sample: Sample, heat: np.ndarray, tolerance: float, rng: Any) -> float:
+    """The centre of an object of the scene drawn at random (the bar separating grounding from
+    object saliency); NaN when the sample lists no objects."""
+    objects = _object_boxes(sample)
+    if not objects:
+        return math.nan
+    x0, y0, x1, y1 = objects[int(rng.integers(len(objects)))]
+    return _point_hit(((x0 + x1) / 2, (y0 + y1) / 2), sample.boxes, tolerance)
+
+
+@register_pointer("any_object")
+def any_object_pointer(sample: Sample, heat: np.ndarray, tolerance: float, rng: Any) -> float:
+    """Whether the *map's* peak hits some object of the scene (objects, not background)."""
+    objects = _object_boxes(sample)
+    return pointing_game(heat, objects, tolerance) if objects else math.nan
+
+
+def reference_scores(
+    sample: Sample, amap: AttributionMap, tolerance: float = 15.0, seed: int = 0
+) -> dict[str, float]:
+    """Pointing game of every reference pointer of :data:`POINTERS` on one sample.
+
+    Each pointer gets its own generator, seeded by ``seed``, the sample id and its name, so
+    a pointer's draws do not depend on which others are registered. NaN where the map is
+    degenerate (for ``any_object``) or the sample lacks what a pointer needs.
+    """
+    heat = amap.heatmap()
+    usable = np.isfinite(heat).any()
+    heat = _filled(heat) if usable else np.zeros_like(heat)
+    out = {}
+    for name, fn in POINTERS.items():
+        digest = hashlib.sha1(f"{seed}:{sample.id}:{name}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        out[name] = float(fn(sample, heat, tolerance, rng))
+    if not usable:
+        out["any_object"] = math.nan
+    return out

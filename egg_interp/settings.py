@@ -57,7 +57,7 @@ TARGET_NAMES: tuple[str, ...] = (
 )
 """Registered targets (the keys of :data:`egg_interp.methods.targets.TARGETS`)."""
 
-PIPELINE_NAMES: tuple[str, ...] = ("base", "egg", "oracle", "random", "vicrop")
+PIPELINE_NAMES: tuple[str, ...] = ("base", "egg", "oracle", "oracle_one", "random", "vicrop")
 """Registered answer pipelines (the keys of :data:`egg_interp.pipelines.PIPELINES`)."""
 
 DEFAULT_METHOD = {"egg": "egg", "vicrop": "rel_att"}

@@ -8,20 +8,23 @@ one map per scene is cheap.
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import pytest
 
 from egg_interp.data import scenes
-from egg_interp.demo import evaluate_sample, pointing_scores, summarise
+from egg_interp.demo import evaluate, summarise
 from egg_interp.pipelines import PipelineOptions
 
-N_PER_FAMILY = 25
-N_POINTING = 200
-
-# Measured on these subsets (organism of step 7600): detail full 0.44 / oracle 0.84 /
-# EGG crops 0.64; coarse full 0.84, with EGG's crops 0.88. Pointing game (200 detail
-# scenes): EGG 0.325, centre 0.175, uniform-random map 0.165, random object 0.25, EGG's
-# peak on some object 0.99.
+# ---------------------------------------------------------------------------------------
+# THRESHOLDS -- set by the lead (the organism is being retrained; these are the values of
+# the organism of step 7600, measured on scenes-v1, kept until the new weights' figures are
+# measured). Measured on these subsets: detail full 0.44 / oracle 0.84 / EGG crops 0.64;
+# coarse full 0.84, with EGG's crops 0.88. Pointing game (200 detail scenes): EGG 0.325,
+# centre 0.175, uniform-random map 0.165, random object 0.25, EGG's peak on some object 0.99.
+SCENES_VERSION = "scenes-v1"
+N_PER_FAMILY = 25  # answers: every pipeline on 25 test scenes per family
+N_POINTING = 200  # pointing game: the EGG map of the first 200 detail test scenes
 ORACLE_DETAIL_MIN = 0.70
 ZOOM_GAP_MIN = 0.25
 EGG_OVER_FULL_DETAIL_MIN = 0.10
@@ -31,32 +34,49 @@ EGG_PG_MIN = 0.28
 EGG_OVER_RANDOM_OBJECT_MIN = 0.04
 EGG_OVER_CENTRE_MIN = 0.10
 ANY_OBJECT_MIN = 0.95
+# ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def organism():
     from egg_interp.models import load_model
 
     return load_model("organism", device="cpu")
 
 
-@pytest.fixture(scope="module")
-def summary(organism):
-    samples = scenes.load(split="test", per_family=N_PER_FAMILY)
-    rows = [evaluate_sample(organism, s, PipelineOptions(max_new_tokens=4)) for s in samples]
-    return summarise(rows)
+@pytest.fixture(scope="session")
+def organism_rows(organism, request):
+    """One evaluation through the runner shared by every organism test: every pipeline on
+    ``N_PER_FAMILY`` scenes per family, the EGG map (and reference pointers) on ``N_POINTING``
+    detail scenes. Lines are kept in ``.pytest_cache/d/organism_eval/results.jsonl``, keyed by
+    the runner's config hash (weights' fingerprint, code version, options), so a later session
+    with the same weights and code reuses them and a change recomputes only what changed."""
+    from egg_interp.runner import evaluate as run
+    from egg_interp.summaries import current_records, sample_rows
+
+    out = request.config.cache.mkdir("organism_eval") / "results.jsonl"
+    options = PipelineOptions(max_new_tokens=4)
+    answered = scenes.load(split="test", per_family=N_PER_FAMILY, version=SCENES_VERSION)
+    rows = evaluate(organism, answered, out, options, model="organism", batch_size=8)
+    pointed = scenes.load(
+        split="test", per_family=N_POINTING, families=["detail"], version=SCENES_VERSION
+    )
+    kw = dict(dataset="scenes", split="test", model="organism", pipeline_options=options)
+    hashes = run(organism, pointed, methods=("egg",), pipelines=(), out=out, batch_size=8, **kw)
+    from egg_interp.results import read_results
+
+    records = current_records(read_results(out), hashes.config_hashes)
+    return {"answers": rows, "pointing": sample_rows(records, pointed)}
 
 
-@pytest.fixture(scope="module")
-def pointing(organism):
-    from egg_interp.loop import zoom_and_reground
+@pytest.fixture(scope="session")
+def summary(organism_rows):
+    return summarise(organism_rows["answers"])
 
-    samples = scenes.load(split="test", per_family=N_POINTING, families=["detail"])
-    rows = [
-        pointing_scores(s, zoom_and_reground(organism, s.image, s.question, stop="fixed:1"))
-        for s in samples
-    ]
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+
+@pytest.fixture(scope="session")
+def pointing(organism_rows):
+    return summarise(organism_rows["pointing"])["pointing_game"]
 
 
 def test_organism_loads_offline_through_the_standard_path(monkeypatch):
@@ -104,4 +124,4 @@ def test_egg_map_finds_objects_not_background(pointing):
 def test_egg_crops_do_not_wreck_coarse_questions(summary):
     acc = summary["accuracy"]["coarse"]
     assert acc["egg"] >= acc["full"] - COARSE_EGG_DROP_MAX
-    assert np.isfinite(summary["multi_evidence"]["top2_cover_both"])
+    assert math.isfinite(summary["multi_evidence"]["top2_cover_both"])
