@@ -12,7 +12,8 @@ Our proxy grounding is the set of OCR words that match the answer:
 
 1. Take the most common answer(s): answers are grouped by their normalised text and every
    group with the highest count is kept (:func:`most_common_answers`). DocVQA and
-   InfographicVQA answers are distinct variants, so all of them are kept.
+   InfographicVQA answers are variants, not votes, so all of them are kept (``vote=False``),
+   even when two of them normalise to the same text.
 2. Split each kept answer at whitespace and normalise each piece with
    :func:`normalize_word` (Unicode NFKC, case-folded, every character that is not a letter
    or a digit removed: ``"$1,000"`` -> ``"1000"``, ``"Coca-Cola"`` -> ``"cocacola"``).
@@ -238,6 +239,21 @@ def image_size(path: Path) -> tuple[int, int]:
         raise InputError(f"cannot read image {path}: {exc}") from None
 
 
+def image_size_or_problem(path: Path) -> tuple[tuple[int, int] | None, str]:
+    """:func:`image_size`, or ``(None, problem)`` instead of raising for a bad image.
+
+    ``problem`` is ``"image-missing: <path>"`` or ``"image-unreadable: <path>"`` (the kinds of
+    :data:`~egg_interp.data.sample.PROBLEM_KINDS`), ``""`` when the size was read. Loaders use
+    it where one missing image must not end the load: the sample keeps no boxes, and the
+    runner turns it into an ``error`` line when it cannot load the image.
+    """
+    try:
+        return image_size(path), ""
+    except InputError as exc:
+        kind = "image-missing" if str(exc).startswith("image not found") else "image-unreadable"
+        return None, f"{kind}: {path}"
+
+
 # --------------------------------------------------------------------------- boxes
 
 
@@ -334,15 +350,28 @@ def most_common_answers(answers: Sequence[str]) -> list[str]:
     return list(chosen.values())
 
 
-def answer_words(answers: Sequence[str]) -> set[str]:
-    """Normalised words of the most common answer(s), stop words removed when possible."""
-    words = {w for a in most_common_answers(answers) for w in _normalize_phrase(a).split()}
+def answer_words(answers: Sequence[str], vote: bool = True) -> set[str]:
+    """Normalised words of the answers, stop words removed when possible.
+
+    With ``vote=True`` (annotator answers, TextVQA) only the most common answer(s) count;
+    with ``vote=False`` (answer variants, DocVQA and InfographicVQA) every answer counts, so
+    two variants that normalise alike never push a third one out.
+
+    >>> sorted(answer_words(["univ of X", "Univ of X", "univ of X, Y"], vote=False))
+    ['univ', 'x', 'y']
+    """
+    kept = most_common_answers(answers) if vote else answers
+    words = {w for a in kept for w in _normalize_phrase(a).split()}
     content = words - STOP_WORDS
     return content or words
 
 
 def ocr_proxy(
-    tokens: Iterable[tuple[str, Box]], answers: Sequence[str], width: float, height: float
+    tokens: Iterable[tuple[str, Box]],
+    answers: Sequence[str],
+    width: float,
+    height: float,
+    vote: bool = True,
 ) -> tuple[list[Box], list[str], int]:
     """Boxes of the OCR words that match an answer word (the module's proxy rule).
 
@@ -354,6 +383,9 @@ def ocr_proxy(
         All ground-truth answers of the question.
     width, height : float
         Image size in pixels, for clipping.
+    vote : bool
+        Keep only the most common answer(s) (default), or every answer variant
+        (:func:`answer_words`).
 
     Returns
     -------
@@ -364,7 +396,7 @@ def ocr_proxy(
     dropped : int
         Matching words whose box was empty after clipping.
     """
-    wanted = answer_words(answers)
+    wanted = answer_words(answers, vote=vote)
     boxes, words, dropped = [], [], 0
     if not wanted:
         return boxes, words, dropped

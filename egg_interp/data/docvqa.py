@@ -1,45 +1,86 @@
 """DocVQA (single-page, task 1) loader, with OCR-proxy grounding from the official OCR.
 
-Expected layout (the official per-split archives, unpacked under one folder)::
+Accepted layouts under ``data_root`` (the first found wins)::
 
-    data_root/{split}/
-        {split}_v1.0_withQT.json  (or {split}_v1.0.json)   questions (data[])
-        documents/<name>.png                                 page images (the "image" field)
-        ocr_results/<name>.json                              Microsoft Read OCR (optional)
+    {split}/{split}_v1.0_withQT.json       the per-split archives (or {split}_v1.0.json)
+    {split}/documents/<name>.png
+    {split}/ocr_results/<name>.json        Microsoft Read OCR (optional)
 
-The boxes are the OCR words matching the answers under the rule of
-:mod:`egg_interp.data._common` (``box_source="ocr-proxy"``: DocVQA has no evidence boxes).
-Each OCR word's ``boundingBox`` is a 4-point polygon of 8 pixel numbers; its axis-aligned
-hull is used. The page size comes from the OCR's ``width``/``height`` (``unit`` must be
-``"pixel"``), or from the image header when those are absent.
+    spdocvqa_qas/{split}_v1.0_withQT.json  the current challenge release (or _v1.0.json)
+    spdocvqa_images/<name>.png             the "image" field's file name
+    spdocvqa_ocr/<name>.json               (optional)
+
+    DocVQA/{validation,test}-*.parquet     lmms-eval's export (lmms-lab/DocVQA): one row per
+                                           question, the page as encoded bytes; no OCR, so
+                                           no boxes: answer metrics only
+
+The boxes are the OCR words matching any of the answers under the rule of
+:mod:`egg_interp.data._common` (``box_source="ocr-proxy"``: DocVQA has no evidence boxes;
+the answers are variants, so all of them count). Each OCR word's ``boundingBox`` is a
+4-point polygon of 8 pixel numbers; its axis-aligned hull is used. The page size comes from
+the OCR's ``width``/``height`` (``unit`` must be ``"pixel"``), or from the image header when
+those are absent.
+
+One bad page never ends the load: a missing OCR file, an empty one, a failed OCR run
+(empty ``recognitionResults``) or a missing image where its size is needed gives a sample
+without boxes and ``meta["problem"]`` (counted at the end of a run). A malformed OCR file
+still raises :class:`~egg_interp.errors.DatasetFormatError` naming the file and the field.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from egg_interp.data._common import (
     check_limit,
     check_split,
-    find_file,
     get_answers,
     get_field,
     get_list,
     get_size,
-    image_size,
+    image_size_or_problem,
     lazy_image,
     ocr_proxy,
     polygon_to_box,
     read_json,
     warn_missing,
 )
+from egg_interp.data._parquet import HF_SPLIT_NAMES, as_str_list, parquet_shards, read_parquet_rows
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
 
 SPLITS = ("train", "val", "test")
 
-_Page = tuple[tuple[float, float], list[tuple[str, Box]]]
+_Page = tuple[tuple[float, float] | None, list[tuple[str, Box]], str]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one split's files are: questions, images (from the "image" field), OCR."""
+
+    questions: Path
+    image_dir: Path
+    ocr_dir: Path
+    flat: bool = False
+    """Images sit in ``image_dir`` by file name (the "image" field's folder dropped)."""
+
+    def image_for(self, rel: str) -> Path:
+        return self.image_dir / (Path(rel).name if self.flat else rel)
+
+
+def _find_layout(root: Path, split: str) -> _Layout | None:
+    names = (f"{split}_v1.0_withQT.json", f"{split}_v1.0.json")
+    split_dir = root / split
+    for name in names:
+        if (split_dir / name).exists():
+            return _Layout(split_dir / name, split_dir, split_dir / "ocr_results")
+    for name in names:
+        if (root / "spdocvqa_qas" / name).exists():
+            qas = root / "spdocvqa_qas" / name
+            return _Layout(qas, root / "spdocvqa_images", root / "spdocvqa_ocr", flat=True)
+    return None
 
 
 def load(data_root: str | Path, split: str = "val", limit: int | None = None) -> list[Sample]:
@@ -48,7 +89,7 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     Parameters
     ----------
     data_root : str or Path
-        Folder holding one sub-folder per split, laid out as in the module docstring.
+        Folder laid out as in one of the module docstring's layouts.
     split : str
         ``"train"``, ``"val"`` (default) or ``"test"`` (no answers, so no boxes).
     limit : int, optional
@@ -58,27 +99,36 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     -------
     list of Sample
         ``id`` is the ``questionId``; ``meta`` holds ``docId``, ``question_types``,
-        ``image_size`` and ``proxy_words``.
+        ``image_size`` and ``proxy_words`` (and ``problem`` for a page without boxes).
 
     Raises
     ------
     DatasetFormatError
-        A file or field is missing or malformed.
+        No layout found, or a file or field is missing or malformed.
     """
     check_split(split, SPLITS, "docvqa")
     check_limit(limit)
-    split_dir = Path(data_root) / split
-    questions_path = find_file(
-        [split_dir / f"{split}_v1.0_withQT.json", split_dir / f"{split}_v1.0.json"],
-        "DocVQA questions file",
-    )
+    root = Path(data_root)
+    layout = _find_layout(root, split)
+    if layout is None:
+        shards = parquet_shards(root, ("DocVQA", ""), HF_SPLIT_NAMES[split])
+        if shards:
+            return _load_parquet(shards, split, limit)
+        tried = [
+            root / split / f"{split}_v1.0_withQT.json",
+            root / "spdocvqa_qas" / f"{split}_v1.0_withQT.json",
+            root / "DocVQA" / f"{HF_SPLIT_NAMES[split][0]}-*.parquet",
+        ]
+        raise DatasetFormatError(
+            f"DocVQA questions file not found; looked for: {', '.join(map(str, tried))}"
+        )
+    questions_path = layout.questions
     data = get_list(read_json(questions_path), "data", questions_path, "top level")
     if limit is not None:
         data = data[:limit]
-    ocr_dir = split_dir / "ocr_results"
-    has_ocr = ocr_dir.is_dir()
+    has_ocr = layout.ocr_dir.is_dir()
     if data and not has_ocr:
-        warn_missing("DocVQA OCR folder", ocr_dir)
+        warn_missing("DocVQA OCR folder", layout.ocr_dir)
 
     pages: dict[Path, _Page] = {}
     samples = []
@@ -88,18 +138,29 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
         question = get_field(record, "question", questions_path, where, str)
         image_rel = get_field(record, "image", questions_path, where, str)
         answers = get_answers(record, questions_path, where, optional=split == "test")
-        image_path = split_dir / image_rel
+        image_path = layout.image_for(image_rel)
 
         boxes: list[Box] = []
         words: list[str] = []
         dropped = 0
         size = None
+        problem = ""
         if has_ocr:
-            ocr_path = ocr_dir / f"{Path(image_rel).stem}.json"
+            ocr_path = layout.ocr_dir / f"{Path(image_rel).stem}.json"
             if ocr_path not in pages:
                 pages[ocr_path] = _read_page(ocr_path, image_path)
-            size, tokens = pages[ocr_path]
-            boxes, words, dropped = ocr_proxy(tokens, answers, *size)
+            size, tokens, problem = pages[ocr_path]
+            if size is not None:
+                boxes, words, dropped = ocr_proxy(tokens, answers, *size, vote=False)
+        meta = {
+            "docId": record.get("docId"),
+            "question_types": record.get("question_types", []),
+            "image_size": size,
+            "proxy_words": words,
+            "dropped_boxes": dropped,
+        }
+        if problem:
+            meta["problem"] = problem
         samples.append(
             Sample(
                 id=str(question_id),
@@ -107,15 +168,37 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
                 answers=answers,
                 load_image=lazy_image(image_path),
                 boxes=boxes,
-                box_source="ocr-proxy" if has_ocr else "none",
+                box_source="ocr-proxy" if has_ocr and not problem else "none",
                 dataset="docvqa",
                 family="",
+                split=split,
+                meta=meta,
+            )
+        )
+    return samples
+
+
+def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
+    """lmms-lab/DocVQA rows: questionId, question, question_types, image, docId, answers."""
+    rows = read_parquet_rows(
+        shards, ("questionId", "question"), limit, optional=("answers", "question_types", "docId")
+    )
+    samples = []
+    for where, record in rows:
+        path = record["_path"]
+        samples.append(
+            Sample(
+                id=str(get_field(record, "questionId", path, where, (str, int))),
+                question=get_field(record, "question", path, where, str),
+                answers=as_str_list(record.get("answers"), path, where, "answers"),
+                load_image=record["_image"],
+                box_source="none",
+                dataset="docvqa",
+                split=split,
                 meta={
                     "docId": record.get("docId"),
-                    "question_types": record.get("question_types", []),
-                    "image_size": size,
-                    "proxy_words": words,
-                    "dropped_boxes": dropped,
+                    "question_types": record.get("question_types") or [],
+                    "source": "parquet export (no OCR: no boxes)",
                 },
             )
         )
@@ -123,19 +206,26 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
 
 
 def _read_page(path: Path, image_path: Path) -> _Page:
-    """Page size and ``(word, pixel box)`` pairs from a Microsoft Read OCR file."""
-    results = get_list(read_json(path), "recognitionResults", path, "top level")
+    """Page size, ``(word, pixel box)`` pairs and a problem (``""`` when none) of one OCR file."""
+    if not path.exists():
+        return None, [], f"ocr-missing: {path}"
+    if path.is_file() and not path.read_bytes().strip():
+        return None, [], f"ocr-empty: {path}"
+    content = read_json(path)
+    results = get_list(content, "recognitionResults", path, "top level")
     if not results:
-        raise DatasetFormatError(f"{path}: field 'recognitionResults' is empty")
+        status = content.get("status", "") if isinstance(content, dict) else ""
+        return None, [], f"ocr-failed: {path} (status {status!r}, no recognitionResults)"
     page: Any = results[0]
     where = "recognitionResults[0]"
     if isinstance(page, dict) and "width" in page and "height" in page:
         unit = page.get("unit", "pixel")
         if unit != "pixel":
             raise DatasetFormatError(f"{path}: {where}: field 'unit' is {unit!r}, expected 'pixel'")
-        size = get_size(page, path, where, ("width", "height"))
+        size: tuple[float, float] | None = get_size(page, path, where, ("width", "height"))
+        problem = ""
     else:
-        size = image_size(image_path)
+        size, problem = image_size_or_problem(image_path)
     tokens = []
     for i, line in enumerate(get_list(page, "lines", path, where)):
         line_where = f"{where}.lines[{i}]"
@@ -148,4 +238,6 @@ def _read_page(path: Path, image_path: Path) -> _Page:
                     f"{path}: {word_where}: field 'boundingBox' should have 8 numbers"
                 )
             tokens.append((text, polygon_to_box(polygon, path, f"{word_where}.boundingBox")))
-    return size, tokens
+    if not tokens and not problem:
+        problem = f"ocr-empty: {path} (no words)"
+    return size, tokens, problem

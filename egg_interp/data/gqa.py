@@ -5,7 +5,10 @@ one folder; the question and scene-graph files may also sit in ``questions/`` an
 ``sceneGraphs/`` sub-folders)::
 
     data_root/
-        {split}_balanced_questions.json   (and/or {split}_all_questions.json)
+        {split}_balanced_questions.json   balanced questions
+        {split}_all_questions.json        all questions, one file (val, testdev, test, ...)
+        {split}_all_questions/{split}_all_questions_{0..9}.json
+                                          all questions as the release shards them (train)
         {split}_sceneGraphs.json          train and val only
         images/{imageId}.jpg
 
@@ -67,8 +70,10 @@ def load(
         Keep the first ``limit`` questions (after the balanced filter), in file order.
     balanced_only : bool
         Keep only questions with ``isBalanced`` true (default). Reads
-        ``{split}_balanced_questions.json`` when present, else ``{split}_all_questions.json``;
-        with ``False`` the ``all`` file is preferred.
+        ``{split}_balanced_questions.json`` when present, else the all-questions file or
+        shards (filtered). With ``False`` only the all-questions file or shards are read
+        (shards in numeric order); their absence is an error, never a silent fallback to
+        the balanced file.
 
     Returns
     -------
@@ -85,22 +90,22 @@ def load(
     check_split(split, SPLITS, "gqa")
     check_limit(limit)
     root = Path(data_root)
-    names = [f"{split}_balanced_questions.json", f"{split}_all_questions.json"]
-    if not balanced_only:
-        names.reverse()
-    questions_path = find_file(_locate(root, names[0]) + _locate(root, names[1]), "GQA questions")
-    questions = read_json(questions_path)
-    if not isinstance(questions, dict):
-        raise DatasetFormatError(f"{questions_path}: top level: expected an object keyed by qid")
-
-    selected: list[tuple[str, dict[str, Any]]] = []
-    for qid, record in questions.items():
+    selected: list[tuple[str, dict[str, Any], Path]] = []
+    for questions_path in _question_files(root, split, balanced_only):
+        questions = read_json(questions_path)
+        if not isinstance(questions, dict):
+            raise DatasetFormatError(
+                f"{questions_path}: top level: expected an object keyed by qid"
+            )
+        for qid, record in questions.items():
+            if limit is not None and len(selected) >= limit:
+                break
+            if not balanced_only or get_field(
+                record, "isBalanced", questions_path, f"question {qid}", bool
+            ):
+                selected.append((qid, record, questions_path))
         if limit is not None and len(selected) >= limit:
             break
-        if not balanced_only or get_field(
-            record, "isBalanced", questions_path, f"question {qid}", bool
-        ):
-            selected.append((qid, record))
 
     graphs = None
     if split not in _NO_SCENE_GRAPHS and selected:
@@ -113,8 +118,48 @@ def load(
 
     with_answers = split not in _NO_ANSWERS
     return [
-        _sample(qid, record, questions_path, graphs, root, with_answers) for qid, record in selected
+        _sample(qid, record, path, graphs, root, with_answers, split)
+        for qid, record, path in selected
     ]
+
+
+def _shard_number(path: Path) -> tuple[int, str]:
+    tail = path.stem.rpartition("_")[2]
+    return (int(tail) if tail.isdigit() else -1, path.name)
+
+
+def _question_files(root: Path, split: str, balanced_only: bool) -> list[Path]:
+    """The question file(s) to read, in order (shards sorted by their number)."""
+    balanced = f"{split}_balanced_questions.json"
+    all_name = f"{split}_all_questions"
+    candidates = _locate(root, f"{all_name}.json")
+    single = next((p for p in candidates if p.exists()), None)
+    if single is not None:
+        all_files = [single]
+    else:
+        folders = [p.with_suffix("") for p in candidates]
+        all_files = next(
+            (
+                sorted(folder.glob(f"{all_name}_*.json"), key=_shard_number)
+                for folder in folders
+                if folder.is_dir() and any(folder.glob(f"{all_name}_*.json"))
+            ),
+            [],
+        )
+    if not balanced_only:
+        if all_files:
+            return all_files
+        tried = [*candidates, *(p.with_suffix("") / f"{all_name}_0.json" for p in candidates)]
+        raise DatasetFormatError(
+            "GQA all questions not found (balanced_only=False reads no balanced file); "
+            f"looked for: {', '.join(map(str, tried))}"
+        )
+    found = next((p for p in _locate(root, balanced) if p.exists()), None)
+    if found is not None:
+        return [found]
+    if all_files:
+        return all_files
+    return [find_file(_locate(root, balanced) + candidates, "GQA questions")]
 
 
 def _sample(
@@ -124,6 +169,7 @@ def _sample(
     graphs: tuple[Path, Any] | None,
     root: Path,
     with_answers: bool,
+    split: str,
 ) -> Sample:
     where = f"question {qid}"
     image_id = str(get_field(record, "imageId", questions_path, where, (str, int)))
@@ -163,6 +209,7 @@ def _sample(
         box_source="annotation" if graphs is not None else "none",
         dataset="gqa",
         family=str(types.get("structural", "")) if isinstance(types, dict) else "",
+        split=split,
         meta={
             "imageId": image_id,
             "fullAnswer": record.get("fullAnswer"),

@@ -1,13 +1,20 @@
 """InfographicVQA loader, with OCR-proxy grounding from the official Textract OCR.
 
-Expected layout (the official per-split archives, unpacked under one folder)::
+Accepted layouts under ``data_root`` (the first found wins)::
 
-    data_root/{split}/
-        infographic[s]VQA_{split}_v1.0[_withQT].json   questions (data[])
-        images/<image_local_name>                       images; a folder named after the
-                                                        questions file with "_images" is
-                                                        also accepted
-        ocr_results/<ocr_output_file>                   Amazon Textract OCR (optional)
+    {split}/infographic[s]VQA_{split}_v1.0[_withQT].json   the per-split archives
+    {split}/images/<image_local_name>                       (a folder named after the
+                                                            questions file + "_images" too)
+    {split}/ocr_results/<ocr_output_file>                   Amazon Textract OCR (optional)
+
+    infographicsvqa_qas/infographicsVQA_{split}_v1.0[_withQT].json   the challenge release
+    infographicsvqa_images/<image_local_name>
+    infographicsvqa_ocr/<ocr_output_file>                            (optional)
+
+    InfographicVQA/{validation,test}-*.parquet   lmms-eval's export (lmms-lab/DocVQA, config
+                                                 InfographicVQA): one row per question, the
+                                                 image as encoded bytes; no boxes are built
+                                                 from it: answer metrics only
 
 The boxes are the OCR words matching the answers under the rule of
 :mod:`egg_interp.data._common` (``box_source="ocr-proxy"``: the benchmark has no evidence
@@ -15,7 +22,14 @@ boxes). Textract gives each WORD block a ``Geometry.BoundingBox`` of ``Left``, `
 (upper edge), ``Width`` and ``Height`` as fractions of the page; they are multiplied by the
 image size, which is read from the image header when the samples are built (the pixels are
 not decoded). Both the raw Textract output (``{"Blocks": [...]}``) and the release's
-grouped form (``{"WORD": [...], "LINE": [...], ...}``) are read.
+grouped form (``{"WORD": [...], "LINE": [...], ...}``) are read. The answers are variants,
+so all of them count.
+
+One bad sample never ends the load (the images were first distributed as URLs to fetch, so
+missing ones are common): a missing image, a missing or empty OCR file, or one without
+``WORD`` blocks gives a sample without boxes and ``meta["problem"]`` (counted at the end of
+a run; a missing image also becomes an ``error`` line). A malformed OCR file still raises
+:class:`~egg_interp.errors.DatasetFormatError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ from egg_interp.data._common import (
     get_answers,
     get_field,
     get_list,
-    image_size,
+    image_size_or_problem,
     lazy_image,
     ocr_proxy,
     read_json,
@@ -37,18 +51,17 @@ from egg_interp.data._common import (
     warn_missing,
     xywh_to_box,
 )
+from egg_interp.data._parquet import HF_SPLIT_NAMES, as_str_list, parquet_shards, read_parquet_rows
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
 
 SPLITS = ("train", "val", "test")
 
 
-def _questions_file(split_dir: Path, split: str) -> Path:
+def _questions_file(folder: Path, split: str) -> Path | None:
     pattern = f"infographic*VQA_{split}_v1.0*.json"
-    found = sorted(split_dir.glob(pattern), key=lambda p: ("withQT" not in p.name, p.name))
-    if not found:
-        raise DatasetFormatError(f"InfographicVQA questions file not found: {split_dir / pattern}")
-    return found[0]
+    found = sorted(folder.glob(pattern), key=lambda p: ("withQT" not in p.name, p.name))
+    return found[0] if found else None
 
 
 def _image_dir(split_dir: Path, questions_path: Path) -> Path:
@@ -59,6 +72,18 @@ def _image_dir(split_dir: Path, questions_path: Path) -> Path:
         split_dir / f"{stem.removesuffix('_withQT')}_images",
     ]
     return next((d for d in candidates if d.is_dir()), candidates[0])
+
+
+def _find_layout(root: Path, split: str) -> tuple[Path, Path, Path] | None:
+    """``(questions file, image folder, OCR folder)`` of the first layout found."""
+    split_dir = root / split
+    questions = _questions_file(split_dir, split)
+    if questions is not None:
+        return questions, _image_dir(split_dir, questions), split_dir / "ocr_results"
+    questions = _questions_file(root / "infographicsvqa_qas", split)
+    if questions is not None:
+        return questions, root / "infographicsvqa_images", root / "infographicsvqa_ocr"
+    return None
 
 
 def load(data_root: str | Path, split: str = "val", limit: int | None = None) -> list[Sample]:
@@ -83,24 +108,34 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     ------
     DatasetFormatError
         A file or field is missing or malformed.
-    InputError
-        An image needed for its size is missing or unreadable.
     """
     check_split(split, SPLITS, "infovqa")
     check_limit(limit)
-    split_dir = Path(data_root) / split
-    questions_path = _questions_file(split_dir, split)
+    root = Path(data_root)
+    layout = _find_layout(root, split)
+    if layout is None:
+        shards = parquet_shards(root, ("InfographicVQA", ""), HF_SPLIT_NAMES[split])
+        if shards:
+            return _load_parquet(shards, split, limit)
+        pattern = f"infographic*VQA_{split}_v1.0*.json"
+        tried = [
+            root / split / pattern,
+            root / "infographicsvqa_qas" / pattern,
+            root / "InfographicVQA" / f"{HF_SPLIT_NAMES[split][0]}-*.parquet",
+        ]
+        raise DatasetFormatError(
+            f"InfographicVQA questions file not found; looked for: {', '.join(map(str, tried))}"
+        )
+    questions_path, image_dir, ocr_dir = layout
     data = get_list(read_json(questions_path), "data", questions_path, "top level")
     if limit is not None:
         data = data[:limit]
-    image_dir = _image_dir(split_dir, questions_path)
-    ocr_dir = split_dir / "ocr_results"
     has_ocr = ocr_dir.is_dir()
     if data and not has_ocr:
         warn_missing("InfographicVQA OCR folder", ocr_dir)
 
-    sizes: dict[Path, tuple[int, int]] = {}
-    words_by_file: dict[Path, list[tuple[str, Box]]] = {}
+    sizes: dict[Path, tuple[tuple[int, int] | None, str]] = {}
+    words_by_file: dict[Path, tuple[list[tuple[str, Box]], str]] = {}
     samples = []
     for index, record in enumerate(data):
         where = f"data[{index}]"
@@ -114,19 +149,31 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
         words: list[str] = []
         dropped = 0
         size = None
+        problem = ""
         if has_ocr:
             ocr_name = get_field(record, "ocr_output_file", questions_path, where, str)
             ocr_path = ocr_dir / ocr_name
             if ocr_path not in words_by_file:
                 words_by_file[ocr_path] = _read_words(ocr_path)
             if image_path not in sizes:
-                sizes[image_path] = image_size(image_path)
-            size = sizes[image_path]
-            width, height = size
-            tokens = [
-                (word, scale_box(box, width, height)) for word, box in words_by_file[ocr_path]
-            ]
-            boxes, words, dropped = ocr_proxy(tokens, answers, width, height)
+                sizes[image_path] = image_size_or_problem(image_path)
+            size, problem = sizes[image_path]
+            page_words, ocr_problem = words_by_file[ocr_path]
+            problem = problem or ocr_problem
+            if not problem and size is not None:
+                width, height = size
+                tokens = [(word, scale_box(box, width, height)) for word, box in page_words]
+                boxes, words, dropped = ocr_proxy(tokens, answers, width, height, vote=False)
+        meta = {
+            "answer_type": record.get("answer_type", []),
+            "evidence": record.get("evidence", []),
+            "operation/reasoning": record.get("operation/reasoning", []),
+            "image_size": size,
+            "proxy_words": words,
+            "dropped_boxes": dropped,
+        }
+        if problem:
+            meta["problem"] = problem
         samples.append(
             Sample(
                 id=str(question_id),
@@ -134,35 +181,69 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
                 answers=answers,
                 load_image=lazy_image(image_path),
                 boxes=boxes,
-                box_source="ocr-proxy" if has_ocr else "none",
+                box_source="ocr-proxy" if has_ocr and not problem else "none",
                 dataset="infovqa",
                 family="",
+                split=split,
+                meta=meta,
+            )
+        )
+    return samples
+
+
+def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
+    """lmms-lab InfographicVQA rows: questionId, question, answers, answer_type, image, ..."""
+    optional = ("answers", "answer_type", "operation/reasoning", "image_url")
+    rows = read_parquet_rows(shards, ("questionId", "question"), limit, optional=optional)
+    samples = []
+    for where, record in rows:
+        path = record["_path"]
+        samples.append(
+            Sample(
+                id=str(get_field(record, "questionId", path, where, (str, int))),
+                question=get_field(record, "question", path, where, str),
+                answers=as_str_list(record.get("answers"), path, where, "answers"),
+                load_image=record["_image"],
+                box_source="none",
+                dataset="infovqa",
+                split=split,
                 meta={
-                    "answer_type": record.get("answer_type", []),
-                    "evidence": record.get("evidence", []),
-                    "operation/reasoning": record.get("operation/reasoning", []),
-                    "image_size": size,
-                    "proxy_words": words,
-                    "dropped_boxes": dropped,
+                    "answer_type": record.get("answer_type") or [],
+                    "operation/reasoning": record.get("operation/reasoning") or [],
+                    "image_url": record.get("image_url"),
+                    "source": "parquet export (no boxes)",
                 },
             )
         )
     return samples
 
 
-def _read_words(path: Path) -> list[tuple[str, Box]]:
-    """``(word, box in page fractions)`` for every WORD block of a Textract file."""
+_GROUPED_KEYS = ("WORD", "LINE", "PAGE")
+"""Keys of the release's grouped Textract form (one list per block type)."""
+
+
+def _read_words(path: Path) -> tuple[list[tuple[str, Box]], str]:
+    """``(word, box in page fractions)`` for every WORD block of a Textract file, and a
+    problem (``""`` when none: a missing or empty file, or no WORD block)."""
+    if not path.exists():
+        return [], f"ocr-missing: {path}"
+    if path.is_file() and not path.read_bytes().strip():
+        return [], f"ocr-empty: {path}"
     content = read_json(path)
     if isinstance(content, dict) and "Blocks" in content:
         blocks = get_list(content, "Blocks", path, "top level")
         field = "Blocks"
         blocks = [(i, b) for i, b in enumerate(blocks) if isinstance(b, dict)]
         blocks = [(i, b) for i, b in blocks if b.get("BlockType") == "WORD"]
-    elif isinstance(content, dict) and "WORD" in content:
+    elif isinstance(content, dict) and any(key in content for key in _GROUPED_KEYS):
         field = "WORD"
-        blocks = list(enumerate(get_list(content, "WORD", path, "top level")))
+        blocks = []
+        if "WORD" in content:
+            blocks = list(enumerate(get_list(content, "WORD", path, "top level")))
     else:
         raise DatasetFormatError(f"{path}: top level: missing field 'Blocks' (or 'WORD')")
+    if not blocks:
+        return [], f"ocr-empty: {path} (no WORD blocks)"
     tokens = []
     for i, block in blocks:
         where = f"{field}[{i}]"
@@ -175,4 +256,4 @@ def _read_words(path: Path) -> list[tuple[str, Box]]:
             for key in ("Left", "Top", "Width", "Height")
         ]
         tokens.append((text, xywh_to_box(ltwh, path, box_where)))
-    return tokens
+    return tokens, ""

@@ -1,17 +1,23 @@
 """TextVQA loader, with OCR-proxy grounding from the Rosetta OCR release.
 
-Expected layout (the official files, unzipped side by side)::
+Accepted layouts under ``data_root`` (the first found wins)::
 
-    data_root/
-        TextVQA_0.5.1_{split}.json               questions (data[])
-        TextVQA_Rosetta_OCR_v0.2_{split}.json    OCR tokens (optional; no boxes without it)
-        train_images/{image_id}.jpg              images of train and val (train_val_images.zip)
-        test_images/{image_id}.jpg               images of test
+    TextVQA_0.5.1_{split}.json               the official files, unzipped side by side:
+    TextVQA_Rosetta_OCR_v0.2_{split}.json    questions (data[]), OCR tokens (optional; no
+    train_images/{image_id}.jpg              boxes without it), images of train and val
+    test_images/{image_id}.jpg               (train_val_images.zip) and of test
+
+    data/{train,validation,test}-*.parquet   lmms-eval's export (lmms-lab/textvqa): one row
+                                             per question, the image as encoded bytes; its
+                                             OCR tokens carry no boxes: answer metrics only
 
 There are no official evidence boxes. The boxes are the Rosetta OCR tokens matching the
 most common answer(s) under the rule of :mod:`egg_interp.data._common`
 (``box_source="ocr-proxy"``). Rosetta boxes are fractions of the image; they are multiplied
-by the question's ``image_width`` / ``image_height``.
+by the size of the image file itself (read from its header when the samples are built), not
+by the question's ``image_width`` / ``image_height``, which can differ from the file. A
+missing or unreadable image gives a sample without boxes and ``meta["problem"]`` (and an
+``error`` line when the runner reaches it) instead of ending the load.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from egg_interp.data._common import (
     get_field,
     get_list,
     get_size,
+    image_size_or_problem,
     lazy_image,
     ocr_proxy,
     read_json,
@@ -33,6 +40,7 @@ from egg_interp.data._common import (
     warn_missing,
     xywh_to_box,
 )
+from egg_interp.data._parquet import HF_SPLIT_NAMES, as_str_list, parquet_shards, read_parquet_rows
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
 
@@ -66,6 +74,10 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     check_limit(limit)
     root = Path(data_root)
     questions_path = root / f"TextVQA_0.5.1_{split}.json"
+    if not questions_path.exists():
+        shards = parquet_shards(root, ("data", ""), HF_SPLIT_NAMES[split])
+        if shards:
+            return _load_parquet(shards, split, limit)
     data = get_list(read_json(questions_path), "data", questions_path, "top level")
     if limit is not None:
         data = data[:limit]
@@ -81,31 +93,71 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
         warn_missing("TextVQA Rosetta OCR", ocr_path)
 
     samples = []
+    sizes: dict[Path, tuple[tuple[int, int] | None, str]] = {}
     for row in rows:
-        image_id, width, height = row["image_id"], row["width"], row["height"]
+        image_id = row["image_id"]
+        image_path = image_dir / f"{image_id}.jpg"
         boxes: list[Box] = []
         words: list[str] = []
         dropped = 0
+        size: tuple[float, float] | None = (row["width"], row["height"])
+        problem = ""
         if ocr is not None:
             if image_id not in ocr:
                 raise DatasetFormatError(f"{ocr_path}: no entry with image_id '{image_id}'")
-            tokens = [(word, scale_box(box, width, height)) for word, box in ocr[image_id]]
-            boxes, words, dropped = ocr_proxy(tokens, row["answers"], width, height)
+            if image_path not in sizes:
+                sizes[image_path] = image_size_or_problem(image_path)
+            size, problem = sizes[image_path]
+            if size is not None:
+                width, height = size
+                tokens = [(word, scale_box(box, width, height)) for word, box in ocr[image_id]]
+                boxes, words, dropped = ocr_proxy(tokens, row["answers"], width, height)
+        meta = {
+            "image_id": image_id,
+            "image_size": size,
+            "json_image_size": (row["width"], row["height"]),
+            "proxy_words": words,
+            "dropped_boxes": dropped,
+        }
+        if problem:
+            meta["problem"] = problem
         samples.append(
             Sample(
                 id=row["id"],
                 question=row["question"],
                 answers=row["answers"],
-                load_image=lazy_image(image_dir / f"{image_id}.jpg"),
+                load_image=lazy_image(image_path),
                 boxes=boxes,
-                box_source="ocr-proxy" if ocr is not None else "none",
+                box_source="ocr-proxy" if ocr is not None and not problem else "none",
                 dataset="textvqa",
                 family="",
+                split=split,
+                meta=meta,
+            )
+        )
+    return samples
+
+
+def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
+    """lmms-lab/textvqa rows: image_id, question_id, question, image, answers, ocr_tokens, ..."""
+    rows = read_parquet_rows(
+        shards, ("image_id", "question_id", "question"), limit, optional=("answers",)
+    )
+    samples = []
+    for where, record in rows:
+        path = record["_path"]
+        samples.append(
+            Sample(
+                id=str(get_field(record, "question_id", path, where, (str, int))),
+                question=get_field(record, "question", path, where, str),
+                answers=as_str_list(record.get("answers"), path, where, "answers"),
+                load_image=record["_image"],
+                box_source="none",
+                dataset="textvqa",
+                split=split,
                 meta={
-                    "image_id": image_id,
-                    "image_size": (width, height),
-                    "proxy_words": words,
-                    "dropped_boxes": dropped,
+                    "image_id": str(record["image_id"]),
+                    "source": "parquet export (OCR tokens without boxes: no boxes)",
                 },
             )
         )

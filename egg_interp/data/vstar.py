@@ -36,7 +36,7 @@ from egg_interp.data._common import (
     clip_boxes,
     get_field,
     get_list,
-    image_size,
+    image_size_or_problem,
     lazy_image,
     read_json,
     stable_shuffle,
@@ -67,13 +67,12 @@ def format_question(question: str, options: list[str]) -> str:
 
 
 def _image_for(json_path: Path) -> Path:
+    """The image next to the JSON (the ``.jpg`` path when none exists: loading it then fails)."""
     for suffix in _IMAGE_SUFFIXES:
         candidate = json_path.with_suffix(suffix)
         if candidate.exists():
             return candidate
-    raise DatasetFormatError(
-        f"{json_path}: no image next to it (looked for {', '.join(_IMAGE_SUFFIXES)})"
-    )
+    return json_path.with_suffix(_IMAGE_SUFFIXES[0])
 
 
 def load(
@@ -100,12 +99,13 @@ def load(
     list of Sample
         ``id`` is ``"<family>/<file stem>"``, ``family`` the folder name, ``boxes`` the target
         boxes ``(x0, y0, x1, y1)`` clipped to the image (image size read from its header),
-        ``box_source="annotation"``.
+        ``box_source="annotation"``. A missing or unreadable image gives a sample without
+        boxes and ``meta["problem"]`` (an ``error`` line when the runner reaches it).
 
     Raises
     ------
     DatasetFormatError
-        A folder, JSON file, field or image is missing or malformed.
+        A folder, JSON file or field is missing or malformed.
     """
     check_split(split, SPLITS, "vstar")
     check_limit(limit)
@@ -119,11 +119,11 @@ def load(
         for json_path in sorted(folder.glob("*.json")):
             if limit is not None and len(samples) >= limit:
                 return samples
-            samples.append(_sample(json_path, family, shuffle_options))
+            samples.append(_sample(json_path, family, shuffle_options, split))
     return samples
 
 
-def _sample(json_path: Path, family: str, shuffle_options: bool) -> Sample:
+def _sample(json_path: Path, family: str, shuffle_options: bool, split: str) -> Sample:
     record = read_json(json_path)
     where = "top level"
     question = get_field(record, "question", json_path, where, str)
@@ -137,29 +137,37 @@ def _sample(json_path: Path, family: str, shuffle_options: bool) -> Sample:
         raise DatasetFormatError(f"{json_path}: field 'bbox' is empty")
 
     image_path = _image_for(json_path)
-    width, height = image_size(image_path)
-    boxes, dropped = clip_boxes(boxes, width, height)
+    size, problem = image_size_or_problem(image_path)
+    dropped = 0
+    if size is None:
+        boxes = []
+    else:
+        boxes, dropped = clip_boxes(boxes, *size)
 
     sample_id = f"{family}/{json_path.stem}"
     correct = options[0]
     shown = stable_shuffle(options, sample_id) if shuffle_options else options
     letter = chr(ord("A") + shown.index(correct))
+    meta = {
+        "raw_question": question,
+        "answer_letter": letter,
+        "target_object": targets if isinstance(targets, list) else [targets],
+        "image_size": size,
+        "image_path": str(image_path),
+        "dropped_boxes": dropped,
+    }
+    if problem:
+        meta["problem"] = problem
     return Sample(
         id=sample_id,
         question=format_question(question, shown),
         answers=[correct],
         load_image=lazy_image(image_path),
         boxes=boxes,
-        box_source="annotation",
+        box_source="none" if problem else "annotation",
         dataset="vstar",
         family=family,
+        split=split,
         options=shown,
-        meta={
-            "raw_question": question,
-            "answer_letter": letter,
-            "target_object": targets if isinstance(targets, list) else [targets],
-            "image_size": (width, height),
-            "image_path": str(image_path),
-            "dropped_boxes": dropped,
-        },
+        meta=meta,
     )

@@ -1,4 +1,4 @@
-"""Adapter for ``idefics3`` checkpoints (Idefics3; SmolVLM has the same layout).
+"""Adapters for ``idefics3`` and ``smolvlm`` checkpoints (SmolVLM has Idefics3's layout).
 
 Layout: the image processor resizes the image (aspect kept) so its longest side is
 ``size["longest_edge"]``, then stretches it slightly so both sides are multiples of the tile
@@ -18,6 +18,10 @@ the built prompt, so the layout is exactly what the processor decided.
 
 Hook: ``get_image_features(...).pooler_output`` (all frames of a prompt row, concatenated),
 split here per image.
+
+SmolVLM (``SmolVLMForConditionalGeneration``) has the same tiles, markers, pixel shuffle and
+hook; :class:`SmolVLMAdapter` only names its ``model_type``. Its processor needs the
+``num2words`` package.
 """
 
 from __future__ import annotations
@@ -142,3 +146,27 @@ class Idefics3Adapter(VLMAdapter):
             flat = pooled[row, :n_frames].flatten()
             out.extend(torch.split(flat, [lay.n_tokens for lay in layouts]))
         return out
+
+
+class SmolVLMAdapter(Idefics3Adapter):
+    """SmolVLM (``smolvlm``): Idefics3's layout and hooks under their own model classes."""
+
+    model_types = ("smolvlm",)
+
+    def prompt_text(self, n_images: int, question: str) -> str:
+        """As the base, but without a video processor (no torchvision) the chat template is
+        applied by ``ProcessorMixin`` itself: ``SmolVLMProcessor.apply_chat_template`` only
+        adds its video processor's frame defaults, which images do not use."""
+        if getattr(self.processor, "video_processor", None) is not None or not getattr(
+            self.processor, "chat_template", None
+        ):
+            return super().prompt_text(n_images, question)
+        from transformers import ProcessorMixin
+
+        text = question if not self.prompt_suffix else f"{question} {self.prompt_suffix}"
+        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": text})
+        messages = [{"role": "user", "content": content}]
+        return ProcessorMixin.apply_chat_template(
+            self.processor, messages, add_generation_prompt=True
+        )

@@ -10,7 +10,7 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
-from egg_interp.models.idefics3 import Idefics3Adapter
+from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
@@ -27,6 +27,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Qwen3VLAdapter,
         InternVLAdapter,
         Idefics3Adapter,
+        SmolVLMAdapter,
     )
     for t in cls.model_types
 }

@@ -435,18 +435,70 @@ def build_tiny_idefics3(
     perturbation stays local through its two or three successive resizes; the token layout
     does not depend on the filter.
     """
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessorPil,
-        Idefics3Processor,
-        Idefics3VisionConfig,
+    import transformers
+
+    classes = (
+        transformers.Idefics3Config,
+        transformers.Idefics3VisionConfig,
+        transformers.Idefics3ForConditionalGeneration,
+        transformers.Idefics3ImageProcessorPil,
+        transformers.Idefics3Processor,
+    )
+    return _build_tiny_idefics_family(
+        directory, words, classes, seed, tile, patch, longest_edge, hidden, layers
     )
 
+
+def build_tiny_smolvlm(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    tile: int = 32,
+    patch: int = 4,
+    longest_edge: int = 96,
+    hidden: int = 32,
+    layers: int = 2,
+) -> Path:
+    """A SmolVLM checkpoint (``model_type`` ``smolvlm``): Idefics3's layout, own classes.
+
+    Same shapes and arguments as :func:`build_tiny_idefics3`. ``SmolVLMProcessor`` needs the
+    ``num2words`` package (a dependency of egg_interp) and takes a video processor, which
+    needs torchvision; without torchvision the processor is built and saved without it
+    (:func:`egg_interp.models.processors.image_only_processor_class`), as ``load_model``
+    loads it.
+    """
+    import transformers
+
+    classes = (
+        transformers.SmolVLMConfig,
+        transformers.SmolVLMVisionConfig,
+        transformers.SmolVLMForConditionalGeneration,
+        transformers.SmolVLMImageProcessorPil,
+        transformers.SmolVLMProcessor,
+    )
+    return _build_tiny_idefics_family(
+        directory, words, classes, seed, tile, patch, longest_edge, hidden, layers
+    )
+
+
+def _build_tiny_idefics_family(
+    directory: str | Path,
+    words: Iterable[str],
+    classes: tuple[type, type, type, type, type],
+    seed: int,
+    tile: int,
+    patch: int,
+    longest_edge: int,
+    hidden: int,
+    layers: int,
+) -> Path:
+    """Idefics3 and SmolVLM: (config, vision config, model, image processor, processor)."""
+    config_cls, vision_cls, model_cls, image_processor_cls, processor_cls = classes
     tokenizer = build_word_tokenizer(
         [*words, "User", "Assistant", ":"], special_tokens=IDEFICS3_SPECIAL
     )
-    vision = Idefics3VisionConfig(
+    vision = vision_cls(
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
@@ -454,7 +506,7 @@ def build_tiny_idefics3(
         image_size=tile,
         patch_size=patch,
     )
-    cfg = Idefics3Config(
+    cfg = config_cls(
         vision_config=vision,
         text_config=_llama_text(tokenizer, hidden, layers, 2),
         scale_factor=2,
@@ -462,18 +514,37 @@ def build_tiny_idefics3(
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(cfg).eval()
-    image_processor = Idefics3ImageProcessorPil(
+    model = model_cls(cfg).eval()
+    image_processor = image_processor_cls(
         size={"longest_edge": longest_edge},
         max_image_size={"longest_edge": tile},
         do_image_splitting=True,
         resample=2,  # bilinear (real checkpoints: Lanczos): tighter perturbation tests
         **MEAN_STD,
     )
-    processor = Idefics3Processor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        image_seq_len=(tile // patch // 2) ** 2,
-        chat_template=IDEFICS3_CHAT_TEMPLATE,
-    )
+    kwargs = {
+        "image_processor": image_processor,
+        "tokenizer": tokenizer,
+        "image_seq_len": (tile // patch // 2) ** 2,
+        "chat_template": IDEFICS3_CHAT_TEMPLATE,
+    }
+    if "video_processor" in processor_cls.get_attributes():
+        from egg_interp.models.processors import image_only_processor_class
+
+        try:
+            video = _video_processor_for(processor_cls)
+        except ImportError:  # no torchvision: images only (SmolVLM's argument has no default)
+            processor_cls = image_only_processor_class(processor_cls)
+            kwargs["video_processor"] = None
+        else:
+            kwargs["video_processor"] = video
+    processor = processor_cls(**kwargs)
     return _save(directory, model, processor)
+
+
+def _video_processor_for(processor_cls: type) -> Any:
+    """The default video processor of ``processor_cls`` (ImportError without torchvision)."""
+    import transformers
+
+    name = processor_cls.__name__.replace("Processor", "VideoProcessor")
+    return getattr(transformers, name)()

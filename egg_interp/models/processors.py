@@ -25,7 +25,9 @@ def image_only_processor_class(cls: type) -> type:
     ``ProcessorMixin`` stores, checks, saves and loads the sub-processors that
     ``get_attributes()`` lists; the subclass lists those of ``cls`` minus
     ``video_processor``, and is called like ``cls`` with ``video_processor`` left out (it
-    defaults to ``None``, which ``cls`` passes on and ``ProcessorMixin`` then ignores).
+    defaults to ``None``, which ``cls`` passes on and ``ProcessorMixin`` then ignores; where
+    ``cls`` requires it, as SmolVLM's does, pass ``video_processor=None``, which
+    ``from_pretrained`` does here).
 
     Parameters
     ----------
@@ -43,11 +45,20 @@ def image_only_processor_class(cls: type) -> type:
     def get_attributes(klass: type) -> list[str]:
         return [a for a in cls.get_attributes() if a != "video_processor"]
 
-    return type(
+    def from_args_and_dict(klass: type, args: Any, processor_dict: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("video_processor", None)  # SmolVLM's argument has no default
+        return super(subclass, klass).from_args_and_dict(args, processor_dict, **kwargs)
+
+    subclass = type(
         cls.__name__,
         (cls,),
-        {"get_attributes": classmethod(get_attributes), "__module__": cls.__module__},
+        {
+            "get_attributes": classmethod(get_attributes),
+            "from_args_and_dict": classmethod(from_args_and_dict),
+            "__module__": cls.__module__,
+        },
     )
+    return subclass
 
 
 def _declared_processor_class(source: str, model_type: str) -> type | None:

@@ -1,0 +1,143 @@
+"""Parquet exports of the benchmarks: shard discovery, rows without images, lazy images.
+
+Evaluation harnesses (lmms-eval's ``lmms-lab/*`` datasets, xAI's RealWorldQA release) ship a
+benchmark as Hugging Face parquet shards, one row per question with the image embedded as
+encoded bytes. These helpers read them with pyarrow: the text columns when the dataset is
+loaded, each image only when its sample asks for it. A missing column raises
+:class:`~egg_interp.errors.DatasetFormatError` naming the shard and the column; a missing or
+corrupt image raises :class:`~egg_interp.errors.InputError` when it is loaded (the runner
+turns that into an ``error`` line).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from egg_interp.errors import DatasetFormatError, InputError
+
+HF_SPLIT_NAMES = {"val": ("validation", "val"), "train": ("train",), "test": ("test",)}
+"""Our split name -> the names Hugging Face parquet exports give the same split."""
+
+
+def parquet_shards(root: Path, folders: Sequence[str], names: Sequence[str]) -> list[Path]:
+    """The parquet shards of one split of a Hugging Face export, in shard order.
+
+    Looks in each of ``root/<folder>`` for ``<name>-NNNNN-of-NNNNN.parquet`` (the hub's own
+    files) and then ``<name>/*.parquet`` (the hub's ``refs/convert/parquet`` branch); the first
+    folder and name with any file wins. ``""`` as a folder means ``root`` itself.
+    """
+    for folder in folders:
+        base = root / folder if folder else root
+        for name in names:
+            found = sorted(base.glob(f"{name}-*.parquet")) or sorted(base.glob(f"{name}/*.parquet"))
+            if found:
+                return found
+    return []
+
+
+def _pyarrow_parquet() -> Any:
+    import pyarrow.parquet as pq
+
+    return pq
+
+
+def read_parquet_rows(
+    paths: Sequence[Path],
+    columns: Sequence[str],
+    limit: int | None = None,
+    optional: Sequence[str] = (),
+    image_column: str | None = "image",
+) -> list[tuple[str, dict[str, Any]]]:
+    """Rows of parquet shards as ``(location, record)`` pairs, without the image bytes.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The shards, read in order.
+    columns : sequence of str
+        Required columns (besides ``image_column``); a shard without one raises
+        :class:`DatasetFormatError` naming the shard and the column.
+    limit : int, optional
+        Stop after this many rows.
+    optional : sequence of str
+        Columns read when present.
+    image_column : str or None
+        Required too; not read here. Each record gets ``record["_image"]``, a picklable
+        callable that reads that row's image from the shard when called
+        (:func:`parquet_image`).
+
+    ``location`` is ``"row N"`` (0-based within the shard); ``record["_path"]`` is the shard.
+    """
+    pq = _pyarrow_parquet()
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for path in paths:
+        try:
+            handle = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise DatasetFormatError(f"{path}: cannot read parquet file: {exc}") from None
+        names = set(handle.schema_arrow.names)
+        needed = [*columns, *([image_column] if image_column else [])]
+        for column in needed:
+            if column not in names:
+                raise DatasetFormatError(f"{path}: missing column '{column}'")
+        wanted = [*columns, *(c for c in optional if c in names)]
+        row = 0
+        for group in range(handle.num_row_groups):
+            table = handle.read_row_group(group, columns=wanted).to_pylist()
+            for offset, record in enumerate(table):
+                if limit is not None and len(rows) >= limit:
+                    return rows
+                record["_path"] = path
+                if image_column:
+                    record["_image"] = parquet_image(path, group, offset, image_column)
+                rows.append((f"row {row}", record))
+                row += 1
+    return rows
+
+
+@functools.lru_cache(maxsize=2)
+def _row_group_images(path: Path, group: int, column: str) -> list[Any]:
+    pq = _pyarrow_parquet()
+    return pq.ParquetFile(path).read_row_group(group, columns=[column]).column(0).to_pylist()
+
+
+def _open_parquet_image(path: Path, group: int, offset: int, column: str) -> Image.Image:
+    where = f"{path}: row group {group}, row {offset}: column '{column}'"
+    try:
+        value = _row_group_images(path, group, column)[offset]
+    except Exception as exc:
+        raise InputError(f"cannot read image at {where}: {exc}") from None
+    data = value.get("bytes") if isinstance(value, dict) else value
+    if not isinstance(data, (bytes, bytearray)) or not data:
+        raise InputError(f"no image bytes at {where}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot read image at {where}: {exc}") from None
+
+
+def parquet_image(path: Path, group: int, offset: int, column: str = "image") -> Callable:
+    """A picklable callable that decodes one row's image (encoded bytes, or the
+    ``{"bytes", "path"}`` struct of the ``datasets`` Image feature) as RGB when called.
+
+    The row group's images are read then, and the last two row groups are cached, so a
+    sequential run reads each shard once. A missing or corrupt image raises
+    :class:`InputError` naming the shard and the row.
+    """
+    return functools.partial(_open_parquet_image, Path(path), group, offset, column)
+
+
+def as_str_list(value: Any, path: Path, where: str, name: str) -> list[str]:
+    """A parquet list-of-strings cell (``None`` -> ``[]``) as a list of str."""
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise DatasetFormatError(f"{path}: {where}: column '{name}' should be a list of strings")
+    return [str(v) for v in value]
