@@ -194,6 +194,71 @@ def zoom_and_reground(
     -------
     GroundingResult
     """
+    method_obj, rule, settings = _resolve(method, stop, top_k, max_steps, settings)
+    region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
+    state = _LoopState(image, question, rule)
+    while not state.decision.stop:
+        start = time.perf_counter()
+        images, inputs = state.prompt(adapter)
+        if prefixes is None:
+            amap = method_obj.attribute(adapter, images, question, inputs=inputs)
+        else:
+            with record_prefixes(adapter) as recorded:
+                amap = method_obj.attribute(adapter, images, question, inputs=inputs)
+            del prefixes[1 if state.steps else 0 :]  # keep the first step's and this step's
+            prefixes.extend(recorded[-1:])
+        state.advance(amap, settings.top_k, region_kwargs, keep_maps, start)
+    return state.result(method_obj.name)
+
+
+def zoom_and_reground_batch(
+    adapter: VLMAdapter,
+    images: Sequence[Image.Image],
+    questions: Sequence[str],
+    *,
+    settings: LoopSettings | None = None,
+    keep_maps: bool = False,
+    region_kwargs: dict[str, Any] | None = None,
+) -> list[GroundingResult]:
+    """:func:`zoom_and_reground` on several samples at once, one result per sample.
+
+    Every step computes the maps of all samples still running in one padded batch (methods
+    that batch, e.g. ``egg``; others loop), then each sample takes its step alone: its own
+    regions, crop count and stopping decision. Results equal one-by-one runs (tested), up to
+    the last digits of a padded batch's maps.
+    """
+    method_obj, _, settings = _resolve("egg", "ent", 2, 15, settings)
+    region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
+    states = [_LoopState(im, q, settings.rule()) for im, q in zip(images, questions, strict=True)]
+    while running := [st for st in states if not st.decision.stop]:
+        start = time.perf_counter()
+        if method_obj.batched and len(running) > 1:
+            maps = method_obj.attribute_batch(
+                adapter, [(st.images(), st.question) for st in running]
+            )
+            for st, amap in zip(running, maps):
+                for im, box in zip(amap.images[1:], st.crops, strict=True):
+                    im.origin_box = box  # build_batch gives each image its own rectangle
+        else:
+            maps = [
+                method_obj.attribute(adapter, ims, st.question, inputs=inputs)
+                for st in running
+                for ims, inputs in [st.prompt(adapter)]
+            ]
+        share = (time.perf_counter() - start) / len(running)
+        for st, amap in zip(running, maps):
+            st.advance(amap, settings.top_k, region_kwargs, keep_maps, time.perf_counter() - share)
+    return [st.result(method_obj.name) for st in states]
+
+
+def _resolve(
+    method: str | AttributionMethod,
+    stop: str | StoppingRule,
+    top_k: int,
+    max_steps: int,
+    settings: LoopSettings | None,
+) -> tuple[AttributionMethod, StoppingRule, LoopSettings]:
+    """The loop's method object, stopping rule and settings from either way of passing them."""
     if settings is None:
         settings = LoopSettings(
             method=method if isinstance(method, str) else None,
@@ -201,30 +266,45 @@ def zoom_and_reground(
             top_k=top_k,
             max_steps=max_steps,
         )
-    top_k = settings.top_k
     if isinstance(method, AttributionMethod):
         method_obj = method
     else:
         method_obj = get_method(settings.method_for("egg"), **settings.method_kwargs())
     rule = stop if isinstance(stop, StoppingRule) else settings.rule()
-    rule.prepare(image.size)
-    region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
-    full: Box = (0.0, 0.0, float(image.width), float(image.height))
-    crops: list[Box] = []
-    steps: list[LoopStep] = []
-    maps: list[AttributionMap] = []
-    decision = rule.decide(steps)
-    while not decision.stop:
-        start = time.perf_counter()
-        images = [image, *[crop_image(image, b) for b in crops]]
-        inputs = adapter.build_inputs(images, question, origin_boxes=[full, *crops])
-        if prefixes is None:
-            amap = method_obj.attribute(adapter, images, question, inputs=inputs)
-        else:
-            with record_prefixes(adapter) as recorded:
-                amap = method_obj.attribute(adapter, images, question, inputs=inputs)
-            del prefixes[1 if steps else 0 :]  # keep the first step's and this step's
-            prefixes.extend(recorded[-1:])
+    return method_obj, rule, settings
+
+
+class _LoopState:
+    """One sample's loop: its crops, step log and the stopping rule's latest decision."""
+
+    def __init__(self, image: Image.Image, question: str, rule: StoppingRule) -> None:
+        self.image, self.question, self.rule = image, question, rule
+        rule.prepare(image.size)
+        self.full: Box = (0.0, 0.0, float(image.width), float(image.height))
+        self.crops: list[Box] = []
+        self.steps: list[LoopStep] = []
+        self.maps: list[AttributionMap] = []
+        self.decision = rule.decide(self.steps)
+
+    def images(self) -> list[Image.Image]:
+        """The images of the next step's prompt: ``[original, current crops]``."""
+        return [self.image, *[crop_image(self.image, b) for b in self.crops]]
+
+    def prompt(self, adapter: VLMAdapter) -> tuple[list[Image.Image], Any]:
+        """The next step's images and their built prompt."""
+        images, boxes = self.images(), [self.full, *self.crops]
+        return images, adapter.build_inputs(images, self.question, origin_boxes=boxes)
+
+    def advance(
+        self,
+        amap: AttributionMap,
+        top_k: int,
+        region_kwargs: dict[str, Any],
+        keep_maps: bool,
+        start: float,
+    ) -> None:
+        """Record the step of ``amap`` (regions, entropies, new crops) and decide on stopping."""
+        steps, image = self.steps, self.image
         degenerate = ""
         try:
             amap.check()
@@ -234,14 +314,14 @@ def zoom_and_reground(
             h_spatial, h_shannon = spatial_entropy(original), shannon_entropy(original)
         except DegenerateMapError as exc:
             degenerate = str(exc)
-            ranked = [] if steps else [_whole_image_region(amap, full)]
+            ranked = [] if steps else [_whole_image_region(amap, self.full)]
             new_crops, h_spatial, h_shannon = [], math.nan, math.nan
         if keep_maps:
-            maps.append(amap)
+            self.maps.append(amap)
         steps.append(
             LoopStep(
                 step=len(steps),
-                crops_in=list(crops),
+                crops_in=list(self.crops),
                 regions=ranked,
                 crop_boxes=new_crops,
                 spatial_entropy=h_spatial,
@@ -253,22 +333,24 @@ def zoom_and_reground(
                 degenerate=degenerate,
             )
         )
-        decision = rule.decide(steps)
+        self.decision = self.rule.decide(steps)
         if degenerate:
             keep = steps[-2].step if len(steps) > 1 else None
-            decision = Decision(True, keep, f"degenerate map: {degenerate}")
-        crops = new_crops
-    kept = next((s.crop_boxes for s in steps if s.step == decision.keep), [])
-    return GroundingResult(
-        question=question,
-        image_size=image.size,
-        steps=steps,
-        decision=decision,
-        crops=list(kept),
-        method=method_obj.name,
-        stop_rule=repr(rule),
-        maps=maps,
-    )
+            self.decision = Decision(True, keep, f"degenerate map: {degenerate}")
+        self.crops = new_crops
+
+    def result(self, method_name: str) -> GroundingResult:
+        kept = next((s.crop_boxes for s in self.steps if s.step == self.decision.keep), [])
+        return GroundingResult(
+            question=self.question,
+            image_size=self.image.size,
+            steps=self.steps,
+            decision=self.decision,
+            crops=list(kept),
+            method=method_name,
+            stop_rule=repr(self.rule),
+            maps=self.maps,
+        )
 
 
 def _whole_image_region(amap: AttributionMap, full: Box) -> Region:
@@ -298,6 +380,23 @@ def answer_with_crops(
     return answering.answer(
         adapter, adapter.build_inputs(images, question), prefixes, max_new_tokens
     )
+
+
+def answer_batch(
+    adapter: VLMAdapter,
+    prompts: Sequence[tuple[Image.Image, Sequence[Box], str]],
+    max_new_tokens: int = 20,
+) -> list[str]:
+    """:func:`answer_with_crops` for several ``(image, crops, question)`` at once.
+
+    One left-padded batch and one ``generate`` (rows may hold different numbers of crops);
+    the same answers as one by one (tested).
+    """
+    if len(prompts) == 1:
+        image, crops, question = prompts[0]
+        return [answer_with_crops(adapter, image, question, crops, max_new_tokens)]
+    items = [([im, *[crop_image(im, b) for b in crops]], q) for im, crops, q in prompts]
+    return answering.generate_batch(adapter, adapter.build_batch(items), max_new_tokens)
 
 
 def ground(

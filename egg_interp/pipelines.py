@@ -34,13 +34,18 @@ Adding a pipeline is one decorated function::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from egg_interp.data.sample import Sample
 from egg_interp.errors import InputError
 from egg_interp.geometry import random_boxes_like, square_crop
-from egg_interp.loop import answer_with_crops, zoom_and_reground
+from egg_interp.loop import (
+    answer_batch,
+    answer_with_crops,
+    zoom_and_reground,
+    zoom_and_reground_batch,
+)
 from egg_interp.methods import get_method
 from egg_interp.models.base import VLMAdapter
 from egg_interp.settings import LoopSettings
@@ -118,15 +123,18 @@ OPTION_NAMES = frozenset(PipelineOptions(loop=LoopSettings()).flat())
 
 
 PipelineFn = Callable[[VLMAdapter, Sample, PipelineOptions], dict[str, Any]]
+BatchFn = Callable[[VLMAdapter, Sequence[Sample], PipelineOptions], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A registered pipeline: the function and the option fields it reads."""
+    """A registered pipeline: the function, the option fields it reads, and optionally a
+    function running it on several samples at once (same results as one by one)."""
 
     fn: PipelineFn
     uses: tuple[str, ...]
     description: str = ""
+    batch_fn: BatchFn | None = None
 
 
 PIPELINES: dict[str, Pipeline] = {}
@@ -149,6 +157,16 @@ def register_pipeline(
     return register
 
 
+def register_batch(name: str) -> Callable[[BatchFn], BatchFn]:
+    """Decorator adding the batched form of the registered pipeline ``name``."""
+
+    def register(fn: BatchFn) -> BatchFn:
+        PIPELINES[name] = replace(PIPELINES[name], batch_fn=fn)
+        return fn
+
+    return register
+
+
 def get_pipeline(name: str) -> Pipeline:
     """The registered pipeline ``name`` (an unknown name lists the valid ones)."""
     if name not in PIPELINES:
@@ -160,7 +178,25 @@ def run_pipeline(
     name: str, adapter: VLMAdapter, sample: Sample, options: PipelineOptions | None = None
 ) -> dict[str, Any]:
     """Run pipeline ``name`` on one sample; the result always has ``answer`` and ``crops``."""
-    out = dict(get_pipeline(name).fn(adapter, sample, options or PipelineOptions()))
+    return _normalised(get_pipeline(name).fn(adapter, sample, options or PipelineOptions()))
+
+
+def run_pipeline_batch(
+    name: str,
+    adapter: VLMAdapter,
+    samples: Sequence[Sample],
+    options: PipelineOptions | None = None,
+) -> list[dict[str, Any]]:
+    """Run pipeline ``name`` on several samples: batched where it has a batch form, one result
+    per sample, equal to :func:`run_pipeline` on each."""
+    pipeline, options = get_pipeline(name), options or PipelineOptions()
+    if pipeline.batch_fn is None or len(samples) == 1:
+        return [run_pipeline(name, adapter, s, options) for s in samples]
+    return [_normalised(r) for r in pipeline.batch_fn(adapter, samples, options)]
+
+
+def _normalised(result: dict[str, Any]) -> dict[str, Any]:
+    out = dict(result)
     out["answer"] = str(out.get("answer", ""))
     out["crops"] = [[float(v) for v in b] for b in out.get("crops", [])]
     return out
@@ -269,3 +305,83 @@ def vicrop_pipeline(
     ).to_dict()
     keep = ("answer", "crops", "method", "scale", "window", "scales", "tiles", "degenerate")
     return {k: result[k] for k in keep if k in result}
+
+
+# ---------------------------------------------------------------- batched forms
+# Crops are chosen per sample (EGG's loop steps batched across the samples still running),
+# then every answer of the batch comes from one left-padded generate.
+
+
+def _answers(adapter: VLMAdapter, samples: Sequence[Sample], crops: list, n: int) -> list[str]:
+    return answer_batch(adapter, [(s.image, c, s.question) for s, c in zip(samples, crops)], n)
+
+
+@register_batch("base")
+def base_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    answers = _answers(adapter, samples, [[] for _ in samples], options.max_new_tokens)
+    return [{"answer": a, "crops": []} for a in answers]
+
+
+@register_batch("oracle")
+def oracle_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    scale = options.loop.crop_scale
+    crops = [[square_crop(b, scale, s.image.size) for b in s.boxes] for s in samples]
+    answers = _answers(adapter, samples, crops, options.max_new_tokens)
+    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+
+
+@register_batch("random")
+def random_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    crops = []
+    for s in samples:
+        oracle = [square_crop(b, options.loop.crop_scale, s.image.size) for b in s.boxes]
+        crops.append(random_boxes_like(oracle, s.image.size, options.seed, s.id))
+    answers = _answers(adapter, samples, crops, options.max_new_tokens)
+    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+
+
+@register_batch("egg")
+def egg_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    results = zoom_and_reground_batch(
+        adapter, [s.image for s in samples], [s.question for s in samples], settings=options.loop
+    )
+    answers = _answers(adapter, samples, [r.crops for r in results], options.max_new_tokens)
+    out = []
+    for answer, result in zip(answers, results):
+        log = result.to_dict()
+        out.append(
+            {
+                "answer": answer,
+                "crops": result.crops,
+                "steps": log["steps"],
+                "decision": log["decision"],
+                "n_steps": len(result.steps),
+            }
+        )
+    return out
+
+
+@register_batch("vicrop")
+def vicrop_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    from egg_interp.vicrop import vicrop
+
+    method = get_method(options.loop.method_for("vicrop"), **options.loop.method_kwargs())
+    results = [vicrop(adapter, s.image, s.question, method) for s in samples]
+    answers = _answers(adapter, samples, [r.crops for r in results], options.max_new_tokens)
+    keep = ("answer", "crops", "method", "scale", "window", "scales", "tiles", "degenerate")
+    out = []
+    for answer, result in zip(answers, results):
+        result.answer = answer
+        d = result.to_dict()
+        out.append({k: d[k] for k in keep if k in d})
+    return out

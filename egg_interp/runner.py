@@ -160,6 +160,7 @@ def evaluate(
     tolerance: float = 15.0,
     top_k: int = 2,
     batch_size: int = 1,
+    batch_pipelines: bool = True,
     maps_dir: str | Path | None = None,
     retry_errors: bool = False,
     progress: bool = True,
@@ -199,8 +200,14 @@ def evaluate(
     batch_size : int, default 1
         Samples per map batch for methods that batch across prompts (``batch_spaces``, e.g.
         ``egg``: one padded forward/backward for the chunk), and the inner batch of methods
-        that declare one (``internal_batch_option``: integrated gradients, SmoothGrad); pipelines always run one sample at a time. Not hashed: it changes speed
-        and memory, and results only in the last digits of a padded batch.
+        that declare one (``internal_batch_option``: integrated gradients, SmoothGrad), and
+        samples per answer batch of the pipelines (every registered one has a batched form:
+        the loop's steps batched across the samples still running, one left-padded generate
+        for the answers). Not hashed: it changes speed and memory, and results only in the
+        last digits of a padded batch.
+    batch_pipelines : bool, default True
+        Run pipelines in their batched form when ``batch_size > 1``; ``False`` runs them one
+        sample at a time (the old path, kept for the benchmark).
     maps_dir : str or Path, optional
         Also save every map as ``maps_dir/<method>/<config_hash>/<sample>.npz``.
     retry_errors : bool, default False
@@ -309,6 +316,7 @@ def evaluate(
         maps_dir=maps_dir,
         out_dir=out.parent,
         common={"dataset": dataset, "split": split, "model": model},
+        batch_pipelines=batch_pipelines,
     )
     summary = RunSummary(out=out, config_hashes=dict(hashes))
     bar = None

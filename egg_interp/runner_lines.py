@@ -20,7 +20,7 @@ from typing import Any
 
 from egg_interp.data.sample import Sample
 from egg_interp.models.base import VLMAdapter
-from egg_interp.pipelines import PipelineOptions, run_pipeline
+from egg_interp.pipelines import PipelineOptions, run_pipeline, run_pipeline_batch
 from egg_interp.results import clean, config_hash
 from egg_interp.scoring import (
     evidence_area_fraction,
@@ -92,6 +92,7 @@ class LinePlan:
     maps_dir: str | Path | None
     out_dir: Path
     common: Mapping[str, Any]
+    batch_pipelines: bool = True
 
     def run(self, work: Sequence[tuple[int, Sample, list[tuple[str, str]]]]) -> Iterator[dict]:
         """Maps method by method (batched across the chunk where the method can), then answers."""
@@ -110,8 +111,7 @@ class LinePlan:
             if kind == "map":
                 yield from self._map_lines(name, todo)
             else:
-                for it in todo:
-                    yield self._line(it, kind, name, self._answer_fields)
+                yield from self._answer_lines(name, todo)
 
     def _line(self, it: Loaded, kind: str, name: str, compute: Any, *args: Any) -> dict:
         """One line: the sample's fields, then what ``compute`` adds (or the error it raised)."""
@@ -193,8 +193,35 @@ class LinePlan:
                 fields["map_file"] = str(path)
         return fields
 
-    def _answer_fields(self, it: Loaded, name: str, timing: dict[str, Any]) -> dict[str, Any]:
-        result = run_pipeline(name, self.adapter, it.sample, self.options)
+    def _answer_lines(self, name: str, todo: list[Loaded]) -> Iterator[dict]:
+        """Answer lines of a chunk: the pipeline's batched form over the chunk where it has
+        one (``batch_pipelines``), else (or after a failure, to pin it down) one by one."""
+        ready = [it for it in todo if not it.error]
+        results: dict[int, Any] = {}
+        share = 0.0
+        if self.batch_pipelines and len(ready) > 1:
+            t0 = time.perf_counter()
+            try:
+                batch = run_pipeline_batch(
+                    name, self.adapter, [it.sample for it in ready], self.options
+                )
+                results = {id(it): r for it, r in zip(ready, batch, strict=True)}
+                share = (time.perf_counter() - t0) / len(ready)
+            except Exception:  # fall back to one sample at a time
+                results = {}
+        for it in todo:
+            result = results.get(id(it))
+            record = self._line(it, "answer", name, self._answer_fields, result)
+            if result is not None:
+                record["timing"]["total"] += share
+            yield record
+
+    def _answer_fields(
+        self, it: Loaded, name: str, timing: dict[str, Any], result: Any = None
+    ) -> dict[str, Any]:
+        if result is None:
+            result = run_pipeline(name, self.adapter, it.sample, self.options)
+        result = dict(result)
         answer = result.pop("answer")
         crops = result.pop("crops")
         if "seconds" in result:  # timings stay out of the comparable part of the line

@@ -129,3 +129,25 @@ def answer(
     if state is None:
         return adapter.generate(inputs, max_new_tokens)
     return continue_greedy(adapter, inputs, state, max_new_tokens)
+
+
+def generate_batch(
+    adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20
+) -> list[str]:
+    """Greedy answer texts for a left-padded batch of prompts (:meth:`VLMAdapter.build_batch`).
+
+    One ``generate`` for every row; rows that end early are padded by ``generate`` and the
+    padding is dropped with the special tokens, so each text equals the row's own answer.
+    """
+    reset = getattr(adapter, "reset_positions", None)
+    if reset is not None:
+        reset()  # Qwen: rotary offsets of an earlier prompt must not leak in
+    with torch.no_grad():
+        out = adapter.model.generate(
+            **inputs.batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=adapter.tokenizer.pad_token_id,
+        )
+    new = out[:, inputs.input_ids.shape[1] :]
+    return [adapter.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
