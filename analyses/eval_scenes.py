@@ -5,8 +5,10 @@ few minutes::
 
     python analyses/eval_scenes.py
 
-which runs ``egg-interp evaluate`` (resumable: re-running continues where it stopped) into
-``runs/scenes/results.jsonl`` and ``egg-interp report`` into ``figures/scenes/`` (tables as
+which runs the library's evaluation (:func:`egg_interp.runner.evaluate`, what ``egg-interp
+evaluate`` runs; resumable: re-running continues where it stopped) into
+``runs/scenes/results.jsonl`` and its report (:func:`egg_interp.report.write_report`, what
+``egg-interp report`` runs) into ``figures/scenes/`` (tables as
 markdown + CSV, bar plots with 95 % bootstrap CIs, evidence-size and question-family
 breakdowns, comparison grids of the first samples). The same script runs a real checkpoint
 on a real benchmark on a GPU, e.g.::
@@ -30,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from egg_interp.cli import main as cli  # noqa: E402
-from egg_interp.distributed import dist_info  # noqa: E402
+from egg_interp.distributed import dist_info, rank_device  # noqa: E402
+from egg_interp.settings import LoopSettings  # noqa: E402
 
 METHODS = "egg,saliency,input_x_gradient,integrated_gradients,gradcam,raw_attention,rel_att"
 """Map methods scored by default (the ones a CPU run finishes in minutes)."""
@@ -74,52 +76,64 @@ def available(names: str, registry: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from egg_interp.data.registry import load_dataset
     from egg_interp.methods import METHODS as METHOD_REGISTRY
+    from egg_interp.models import load_model
     from egg_interp.pipelines import PIPELINES as PIPELINE_REGISTRY
+    from egg_interp.pipelines import PipelineOptions
+    from egg_interp.report import write_report
+    from egg_interp.runner import evaluate
 
     args = parse_args(argv)
     pipelines = args.pipelines
     if "vicrop" in pipelines.split(",") and importlib.util.find_spec("egg_interp.vicrop") is None:
         print("egg_interp.vicrop is not available: the vicrop pipeline is skipped")
         pipelines = ",".join(p for p in pipelines.split(",") if p != "vicrop")
-    common = ["--model", args.model, "--prompt-suffix", args.prompt_suffix]
-    if args.device:
-        common += ["--device", args.device]
-    if args.dtype:
-        common += ["--dtype", args.dtype]
-    evaluate = [
-        "evaluate",
-        *common,
-        "--dataset",
-        args.dataset,
-        "--methods",
-        available(args.methods, METHOD_REGISTRY),
-        "--pipelines",
-        available(pipelines, PIPELINE_REGISTRY),
-        "--stop",
-        args.stop,
-        "--out",
-        str(args.results),
-        "--save-maps",
-        str(args.results.parent / "maps"),
-        "--batch-size",
-        str(args.batch_size),
-    ]
-    if args.data_root:
-        evaluate += ["--data-root", args.data_root]
-    if args.split:
-        evaluate += ["--split", args.split]
-    if args.limit:
-        evaluate += ["--limit", str(args.limit)]
-    if args.no_progress:
-        evaluate.append("--no-progress")
-    rc = cli(evaluate)
-    if rc or not dist_info().is_main:
-        return rc
-    report = ["report", str(args.results), "--out", str(args.figures), "--grids", str(args.grids)]
-    if args.data_root:
-        report += ["--data-root", args.data_root]
-    return cli(report)
+    methods = [m for m in available(args.methods, METHOD_REGISTRY).split(",") if m]
+    pipelines = [p for p in available(pipelines, PIPELINE_REGISTRY).split(",") if p]
+    options = PipelineOptions(LoopSettings(stop=args.stop))  # checked before the model loads
+    info = dist_info()
+    samples = load_dataset(args.dataset, args.data_root or ".", args.split, args.limit or None)
+    adapter = load_model(
+        args.model,
+        device=rank_device(args.device, info),
+        dtype=args.dtype,
+        prompt_suffix=args.prompt_suffix,
+    )
+    summary = evaluate(
+        adapter,
+        samples,
+        methods,
+        pipelines,
+        args.results,
+        dataset=args.dataset,
+        split=args.split,
+        model=args.model,
+        pipeline_options=options,
+        top_k=options.loop.top_k,
+        batch_size=args.batch_size,
+        maps_dir=args.results.parent / "maps",
+        progress=not args.no_progress,
+        dist=info,
+        data_root=args.data_root,
+    )
+    print(
+        f"{summary.written} lines written, {summary.skipped} already done, {summary.errors} errors"
+    )
+    if not info.is_main:
+        return 0
+    written = write_report(
+        summary.out,
+        args.figures,
+        grids=args.grids,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        prompt_suffix=args.prompt_suffix,
+        data_root=args.data_root,
+    )
+    print(f"wrote {len(written)} files to {args.figures}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Reproduce the layout of the paper's Table 1: base / +ViCrop / +EGG accuracy per benchmark.
 
-One ``egg-interp evaluate`` per dataset (each resumable, each its own results file under
-``--results-dir``), then one ``egg-interp report`` over all of them into ``--figures``
-(``accuracy.md`` is the table; the pointing-game table covers the datasets with boxes).
+One evaluation per dataset with one loaded model (:func:`egg_interp.runner.evaluate`, what
+``egg-interp evaluate`` runs; each resumable, each its own results file under
+``--results-dir``), then one report over all of them into ``--figures``
+(:func:`egg_interp.report.write_report`; ``accuracy.md`` is the table; the pointing-game
+table covers the datasets with boxes).
 
 On a GPU with the official benchmark files under one root (one folder per dataset, named as
 in the registry: ``textvqa/``, ``vstar/``, ``docvqa/``, ``pope/``, ``infovqa/``, ``gqa/``,
@@ -26,13 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from egg_interp.cli import main as cli  # noqa: E402
 from egg_interp.distributed import (  # noqa: E402
     dist_info,
     init_process_group,
     rank_device,
     shutdown,
 )
+from egg_interp.errors import EggError  # noqa: E402
+from egg_interp.pipelines import PipelineOptions  # noqa: E402
+from egg_interp.settings import METHOD_NAMES, PIPELINE_NAMES, resolve_name, split_names  # noqa: E402
 
 DATASETS = "textvqa,vstar,docvqa,pope,infovqa,gqa,realworldqa"
 
@@ -54,51 +58,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
-    pipelines = [p for p in args.pipelines.split(",") if p]
+    from egg_interp.data.registry import load_dataset
+    from egg_interp.models import load_model
+    from egg_interp.report import write_report
+    from egg_interp.runner import evaluate
+
+    pipelines = [resolve_name(p, PIPELINE_NAMES, "pipeline") for p in split_names(args.pipelines)]
     if "vicrop" in pipelines and importlib.util.find_spec("egg_interp.vicrop") is None:
         print("egg_interp.vicrop is not available: the vicrop pipeline is skipped")
         pipelines.remove("vicrop")
+    methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)]
     info = dist_info()  # one process group for all datasets (evaluate then reuses it)
-    created = init_process_group(info, rank_device(args.device, info))
+    device = rank_device(args.device, info)
+    created = init_process_group(info, device)
+    adapter = load_model(
+        args.model, device=device, dtype=args.dtype, prompt_suffix=args.prompt_suffix
+    )
+    options = PipelineOptions()
     results = []
     for dataset in [d for d in args.datasets.split(",") if d]:
         out = args.results_dir / f"{dataset}.jsonl"
-        cmd = [
-            "evaluate",
-            "--model",
-            args.model,
-            "--prompt-suffix",
-            args.prompt_suffix,
-            "--dataset",
-            dataset,
-            "--data-root",
-            str(args.data_root / dataset),
-            "--methods",
-            args.methods,
-            "--pipelines",
-            ",".join(pipelines),
-            "--out",
-            str(out),
-            "--batch-size",
-            str(args.batch_size),
-        ]
-        for flag, value in (("--device", args.device), ("--dtype", args.dtype)):
-            if value:
-                cmd += [flag, value]
-        if args.limit:
-            cmd += ["--limit", str(args.limit)]
-        if args.no_progress:
-            cmd.append("--no-progress")
-        rc = cli(cmd)
-        if rc:
-            print(f"{dataset}: evaluate failed (exit {rc}); continuing with the others")
+        try:
+            samples = load_dataset(dataset, args.data_root / dataset, None, args.limit or None)
+            summary = evaluate(
+                adapter,
+                samples,
+                methods,
+                pipelines,
+                out,
+                dataset=dataset,
+                model=args.model,
+                pipeline_options=options,
+                top_k=options.loop.top_k,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+                dist=info,
+                data_root=args.data_root / dataset,
+            )
+        except EggError as exc:  # a missing or malformed benchmark: go on with the others
+            print(f"{dataset}: evaluate failed ({exc}); continuing with the others")
             continue
-        results.append(str(out))
+        print(f"{dataset}: {summary.written} lines written, {summary.errors} errors")
+        results.append(summary.out)
     if created:
         shutdown()
     if not results or not info.is_main:
         return 0 if results else 1
-    return cli(["report", *results, "--out", str(args.figures)])
+    write_report(results, args.figures)
+    return 0
 
 
 if __name__ == "__main__":

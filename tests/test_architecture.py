@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,26 @@ def test_import_contracts_are_kept():
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "broken" in out.stdout and " 0 broken" in out.stdout
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a script imports (``from a import b`` gives ``a`` and ``a.b``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "analyses").glob("*.py")), ids=lambda p: p.name)
+def test_analyses_call_the_library_not_the_cli(script):
+    """Scripts in analyses/ are outside the package, so import-linter cannot see them."""
+    cli = {
+        m
+        for m in _imported_modules(script)
+        if m == "egg_interp.cli" or m.startswith("egg_interp.cli.")
+    }
+    assert not cli, f"{script.name} imports {sorted(cli)}: call the library instead"

@@ -212,3 +212,17 @@ def test_analysis_script_runs_on_a_tiny_model(tiny_llava_dir, tmp_path):
     assert (figures / "accuracy.md").exists() and (figures / "pointing_game.png").exists()
     assert len(list((figures / "grids").glob("*.png"))) == 2
     assert "Scenes" in (figures / "accuracy.md").read_text()
+
+
+def test_table1_script_runs_on_a_tiny_model(tiny_llava_dir, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "analyses" / "eval_table1.py"
+    spec = importlib.util.spec_from_file_location("eval_table1", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figures = tmp_path / "figures"
+    argv = ["--model", str(tiny_llava_dir), "--datasets", "scenes,bogus", "--limit", "2"]
+    argv += ["--pipelines", "base", "--methods", "egg", "--data-root", str(tmp_path)]
+    argv += ["--results-dir", str(tmp_path / "runs"), "--figures", str(figures)]
+    assert module.main([*argv, "--no-progress"]) == 0  # the unknown dataset is skipped
+    assert (tmp_path / "runs" / "scenes.jsonl").exists()
+    assert "Scenes" in (figures / "accuracy.md").read_text()
