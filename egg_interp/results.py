@@ -95,6 +95,28 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def weights_fingerprint(model: Any, per_tensor: int = 64) -> str:
+    """A short hash of a model's weight values, part of every config (``"weights"``), so that
+    results of retrained weights never pass for results of the old ones under the same name.
+
+    Hashes every parameter's name and shape and ``per_tensor`` evenly strided values (read in
+    float32): cheap on a 7B model, and any retraining changes them. ``model`` is a
+    ``torch.nn.Module`` (an adapter's ``.model``); the recipe is frozen, since changing it
+    would change every config hash (a test pins it).
+    """
+    import torch
+
+    h = hashlib.sha1()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // per_tensor)
+            sample = flat[::step][:per_tensor].float().cpu().numpy()
+            h.update(f"{name}{tuple(p.shape)}".encode())
+            h.update(sample.tobytes())
+    return h.hexdigest()[:16]
+
+
 def key_of(record: Mapping[str, Any]) -> Key:
     """The ``(sample_id, kind, name, config_hash)`` key of a line."""
     return tuple(str(record[f]) for f in KEY_FIELDS)  # type: ignore[return-value]

@@ -67,6 +67,7 @@ from egg_interp.results import (
     part_paths,
     rank_path,
     read_results,
+    weights_fingerprint,
 )
 from egg_interp.runner_lines import Job, LinePlan
 from egg_interp.settings import resolve_name
@@ -244,7 +245,7 @@ def evaluate(
     model = model or adapter.name
     base_cfg = {
         "model": model,
-        "weights": adapter.weights_fingerprint(),
+        "weights": weights_fingerprint(adapter.model),
         "dtype": str(adapter.dtype).replace("torch.", ""),
         "prompt_suffix": adapter.prompt_suffix,
         "dataset": dataset,

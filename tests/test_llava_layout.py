@@ -99,3 +99,29 @@ def test_answers_from_the_maps_forward_equal_generate(tiny_llava):
     from arch_checks import check_answers_from_the_maps_forward
 
     check_answers_from_the_maps_forward(tiny_llava, noise_image(120, 90, 7))
+
+
+def test_bad_prompt_input_is_an_input_error(tiny_llava):
+    from PIL import Image
+
+    from egg_interp.errors import InputError
+
+    image = noise_image(60, 40)
+    for call in (
+        lambda: tiny_llava.build_inputs([], "what colour?"),
+        lambda: tiny_llava.build_inputs([image], "   "),
+        lambda: tiny_llava.build_inputs([Image.new("RGB", (0, 5))], "what colour?"),
+        lambda: tiny_llava.build_batch([]),
+        lambda: tiny_llava.build_batch([([], "what colour?")]),
+    ):
+        with pytest.raises(InputError):
+            call()
+
+
+def test_one_prompt_builds_the_same_alone_or_as_a_batch(tiny_llava):
+    image = noise_image(60, 40)
+    alone = tiny_llava.build_inputs([image], "what colour?")
+    batch = tiny_llava.build_batch([([image], "what colour?")])
+    assert torch.equal(alone.input_ids, batch.input_ids)
+    assert torch.equal(alone.batch["pixel_values"], batch.batch["pixel_values"])
+    assert [lay.n_tokens for lay in alone.layouts] == [lay.n_tokens for lay in batch.layouts]

@@ -240,10 +240,10 @@ def test_retrained_weights_under_the_same_name_are_new_work(tiny_llava, vstar_ro
     out = tmp_path / "out.jsonl"
     assert evaluate(tiny_llava, samples, out=out, **kwargs).written == 2
     assert evaluate(tiny_llava, samples, out=out, **kwargs).written == 0
-    before = tiny_llava.weights_fingerprint()
+    before = egg_interp.results.weights_fingerprint(tiny_llava.model)
     with torch.no_grad():  # "retrain": one weight moves
         next(tiny_llava.model.parameters()).view(-1)[0] += 1.0
-    assert tiny_llava.weights_fingerprint() != before
+    assert egg_interp.results.weights_fingerprint(tiny_llava.model) != before
     again = evaluate(tiny_llava, samples, out=out, **kwargs)
     assert again.written == 2 and again.skipped == 0
 
@@ -386,3 +386,14 @@ def test_rank_detection_and_sharding(monkeypatch):
     monkeypatch.setenv("RANK", "4")
     with pytest.raises(ValueError, match="inconsistent"):
         egg_interp.distributed.dist_info()
+
+
+def test_weights_fingerprint_recipe_is_frozen():
+    """The fingerprint is part of every config hash: these values were computed by the old
+    ``VLMAdapter.weights_fingerprint``; a change here would re-run every saved result."""
+    model = torch.nn.Sequential(torch.nn.Linear(7, 300), torch.nn.LayerNorm(300))
+    with torch.no_grad():
+        for i, p in enumerate(model.parameters()):
+            p.copy_(torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape) / (10 + i))
+    assert egg_interp.results.weights_fingerprint(model) == "33d65195841f69b8"
+    assert egg_interp.results.weights_fingerprint(model.to(torch.bfloat16)) == "9cc51061fe3536f0"

@@ -255,8 +255,7 @@ def pixel_gradients(
     """
     pixels = inputs.batch["pixel_values"].detach().requires_grad_(True)
     with torch.enable_grad():
-        out = adapter.model(**{**inputs.batch, "pixel_values": pixels}, logits_to_keep=1)
-        logits = out.logits[0, -1]
+        logits = adapter.pixel_logits(inputs, pixels)
         objective = target(logits)
         (grad,) = torch.autograd.grad(objective, [pixels])
     return pixels.detach(), grad.float(), objective.detach(), logits.detach()

@@ -5,7 +5,52 @@ question with one or more images (original first, then crops), knows where each 
 visual tokens sit in the sequence and which rectangle of the image each token covers, and
 runs the language model on *precomputed* post-projector visual token embeddings, so that
 methods can take gradients at those embeddings without touching the vision tower or
-monkeypatching transformers. Methods only ever talk to this interface.
+monkeypatching transformers. Methods only ever talk to this interface (never to
+``adapter.model``).
+
+Hooks of an architecture (what one adapter file in ``models/`` writes)
+-----------------------------------------------------------------------
+Shapes: ``N`` images in the prompt, ``T_i`` visual tokens of image ``i``, ``H`` the LM's
+hidden size, ``V`` the vocabulary, ``B`` a batch of perturbed inputs.
+
+Required:
+
+* ``model_types`` (class data): the ``config.model_type`` values it serves (for
+  :func:`egg_interp.models.load_model`).
+* :meth:`~VLMAdapter.layouts` ``(images, batch) -> list[ImageLayout]``: one per image, in
+  prompt order, each with ``n_tokens = T_i`` and its grid views (token index and cell boxes
+  in processed-image pixels); ``batch`` is the processor's output.
+* :meth:`~VLMAdapter.compute_image_features` ``(inputs) -> list of (T_i, H) tensors``: the
+  vision tower and projector, one tensor per image (called without gradients; cached by
+  :meth:`~VLMAdapter.image_features`).
+
+Optional (the default is right for LLaVA-like models):
+
+* ``image_token``, ``pixel_keys`` (class data); :meth:`~VLMAdapter.fallback_prompt`
+  ``(n_images, text) -> str`` when the processor has no chat template.
+* :meth:`~VLMAdapter.encoder_outputs` ``(list of (T_i, H)) -> object``: how the model takes
+  precomputed features (``mm_encoder_outputs["image"]``); default a
+  ``BaseModelOutputWithPooling`` with the tuple as ``pooler_output``.
+* :meth:`~VLMAdapter.position_kwargs` ``(batch, kwargs) -> kwargs``: positions of a forward
+  (default: counted from each row's first real token under left padding; Qwen resets its
+  rotary deltas).
+* :meth:`~VLMAdapter.extend_extra` ``(batch, n) -> batch``: lengthen per-token inputs other
+  than ``input_ids``/``attention_mask`` by ``n`` appended text tokens.
+* :meth:`~VLMAdapter.pixel_relevance_to_tokens` ``(inputs, pixel_map) -> list of (T_i,)``:
+  pool a per-pixel map (``pixel_values``' shape without channels) to tokens; enables the
+  pixel-space methods (:attr:`~VLMAdapter.supports_pixel_space`).
+* :meth:`~VLMAdapter.perturbed_logits` ``(inputs, list of (B, T_i, H)) -> (B, V)`` and
+  :meth:`~VLMAdapter.perturbed_pixel_logits` ``(inputs, (B, *pixel_values.shape)) -> (B, V)``:
+  one batched forward instead of ``B`` (default: a loop).
+* :attr:`~VLMAdapter.input_side` (int, ViCrop's crop unit), :meth:`~VLMAdapter.forward`,
+  :meth:`~VLMAdapter.generate` when the model needs a reset before each call.
+
+What methods call (shared, not overridden): :meth:`~VLMAdapter.build_inputs` /
+:meth:`~VLMAdapter.build_batch` (prompts), :meth:`~VLMAdapter.image_features`,
+:meth:`~VLMAdapter.forward_features` (LM on features: ``.logits`` of shape
+``(rows, 1 or seq, V)``), :meth:`~VLMAdapter.pixel_logits` (from pixels, through the vision
+tower), :meth:`~VLMAdapter.next_token_logits`, :meth:`~VLMAdapter.extend`,
+:meth:`~VLMAdapter.to_map`, :meth:`~VLMAdapter.attention_implementation`.
 
 Per-image token relevance travels as a flat vector in the order of that image's feature
 rows; :meth:`VLMAdapter.to_map` scatters it into the image's token grids.
@@ -39,8 +84,8 @@ from egg_interp.models.layout import (
 class VLMAdapter:
     """Base class of all architecture adapters.
 
-    Subclasses set :attr:`model_types` and implement :meth:`image_layout`,
-    :meth:`image_features` and :meth:`forward_features`; the rest is shared.
+    Subclasses set :attr:`model_types` and implement :meth:`layouts` and
+    :meth:`compute_image_features`; the optional hooks are listed in the module docstring.
 
     Parameters
     ----------
@@ -128,26 +173,7 @@ class VLMAdapter:
             Where each image lies in the original image; defaults to each image's own
             full rectangle (right for the original; the loop passes the crop boxes).
         """
-        question = check_question(question)
-        if not images:
-            raise InputError("at least one image is needed")
-        images = [im.convert("RGB") for im in images]
-        for im in images:
-            if min(im.size) < 1:
-                raise InputError(f"image of size {im.size} has no pixels")
-        text = self.prompt_text(len(images), question)
-        batch = self.processor(images=list(images), text=text, return_tensors="pt")
-        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
-            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        layouts = self.layouts(images, batch)
-        if origin_boxes is None:
-            origin_boxes = [(0.0, 0.0, float(im.width), float(im.height)) for im in images]
-        for lay, box in zip(layouts, origin_boxes, strict=True):
-            lay.origin_box = tuple(float(b) for b in box)  # type: ignore[assignment]
-        inputs = PromptInputs(batch=batch, images=list(images), layouts=layouts, question=question)
-        self._check_token_count(inputs)
-        return inputs
+        return self._build([(images, question)], origin_boxes)
 
     def build_batch(self, items: Sequence[tuple[Sequence[Image.Image], str]]) -> PromptInputs:
         """Several prompts in one left-padded batch (one row per ``(images, question)``).
@@ -158,26 +184,53 @@ class VLMAdapter:
         """
         if not items:
             raise InputError("an empty batch")
-        texts, flat, counts = [], [], []
+        return self._build(items, None, batched=True)
+
+    def _build(
+        self,
+        items: Sequence[tuple[Sequence[Image.Image], str]],
+        origin_boxes: Sequence[Box] | None,
+        batched: bool = False,
+    ) -> PromptInputs:
+        """The one place prompts are built: check, format, process, lay out."""
+        texts, questions, flat, counts = [], [], [], []
         for images, question in items:
+            questions.append(check_question(question))
             if not images:
                 raise InputError("at least one image is needed per prompt")
-            texts.append(self.prompt_text(len(images), check_question(question)))
-            flat.extend(im.convert("RGB") for im in images)
-            counts.append(len(images))
+            rgb = [im.convert("RGB") for im in images]
+            for im in rgb:
+                if min(im.size) < 1:
+                    raise InputError(f"image of size {im.size} has no pixels")
+            texts.append(self.prompt_text(len(rgb), questions[-1]))
+            flat.extend(rgb)
+            counts.append(len(rgb))
         tok = self.tokenizer
-        side, tok.padding_side = tok.padding_side, "left"
+        side = tok.padding_side
         try:
-            batch = self.processor(images=flat, text=texts, return_tensors="pt", padding=True)
+            if batched:  # left padding keeps every row's answer position last
+                tok.padding_side = "left"
+                batch = self.processor(images=flat, text=texts, return_tensors="pt", padding=True)
+            else:
+                batch = self.processor(images=flat, text=texts[0], return_tensors="pt")
+        except ValueError as exc:  # e.g. an image too small for the processor's patch size
+            raise InputError(
+                f"{type(self).__name__}: the processor rejects the input: {exc}"
+            ) from exc
         finally:
             tok.padding_side = side
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
         layouts = self.layouts(flat, batch)
-        for lay, im in zip(layouts, flat, strict=True):
-            lay.origin_box = (0.0, 0.0, float(im.width), float(im.height))
-        inputs = PromptInputs(batch, flat, layouts, question="", images_per_row=counts)
+        if origin_boxes is None:
+            origin_boxes = [(0.0, 0.0, float(im.width), float(im.height)) for im in flat]
+        for lay, box in zip(layouts, origin_boxes, strict=True):
+            lay.origin_box = tuple(float(b) for b in box)  # type: ignore[assignment]
+        if batched:
+            inputs = PromptInputs(batch, flat, layouts, question="", images_per_row=counts)
+        else:
+            inputs = PromptInputs(batch, flat, layouts, question=questions[0])
         self._check_token_count(inputs)
         return inputs
 
@@ -293,23 +346,6 @@ class VLMAdapter:
     def clear_cache(self) -> None:
         """Forget cached vision features."""
         self._feature_cache.clear()
-
-    def weights_fingerprint(self, per_tensor: int = 64) -> str:
-        """A short hash of the weights' values, so results of retrained weights never pass
-        for results of the old ones under the same model name.
-
-        Hashes every parameter's name and shape and ``per_tensor`` evenly strided values
-        (read in float32): cheap on a 7B model, and any retraining changes them.
-        """
-        h = hashlib.sha1()
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                flat = p.detach().reshape(-1)
-                step = max(1, flat.numel() // per_tensor)
-                sample = flat[::step][:per_tensor].float().cpu().numpy()
-                h.update(f"{name}{tuple(p.shape)}".encode())
-                h.update(sample.tobytes())
-        return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ running
     def forward(self, inputs: PromptInputs, **kwargs: Any) -> Any:
@@ -479,11 +515,16 @@ class VLMAdapter:
         ``pixel_values`` has shape ``(batch, *inputs.batch["pixel_values"].shape)``; returns
         ``(batch, vocab)``. The default runs one forward (vision tower included) per row.
         """
-        rows = [
-            self.model(**{**inputs.batch, "pixel_values": pv}, logits_to_keep=1).logits[0, -1]
-            for pv in pixel_values
-        ]
-        return torch.stack(rows)
+        return torch.stack([self.pixel_logits(inputs, pv) for pv in pixel_values])
+
+    def pixel_logits(self, inputs: PromptInputs, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Next-token logits of the prompt with these ``pixel_values`` (vision tower included).
+
+        ``pixel_values`` has the shape of ``inputs.batch["pixel_values"]``; returns ``(V,)``,
+        differentiable (the pixel-space methods take gradients at the pixels).
+        """
+        batch = {**inputs.batch, "pixel_values": pixel_values}
+        return self.forward(replace(inputs, batch=batch), logits_to_keep=1).logits[0, -1]
 
     # ------------------------------------------------------------------ hygiene
     @contextmanager
