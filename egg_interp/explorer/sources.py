@@ -57,7 +57,9 @@ class MapSource:
                 self.notes.append(f"cannot load {model} to recompute maps: {exc}")
                 adapter = None
             if adapter is not None and entry.get("_weights"):
-                if adapter.weights_fingerprint() != entry["_weights"]:
+                from egg_interp.results import weights_fingerprint
+
+                if weights_fingerprint(adapter.model) != entry["_weights"]:
                     self.notes.append(
                         f"maps recomputed with {model} whose weights differ from those "
                         "recorded in the results"
