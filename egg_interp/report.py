@@ -22,6 +22,7 @@ Aggregation rules
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from egg_interp.errors import InputError
 from egg_interp.io import atomic_path
 from egg_interp.metrics import pope_scores
 from egg_interp.results import load_results
@@ -383,6 +385,10 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths = [results] if isinstance(results, (str, Path)) else list(results)
     maps, answers = load_frames(paths)
+    if maps.empty and answers.empty:
+        raise InputError(
+            f"no readable results line in {', '.join(str(p) for p in paths)}: nothing to report"
+        )
     tables = write_tables(maps, answers, out)
     figs: list[Path] = []
     if figures:
@@ -395,6 +401,8 @@ def write_report(
         from egg_interp.compare import comparison_grids
 
         grid_paths, notes = comparison_grids(paths, out / "grids", grids, **grid_kwargs)
+        for note in notes:  # also in report.md; a warning so that a terminal shows it too
+            warnings.warn(f"--grids: {note}", UserWarning, stacklevel=2)
     index = _index_text(paths, maps, answers, tables, figs, grid_paths, notes, out)
     written = [out / f"{n}.{ext}" for n in tables for ext in ("md", "csv")]
     written += figs + grid_paths + [_write_text(out / "report.md", index)]

@@ -144,9 +144,10 @@ def read_results(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the records of a results file in file order (nothing when it does not exist).
 
     A trailing fragment without a newline is yielded only when it is a complete record (a
-    crash between the text and its newline); otherwise it is skipped silently, being the
-    partial last line of an interrupted write. An unreadable line elsewhere is skipped with
-    a :class:`RuntimeWarning` naming the file and line number.
+    crash between the text and its newline); otherwise it is skipped with a one-line
+    :class:`RuntimeWarning` (the partial last line of an interrupted write, which the next
+    :class:`ResultsWriter` cuts off). Unreadable lines elsewhere are skipped with one
+    :class:`RuntimeWarning` naming the file and the line numbers.
     """
     path = Path(path)
     if not path.exists():
@@ -155,20 +156,34 @@ def read_results(path: str | Path) -> Iterator[dict[str, Any]]:
         data = fh.read()
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
+    bad: list[int] = []
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         record = _parse(raw)
         if record is None:
-            warnings.warn(
-                f"{path}:{number}: unreadable results line skipped", RuntimeWarning, stacklevel=2
-            )
+            bad.append(number)
             continue
         yield record
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        what = "line" if len(bad) == 1 else f"{len(bad)} lines"
+        warnings.warn(
+            f"{path}:{bad[0]}: unreadable results {what} skipped (line {shown})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if tail.strip():
         record = _parse(tail)
         if record is not None:
             yield record
+        else:
+            warnings.warn(
+                f"{path}:{len(lines) + 1}: half-written last line dropped (an interrupted "
+                "write; the next run appending to the file cuts it off)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def load_results(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:

@@ -14,9 +14,12 @@ Library code never imports this package.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
+from egg_interp import __version__
 from egg_interp.cli import args as a
 from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
@@ -74,13 +77,21 @@ LOOP_COMMANDS = ("ground", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = a.OneLineErrorParser(
         prog="egg-interp",
         description="Entropy-Gradient Grounding and attribution baselines for VLMs.",
     )
+    parser.add_argument("--version", action="version", version=f"egg-interp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
+        add_args(
+            sub.add_parser(
+                name,
+                help=help_text,
+                description=help_text,
+                formatter_class=a.DefaultsHelpFormatter,
+            )
+        )
     return parser
 
 
@@ -106,17 +117,47 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _files_only_backend() -> None:
-    """Figures go to files: matplotlib's Agg backend, chosen by the entry point only."""
-    import matplotlib
+    """Figures go to files: matplotlib's Agg backend, chosen by the entry point only.
 
-    matplotlib.use("Agg")
+    Through ``MPLBACKEND`` when matplotlib is not imported yet, so that a command failing on
+    its inputs never pays for importing it.
+    """
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
+    else:
+        os.environ["MPLBACKEND"] = "Agg"
+
+
+def apply_threads(threads: int | None) -> None:
+    """Cap torch's CPU threads (``--threads``, default ``$EGG_INTERP_THREADS``; None: torch's).
+
+    Set before torch is imported (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``) and on torch itself
+    when it already is. One thread is often much faster for small models on a shared CPU.
+    """
+    if threads is None:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _one_line_warnings(command: str) -> None:
+    """Show every warning as one line, ``egg-interp CMD: warning: ...`` (no source echo)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        print(f"egg-interp {command}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``egg-interp``."""
     args = build_parser().parse_args(argv)
+    _one_line_warnings(args.command)
     try:
         check_args(args)
+        apply_threads(getattr(args, "threads", None))
         _files_only_backend()
         return int(COMMANDS[args.command][2](args) or 0)
     except EggError as exc:
@@ -127,4 +168,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "build_parser", "check_args", "main"]
+__all__ = ["COMMANDS", "apply_threads", "build_parser", "check_args", "main"]

@@ -4,19 +4,111 @@ and :mod:`.evaluate`). Imports nothing heavy, so ``--help`` and bad options answ
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from egg_interp.settings import METHOD_NAMES, PIPELINE_NAMES, TARGET_NAMES
 
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+"""Names ``--dtype`` accepts (``auto``: float32 on CPU, bfloat16 on CUDA)."""
+
+THREADS_ENV = "EGG_INTERP_THREADS"
+"""Environment variable giving the default of ``--threads``."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, "", argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def dtype_name(text: str) -> str:
+    """An argparse ``type``: one of :data:`DTYPES`."""
+    if text not in DTYPES:
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; use one of {', '.join(DTYPES)}")
+    return text
+
+
+def device_name(text: str) -> str:
+    """An argparse ``type``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N or mps")
+    return text
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads`` (default: ``$EGG_INTERP_THREADS``, else torch's own choice)."""
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        default=os.environ.get(THREADS_ENV) or None,
+        metavar="N",
+        help=f"CPU threads for torch (default: ${THREADS_ENV}, else torch's choice); "
+        "1 is often fastest for small models on a shared CPU",
+    )
+
+
+def add_device_args(p: argparse.ArgumentParser, dtype: bool = True) -> None:
+    """``--device``, ``--dtype`` (optional) and ``--threads``."""
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default=None,
+        help="cpu, cuda, cuda:1, mps (default: cuda if available, else cpu)",
+    )
+    if dtype:
+        p.add_argument(
+            "--dtype",
+            type=dtype_name,
+            default=None,
+            help="float32 | bfloat16 | float16 (default: float32 on CPU, bfloat16 on CUDA)",
+        )
+    add_threads_arg(p)
+
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device``, ``--dtype`` and ``--prompt-suffix``."""
+    """``--model``, ``--device``, ``--dtype``, ``--threads`` and ``--prompt-suffix``."""
     p.add_argument(
         "--model",
         default="organism",
         help="Hugging Face id, local checkpoint directory, or 'organism' (default)",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
+    add_device_args(p)
     p.add_argument(
         "--prompt-suffix", default="", help="text appended to every question (model specific)"
     )
@@ -42,12 +134,19 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
         help=f"what the map explains (default: the method's own): {', '.join(TARGET_NAMES)}",
     )
     p.add_argument("--top-k", type=int, default=2, help="regions (crops) per step")
-    p.add_argument("--stop", default="ent", help="ent | fixed:N | area:PX | prob | pixels | none")
+    p.add_argument(
+        "--stop",
+        default="ent",
+        help="stopping rule: ent (spatial entropy rises) | fixed:N (N steps) | area:PX (crop "
+        "area <= PX) | prob (top-1 probability stops rising) | pixels | none",
+    )
     p.add_argument("--max-steps", type=int, default=15, help="upper bound on loop steps")
     p.add_argument(
         "--min-crop-side", type=float, default=8.0, help="smallest crop side, pixels (loop)"
     )
-    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument(
+        "--max-new-tokens", type=int, default=20, help="longest answer, in generated tokens"
+    )
 
 
 def ground_args(p: argparse.ArgumentParser) -> None:
@@ -90,7 +189,9 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
     p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate at most N samples")
+    p.add_argument(
+        "--limit", type=int_at_least(1), default=None, help="evaluate at most N (>= 1) samples"
+    )
     p.add_argument(
         "--methods",
         default="egg",
@@ -104,7 +205,7 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results.jsonl", help="results file (appended, resumable)")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=int_at_least(1),
         default=1,
         help="samples per map batch: one padded forward/backward for batched methods (egg and "
         "the gradient maps), the internal batch of IG/SmoothGrad; answers run one at a time (1)",
@@ -127,21 +228,29 @@ def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", nargs="+", help="results file(s) (.jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--grids", type=int, default=0, metavar="N", help="comparison grids of the first N samples"
+        "--grids",
+        type=int_at_least(0),
+        default=0,
+        metavar="N",
+        help="comparison grids of the first N samples",
     )
     p.add_argument(
-        "--model", default=None, help="recompute maps for --grids (when none were saved)"
+        "--model",
+        default=None,
+        help="model that recomputes maps for --grids when none were saved (default: the model "
+        "recorded in the results)",
     )
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--prompt-suffix", default="")
+    add_device_args(p)
+    p.add_argument(
+        "--prompt-suffix", default="", help="text appended to every question for --grids"
+    )
     p.add_argument("--data-root", default=None, help="images for --grids (default: as recorded)")
 
 
 def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="organism", help="checkpoint (default: the organism)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--n", type=int, default=200, help="test scenes per question family")
+    add_device_args(p, dtype=False)
+    p.add_argument("--n", type=int_at_least(1), default=200, help="test scenes per question family")
     p.add_argument("--out", default="demo_out", help="directory for summary.json and figures")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
 
@@ -150,10 +259,9 @@ def bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", default="organism", help="checkpoint or 'organism' (default); see --preset"
     )
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None)
+    add_device_args(p)
     p.add_argument("--methods", default=None, help="comma-separated (default: all registered)")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    p.add_argument("--repeat", type=int_at_least(1), default=5, help="timed runs per measurement")
     p.add_argument("--out", default="figures/bench", help="directory for bench.json and bench.md")
     p.add_argument(
         "--preset",

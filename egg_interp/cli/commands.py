@@ -143,9 +143,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``bench``: method costs, memory and scaling."""
+    from egg_interp.settings import METHOD_NAMES
+
+    methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)] or None
+
     from egg_interp.bench import run_suite
 
-    methods = split_names(args.methods) or None
     width = None if args.width_check in ("", "none") else args.width_check
     run_suite(
         args.out,

@@ -22,8 +22,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     args.dataset = resolve_name(args.dataset, DATASETS, "dataset")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.limit is not None and args.limit < 0:
-        raise InputError(f"--limit must be >= 0, got {args.limit}")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be >= 1, got {args.limit}")
     if not args.tolerance >= 0:
         raise InputError(f"--tolerance must be >= 0, got {args.tolerance}")
 
@@ -107,11 +107,12 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Write the tables, figures and ``report.md`` of :func:`report.write_report`."""
-    from egg_interp.report import write_report
-
     missing = [p for p in args.results if not Path(p).exists()]
     if missing:
         raise InputError(f"results file not found: {', '.join(missing)}")
+
+    from egg_interp.report import write_report
+
     written = write_report(
         args.results,
         args.out,

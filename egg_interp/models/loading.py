@@ -78,12 +78,7 @@ def _read_model_type(source: str) -> str:
                 f"model {source!r} is neither a local checkpoint directory nor a Hugging Face id "
                 "(owner/name)"
             )
-        try:
-            from transformers import PretrainedConfig
-
-            data, _ = PretrainedConfig.get_config_dict(source)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load the config of {source!r}: {exc}") from exc
+        data = _hub_config(source)
     model_type = data.get("model_type")
     if not model_type:
         raise InputError(f"{source}/config.json has no model_type")
@@ -94,6 +89,57 @@ def _read_model_type(source: str) -> str:
             f"{_native_hint(source, model_type)}"
         )
     return model_type
+
+
+def _hub_config(source: str) -> dict[str, Any]:
+    """The raw ``config.json`` of a hub id: from the local cache, else from the hub.
+
+    An id that is neither cached nor reachable fails at once in one line
+    (:class:`InputError`): offline (``HF_HUB_OFFLINE``) or when the hub's host does not answer
+    within a few seconds, instead of huggingface_hub's five logged retries.
+    """
+    import logging
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, "config.json")
+    if isinstance(cached, str):
+        return json.loads(Path(cached).read_text())
+    where = f"model {source!r} is not in the local Hugging Face cache"
+    if constants.HF_HUB_OFFLINE:
+        raise InputError(f"{where} and HF_HUB_OFFLINE is set")
+    if not _hub_reachable(constants.ENDPOINT):
+        raise InputError(f"{where} and {constants.ENDPOINT} cannot be reached (offline?)")
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # no per-retry messages
+    try:
+        from transformers import PretrainedConfig
+
+        data, _ = PretrainedConfig.get_config_dict(source)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot load the config of {source!r}: {first}") from exc
+    finally:
+        hub_log.setLevel(level)
+    return data
+
+
+def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether the hub's host accepts a TCP connection (assumed yes behind a proxy)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _native_hint(source: str, model_type: str) -> str:

@@ -1,0 +1,136 @@
+"""What a newcomer meets first: fast one-line failures, --version, help, threads, reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from egg_interp.cli import build_parser, main
+
+HEAVY = ("torch", "transformers", "matplotlib", "pandas")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ground", "--image", "missing.png", "--question", "q"],
+        ["ground", "--image", "missing.png", "--question", "q", "--device", "gpu"],
+        ["ground", "--image", "missing.png", "--question", "q", "--dtype", "f8"],
+        ["ground", "--image", "missing.png", "--question", "q", "--top-k", "x"],
+        ["compare", "--image", "missing.png", "--question", "q"],
+        ["evaluate", "--dataset", "scenes", "--limit", "0"],
+        ["evaluate", "--dataset", "scenes", "--pipelines", "bogus"],
+        ["report", "missing.jsonl", "--out", "r"],
+        ["report", "missing.jsonl", "--out", "r", "--grids", "-1"],
+        ["demo", "--n", "0"],
+        ["bench", "--repeat", "0"],
+        ["bench", "--methods", "bogus"],
+        ["merge", "out.jsonl", "missing*.jsonl"],
+        ["explore", "missing.jsonl"],
+        ["methods", "--bogus"],
+    ],
+)
+def test_every_command_fails_in_one_line_before_heavy_imports(argv, tmp_path):
+    code = (
+        "import sys; from egg_interp.cli import main\n"
+        "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy; sys.exit(rc)"
+    )
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], out.stderr
+    assert time.perf_counter() - start < 60  # well under a second on an idle machine
+
+
+def test_version(capsys):
+    from egg_interp import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def _subcommands():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices.items()
+
+
+def test_every_option_has_help_and_defaults_are_shown():
+    for name, cmd in _subcommands():
+        for action in cmd._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    ground = " ".join(dict(_subcommands())["ground"].format_help().split())
+    assert "(default: 2)" in ground and "(default: 15)" in ground and "(default: ent)" in ground
+
+
+def test_threads_option_and_environment(monkeypatch):
+    monkeypatch.setenv("EGG_INTERP_THREADS", "1")
+    args = build_parser().parse_args(["ground", "--image", "i", "--question", "q"])
+    assert args.threads == 1
+    args = build_parser().parse_args(["demo", "--threads", "3"])
+    assert args.threads == 3
+    code = (
+        "from egg_interp.cli import apply_threads; apply_threads(1); import torch; "
+        "print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "1", out.stderr
+
+
+def _line(sample_id: str) -> str:
+    record = {"sample_id": sample_id, "kind": "answer", "name": "base", "config_hash": "h"}
+    record.update(model="organism", dataset="scenes", split="test", correct=True, answer="a")
+    return json.dumps(record)
+
+
+def test_report_on_a_file_without_readable_lines_is_an_error(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\nnor this\n")
+    assert main(["report", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("egg-interp report: error: no readable results line")
+    assert all(line.startswith("egg-interp report: ") for line in err)  # no echoed source
+
+
+def test_report_warns_in_one_line_about_a_dropped_half_line(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    path.write_text(_line("a") + "\n" + _line("b")[:20])
+    assert main(["report", str(path), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "half-written last line dropped" in err[0], err
+    assert err[0].startswith("egg-interp report: warning:")
+
+
+def test_unknown_hub_id_offline_fails_in_one_line(monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+
+    from egg_interp.errors import InputError
+    from egg_interp.models import loading
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint, timeout=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="not in the local Hugging Face cache") as exc:
+        loading._read_model_type("nobody/no-such-model")
+    assert time.perf_counter() - start < 5 and "\n" not in str(exc.value)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError, match="HF_HUB_OFFLINE"):
+        loading._read_model_type("nobody/no-such-model")
+    captured = capsys.readouterr()
+    assert "Retry" not in captured.err + captured.out
