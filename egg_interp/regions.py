@@ -37,12 +37,12 @@ from egg_interp.geometry import (
     expand_box,
 )
 
-SMOOTHING_MODE = "reflect"
-"""Boundary mode of :func:`smooth` (``scipy.ndimage`` name): the map is mirrored at its edges."""
+SMOOTHING_MODE = "normalised"
+"""Border handling of :func:`smooth`: normalised convolution (see there for why)."""
 
 
 def smooth(grid: np.ndarray, sigma: float = 1.5) -> np.ndarray:
-    """Gaussian-smooth a token grid.
+    """Gaussian-smooth a token grid by normalised convolution.
 
     Parameters
     ----------
@@ -54,9 +54,25 @@ def smooth(grid: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     Returns
     -------
     ndarray of shape (rows, cols), float64
-        The smoothed grid. The boundary mode is ``"reflect"`` (scipy's default): values are
-        mirrored at the edge, so a blob touching the border is not dragged toward zero and the
-        total mass is preserved.
+        The smoothed grid: the grid smoothed with zero padding, divided by the all-ones grid
+        smoothed the same way. Every cell is thus a Gaussian-weighted mean of *real* cells
+        (the kernel is renormalised where it overhangs the border): a uniform map stays
+        uniform and every value lies between the grid's minimum and maximum.
+
+    Notes
+    -----
+    Border handling is a deliberate choice; the paper does not state one. On a 24 x 24 grid
+    it barely matters, but on small grids (the organism's 8 x 8) it decides rankings. A
+    mirroring border (``scipy.ndimage``'s default ``"reflect"``) counts an edge cell's own
+    value again in place of the missing neighbours, so an edge cell keeps most of its value
+    while a centre cell is averaged with its neighbours: on an 8 x 8 grid with sigma 1.5 an
+    isolated corner cell keeps 0.23 of its value against 0.07 in the centre, and a 0.47 edge
+    cell outranked a 0.83 centre cell. Zero padding instead drags blobs at the border toward
+    zero. Normalised convolution (a corner keeps 0.18, an edge 0.11, the centre 0.07) still
+    lets a lone border cell average fewer neighbours, but invents no mass.
+
+    >>> smooth(np.full((3, 4), 2.0)).round(6).tolist()[0]
+    [2.0, 2.0, 2.0, 2.0]
     """
     arr = np.asarray(grid, dtype=np.float64)
     if arr.ndim != 2:
@@ -65,7 +81,9 @@ def smooth(grid: np.ndarray, sigma: float = 1.5) -> np.ndarray:
         raise InputError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if sigma == 0:
         return arr.copy()
-    return ndimage.gaussian_filter(arr, sigma=float(sigma), mode=SMOOTHING_MODE)
+    blurred = ndimage.gaussian_filter(arr, sigma=float(sigma), mode="constant", cval=0.0)
+    weight = ndimage.gaussian_filter(np.ones_like(arr), sigma=float(sigma), mode="constant")
+    return blurred / weight
 
 
 def _values(values: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from egg_interp.errors import DegenerateMapError, InputError
 from egg_interp.regions import (
@@ -260,11 +261,29 @@ def test_rank_regions_merges_images():
     assert a[1].rank == 1  # inputs untouched
 
 
-def test_smooth_preserves_mass_and_sigma_zero_copies():
+def test_smooth_is_a_weighted_mean_of_real_cells_and_sigma_zero_copies():
     g = np.zeros((5, 6))
     g[0, 0] = 1.0
-    assert smooth(g).sum() == pytest.approx(1.0)  # reflect boundary keeps the mass
+    s = smooth(g)
+    assert 0.0 <= s.min() and s.max() <= 1.0
+    assert np.allclose(smooth(np.full((5, 6), 3.0)), 3.0)  # a uniform map stays uniform
     s0 = smooth(g, 0)
     assert np.array_equal(s0, g) and s0 is not g
     with pytest.raises(InputError):
         smooth(g, -1.0)
+
+
+def test_smoothing_border_does_not_favour_edge_cells_on_a_small_grid():
+    """8 x 8, sigma 1.5 (the organism's grid): a 0.83 centre cell outranks a 0.47 edge cell.
+
+    With a mirroring border the edge cell counted its own value again and won (0.061 against
+    0.060); normalised convolution averages real cells only.
+    """
+    g = np.zeros((8, 8))
+    g[0, 3], g[4, 4] = 0.47, 0.83
+    s = smooth(g, 1.5)
+    assert s[4, 4] > s[0, 3]
+    lone = np.zeros((8, 8))
+    lone[0, 0] = 1.0
+    reflected = ndimage.gaussian_filter(lone, 1.5, mode="reflect")[0, 0]
+    assert smooth(lone, 1.5)[0, 0] < reflected  # less edge favour than a mirroring border
