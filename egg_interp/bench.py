@@ -355,13 +355,18 @@ def bench_batch(
 
 
 def bench_runner(
-    adapter: VLMAdapter, n: int = 8, batch_size: int = 1, options: Any = None
+    adapter: VLMAdapter,
+    n: int = 8,
+    batch_size: int = 1,
+    options: Any = None,
+    batch_pipelines: bool = True,
 ) -> dict[str, Any]:
     """Samples per second of the evaluation runner (EGG map and EGG pipeline per sample).
 
     Runs :func:`egg_interp.runner.evaluate` on ``n`` test scenes of the synthetic benchmark
     (images of any model's liking; no files needed), writing to a temporary JSONL file;
-    ``options`` are the :class:`~egg_interp.pipelines.PipelineOptions` (default: the defaults).
+    ``options`` are the :class:`~egg_interp.pipelines.PipelineOptions` (default: the defaults);
+    ``batch_pipelines=False`` runs the pipelines one sample at a time (the old path).
     """
     import tempfile
 
@@ -379,6 +384,7 @@ def bench_runner(
             out=Path(tmp) / "results.jsonl",
             batch_size=batch_size,
             pipeline_options=options,
+            batch_pipelines=batch_pipelines,
             progress=False,
         )
         _sync(adapter.device)
@@ -388,6 +394,22 @@ def bench_runner(
         "seconds": seconds,
         "samples_per_second": len(samples) / seconds,
         "errors": summary.errors,
+    }
+
+
+def bench_runner_batches(adapter: VLMAdapter, n: int = 8, batch: int = 8) -> dict[str, Any]:
+    """The runner at batch 1 and at ``batch``, with maps batched only (the old path) and with
+    the pipelines batched too (the new one), run back to back on the same ``n`` scenes."""
+    one = bench_runner(adapter, n, 1)
+    old = bench_runner(adapter, n, batch, batch_pipelines=False)
+    new = bench_runner(adapter, n, batch)
+    return {
+        "batch": batch,
+        "batch_1": one,
+        "old": old,
+        "new": new,
+        "old_speedup": old["samples_per_second"] / one["samples_per_second"],
+        "speedup": new["samples_per_second"] / one["samples_per_second"],
     }
 
 
@@ -433,8 +455,13 @@ def run_suite(
     repeat: int = 5,
     preset: str | None = None,
     width_check: str | None = "llava-1.5-7b-width",
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run every benchmark and write ``bench.json`` and ``bench.md`` into ``out_dir``.
+
+    ``only`` (names among ``"pipeline"``, ``"runner"``, ``"runner_batch"``) reruns those
+    sections alone into the ``bench.json`` already in ``out_dir`` (``rerun`` says which and
+    when; everything else keeps its earlier figures).
 
     The model is ``model`` (a checkpoint or ``"organism"``), else the random-weight
     ``preset`` built in memory (default ``"llava-1.5-shaped"``). ``width_check`` (a preset, ``None`` to skip) adds EGG's time and memory
@@ -471,12 +498,28 @@ def run_suite(
         "repeat": repeat,
         "targets": TARGETS,
     }
+    sections = {
+        "pipeline": lambda: bench_pipeline(
+            adapter, _image(400, 300), "what is written on the sign ?", repeat=max(1, repeat // 2)
+        ),
+        "runner": lambda: bench_runner(adapter),
+        "runner_batch": lambda: bench_runner_batches(adapter),
+    }
+    if only:
+        import json
+
+        results = json.loads((out_dir / "bench.json").read_text())
+        for name in only:
+            results[name] = sections[name]()
+        results["rerun"] = {"sections": list(only), "date": time.strftime("%Y-%m-%d")}
+        results["checks"] = check_targets(results)
+        write_json(out_dir / "bench.json", results)
+        (out_dir / "bench.md").write_text(markdown(results))
+        return results
     results["methods"] = bench_methods(adapter, names, repeat=repeat)
     results["regions"] = bench_regions()
     results["scaling"] = bench_scaling(adapter, repeat=max(1, repeat // 2))
-    results["pipeline"] = bench_pipeline(
-        adapter, _image(400, 300), "what is written on the sign ?", repeat=max(1, repeat // 2)
-    )
+    results["pipeline"] = sections["pipeline"]()
     results["batch"] = bench_batch(adapter, repeat=max(1, repeat // 2))
     cheap = [
         m
@@ -485,6 +528,7 @@ def run_suite(
     ]
     results["cache"] = bench_cache(adapter, cheap, repeat=max(1, repeat // 2))
     results["runner"] = bench_runner(adapter)
+    results["runner_batch"] = bench_runner_batches(adapter)
     if width_check:
         wide = preset_adapter(width_check, device, dtype)
         cfg = wide.model.config
@@ -594,5 +638,24 @@ def markdown(results: dict[str, Any]) -> str:
             f"Evaluation runner (EGG map + EGG pipeline per sample, {ru['samples']} scenes): "
             f"{ru['samples_per_second']:.2f} samples/s."
         )
+    if "runner_batch" in results:
+        rb = results["runner_batch"]
+        lines += [
+            "",
+            f"| runner, {rb['batch_1']['samples']} scenes (EGG map + EGG pipeline) | samples/s "
+            "| vs batch 1 |",
+            "|---|---:|---:|",
+            f"| batch 1 | {rb['batch_1']['samples_per_second']:.2f} | 1.00x |",
+            f"| batch {rb['batch']}, maps batched (old path) | "
+            f"{rb['old']['samples_per_second']:.2f} | {rb['old_speedup']:.2f}x |",
+            f"| batch {rb['batch']}, maps and pipelines batched (new path) | "
+            f"{rb['new']['samples_per_second']:.2f} | {rb['speedup']:.2f}x |",
+        ]
+    if "rerun" in results:
+        lines += [
+            "",
+            f"Sections rerun on {results['rerun']['date']}: "
+            f"{', '.join(results['rerun']['sections'])} (the rest from the run above).",
+        ]
     lines.append("")
     return "\n".join(lines)

@@ -133,3 +133,46 @@ def test_runner_throughput_runs_the_real_runner(tiny_llava):
     out = bench_runner(tiny_llava, n=2)
     assert out["samples"] == 2 and out["errors"] == 0
     assert out["samples_per_second"] == pytest.approx(2 / out["seconds"])
+
+
+def test_markdown_reports_old_and_new_paths_side_by_side():
+    run = {"samples": 8, "seconds": 4.0, "samples_per_second": 2.0, "errors": 0}
+    results = {
+        "model": "m",
+        "sizes": {"parameters": 1e6, "vision": "8x1", "text": "8x1"},
+        "device": "cpu",
+        "dtype": "float32",
+        "threads": 1,
+        "torch": "x",
+        "date": "d",
+        "repeat": 1,
+        "methods": [
+            {
+                "method": "forward",
+                "seconds": 0.1,
+                "time_ratio": 1.0,
+                "peak_bytes": 1,
+                "memory_ratio": 1.0,
+            }
+        ],
+        "checks": {},
+        "scaling": {"tokens": [1], "seconds": [1.0], "exponent": 1.0},
+        "pipeline": {"ratio": 4.2, "old_ratio": 6.9, "steps": 2},
+        "batch": {1: 1.0},
+        "cache": {"methods": ["egg"], "saving": 0.5},
+        "runner": run,
+        "runner_batch": {
+            "batch": 8,
+            "batch_1": run,
+            "old": {**run, "samples_per_second": 3.0},
+            "new": {**run, "samples_per_second": 6.0},
+            "old_speedup": 1.5,
+            "speedup": 3.0,
+        },
+        "rerun": {"sections": ["pipeline"], "date": "d2"},
+    }
+    text = markdown(results)
+    assert "4.2x the base answer (answers from the maps' own forwards; 6.9x" in text
+    assert "| batch 8, maps batched (old path) | 3.00 | 1.50x |" in text
+    assert "| batch 8, maps and pipelines batched (new path) | 6.00 | 3.00x |" in text
+    assert "Sections rerun on d2: pipeline" in text
