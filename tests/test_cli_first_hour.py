@@ -134,3 +134,32 @@ def test_unknown_hub_id_offline_fails_in_one_line(monkeypatch, tmp_path, capsys)
         loading._read_model_type("nobody/no-such-model")
     captured = capsys.readouterr()
     assert "Retry" not in captured.err + captured.out
+
+
+def _scenes_map_line(model: str) -> str:
+    from egg_interp.data.registry import load_dataset
+
+    sample = load_dataset("scenes", ".", "test", 1)[0]
+    record = {"sample_id": sample.id, "kind": "map", "name": "egg", "config_hash": "h"}
+    record.update(model=model, dataset="scenes", split="test", index=0)
+    return json.dumps(record) + "\n"
+
+
+def test_report_grids_use_the_recorded_model(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    path.write_text(_scenes_map_line("organism"))
+    assert main(["report", str(path), "--out", str(tmp_path / "r"), "--grids", "1"]) == 0
+    assert len(list((tmp_path / "r" / "grids").glob("*.png"))) == 1
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_report_grids_say_in_the_terminal_why_they_cannot(tmp_path, capsys, monkeypatch):
+    from egg_interp.models import loading
+
+    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint, timeout=3.0: False)
+    path = tmp_path / "r.jsonl"
+    path.write_text(_scenes_map_line("nobody/not-on-this-machine"))
+    assert main(["report", str(path), "--out", str(tmp_path / "r"), "--grids", "1"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load the model 'nobody/not-on-this-machine'" in err[0]
+    assert err[0].startswith("egg-interp report: warning: --grids:")

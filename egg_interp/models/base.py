@@ -59,6 +59,7 @@ rows; :meth:`VLMAdapter.to_map` scatters it into the image's token grids.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -196,6 +197,7 @@ class VLMAdapter:
         texts, questions, flat, counts = [], [], [], []
         for images, question in items:
             questions.append(check_question(question))
+            self._warn_unknown_words(questions[-1])
             if not images:
                 raise InputError("at least one image is needed per prompt")
             rgb = [im.convert("RGB") for im in images]
@@ -233,6 +235,29 @@ class VLMAdapter:
             inputs = PromptInputs(batch, flat, layouts, question=questions[0])
         self._check_token_count(inputs)
         return inputs
+
+    def _warn_unknown_words(self, question: str) -> None:
+        """Warn once per adapter when the tokenizer reads words of a question as its unknown
+        token (a word-level vocabulary such as the organism's): the model never sees them, so
+        its answer is a guess. Any tokenizer with an unknown token; byte-level ones never warn.
+        """
+        tok = self.tokenizer
+        unk = getattr(tok, "unk_token_id", None)
+        if unk is None or getattr(self, "_warned_unknown_words", False):
+            return
+        if unk not in tok(question, add_special_tokens=False)["input_ids"]:
+            return
+        self._warned_unknown_words = True
+        words = [
+            w for w in question.split() if unk in tok(w, add_special_tokens=False)["input_ids"]
+        ]
+        warnings.warn(
+            f"{len(words) or 'some'} word(s) of the question are unknown to the model's "
+            f"tokenizer and read as {tok.unk_token}: {', '.join(words)} (question: "
+            f"{question[:80]!r}); its answer cannot depend on them. Warned once per model.",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _check_token_count(self, inputs: PromptInputs) -> None:
         n_placeholders = int((inputs.input_ids == self.image_token_id).sum())
