@@ -334,6 +334,16 @@ def oracle_batch(
     return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
 
 
+@register_batch("oracle_one")
+def oracle_one_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    scale = options.loop.crop_scale
+    crops = [[square_crop(b, scale, s.image.size) for b in s.boxes[:1]] for s in samples]
+    answers = _answers(adapter, samples, crops, options.max_new_tokens)
+    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+
+
 @register_batch("random")
 def random_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions

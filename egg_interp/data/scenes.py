@@ -113,13 +113,18 @@ RECIPES: dict[str, Recipe] = {
         objects={"detail": (3, 4), "multi": (2, 4), "coarse": (3, 4), "existence": (3, 4)},
     ),
     "scenes-v2": Recipe(
-        contrast=24,
+        contrast=17,
         period=5.5,
         unique_colours=True,
         objects={"detail": (1, 3), "multi": (2, 3), "coarse": (2, 3), "existence": (2, 3)},
     ),
 }
-"""Benchmark version -> :class:`Recipe`."""
+"""Benchmark version -> :class:`Recipe`.
+
+scenes-v2's contrast was set after training the organism (which trained at contrast 20 and
+48) so that its single-object full-view detail accuracy sits in the middle of the 0.55-0.75
+band where the detail is partly legible: on 200 validation scenes it reads 0.79 at contrast
+20, 0.675 at 17, 0.62 at 16 and 0.51 at 14, and 0.995-1.0 from an oracle crop at each."""
 
 
 def recipe(version: str = VERSION) -> Recipe:
@@ -474,6 +479,7 @@ def make_sample(seed: int, family: str, split: str = "", version: str = VERSION)
         box_source="scene",
         dataset="scenes",
         family=family,
+        split=split,
         meta={
             "version": version,
             "split": split,
