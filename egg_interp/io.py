@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
@@ -66,10 +67,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write strict JSON atomically (temporary file, then rename).
+
+    JSON has no infinity or NaN: every non-finite number (e.g. the spatial entropy ``inf`` of
+    a map without focus in ``steps.json``) is written as ``null``, so a field is always a
+    number or ``null``.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
+        text = json.dumps(_finite_or_null(obj), indent=2, default=_jsonable, allow_nan=False)
+        tmp.write_text(text)
     return Path(path)
+
+
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` with every non-finite float (inf, NaN; numpy ones too) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    if type(obj).__module__ == "numpy" or hasattr(obj, "to_dict") or isinstance(obj, Path):
+        return _finite_or_null(_jsonable(obj))
+    return obj
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:

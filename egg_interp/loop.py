@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,11 @@ class LoopStep:
     """One step of the loop: what was measured on its map and which crops it chose.
 
     ``crops_in`` are the crops in the sequence when the map was computed; ``crop_boxes``
-    the crops chosen from it (both in original-image pixels).
+    the crops chosen from it (both in original-image pixels). The entropies may be ``inf``
+    (spatial entropy when no cell rises above twice the map's mean: no focus) or ``nan`` (a
+    degenerate map, see ``degenerate``); :meth:`to_dict` keeps them as floats, and
+    ``steps.json`` (:func:`egg_interp.io.write_json`) writes every non-finite number as
+    ``null``.
     """
 
     step: int
@@ -70,19 +75,14 @@ class LoopStep:
             "regions": [
                 {k: v for k, v in r.to_dict().items() if k != "cells"} for r in self.regions
             ],
-            "spatial_entropy": _finite_or_str(self.spatial_entropy),
-            "shannon_entropy": _finite_or_str(self.shannon_entropy),
+            "spatial_entropy": self.spatial_entropy,
+            "shannon_entropy": self.shannon_entropy,
             "next_token_entropy": self.next_token_entropy,
             "top1_prob": self.top1_prob,
             "top1_token": self.top1_token,
             "seconds": self.seconds,
             "degenerate": self.degenerate,
         }
-
-
-def _finite_or_str(x: float) -> float | str:
-    """JSON has no inf/NaN: write them as strings."""
-    return x if math.isfinite(x) else str(x)
 
 
 @dataclass
@@ -196,6 +196,7 @@ def zoom_and_reground(
     """
     method_obj, rule, settings = _resolve(method, stop, top_k, max_steps, settings)
     region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
+    _warn_if_too_small(image, region_kwargs["min_side"])
     state = _LoopState(image, question, rule)
     while not state.decision.stop:
         start = time.perf_counter()
@@ -229,6 +230,8 @@ def zoom_and_reground_batch(
     """
     method_obj, _, settings = _resolve("egg", "ent", 2, 15, settings)
     region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
+    for im in images:
+        _warn_if_too_small(im, region_kwargs["min_side"])
     states = [_LoopState(im, q, settings.rule()) for im, q in zip(images, questions, strict=True)]
     while running := [st for st in states if not st.decision.stop]:
         start = time.perf_counter()
@@ -337,6 +340,9 @@ class _LoopState:
         if degenerate:
             keep = steps[-2].step if len(steps) > 1 else None
             self.decision = Decision(True, keep, f"degenerate map: {degenerate}")
+        elif not self.decision.stop and self.crops and new_crops == self.crops:
+            # the same prompt again would give the same map and the same crops forever
+            self.decision = Decision(True, steps[-1].step, "crops repeat: nothing left to zoom")
         self.crops = new_crops
 
     def result(self, method_name: str) -> GroundingResult:
@@ -350,6 +356,17 @@ class _LoopState:
             method=method_name,
             stop_rule=repr(self.rule),
             maps=self.maps,
+        )
+
+
+def _warn_if_too_small(image: Image.Image, min_side: float) -> None:
+    """Warn when no crop can be smaller than the image (e.g. 1 x 1): the loop cannot zoom."""
+    if max(image.size) <= min_side:
+        warnings.warn(
+            f"the image is {image.width} x {image.height} px, no larger than the smallest crop "
+            f"side ({min_side:g} px): the loop cannot zoom in (it stops when its crops repeat)",
+            UserWarning,
+            stacklevel=3,
         )
 
 
@@ -415,9 +432,62 @@ def ground(
 ) -> GroundingResult:
     """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer.
 
-    With ``reuse_forward`` (default) both answers continue from the maps' own forwards where
-    the prompts agree (:mod:`egg_interp.models.answering`; the same answers, one prefill
-    less each); ``False`` prefills every answer afresh (the old path, kept for the benchmark).
+    Parameters
+    ----------
+    adapter : VLMAdapter
+        A loaded model (:func:`egg_interp.models.load_model`).
+    image : PIL.Image.Image
+        The original image.
+    question : str
+        Must not be empty.
+    method : str or AttributionMethod, default "egg"
+        The map that chooses the crops: any registered method (see
+        :func:`egg_interp.methods.attribute`) or an instance with its options.
+    stop : str or StoppingRule, default "ent"
+        When to stop zooming and which step's crops to keep:
+
+        - ``"ent"``: stop when the spatial entropy of the original image's map rises (keep
+          the step before the rise) or reaches 0;
+        - ``"fixed:N"``: exactly ``N`` steps, keep the last;
+        - ``"area:PX"``: stop once the crops' area is at most ``PX`` pixels (default 4000);
+        - ``"prob"``: stop when the top-1 probability stops rising;
+        - ``"pixels"`` / ``"pixels:P"``: ``max(image side) // P`` steps (default P = 1000);
+        - ``"none"``: step 0 only (its crops are kept).
+
+        Every rule also stops after ``max_steps`` steps, and the loop stops when a step's
+        crops repeat the previous ones (nothing left to zoom into).
+    top_k : int, default 2
+        Regions (crops) chosen per step.
+    max_steps : int, default 15
+        Upper bound on the steps, step 0 included.
+    max_new_tokens : int, default 20
+        Longest answer, in generated tokens.
+    region_kwargs : dict, optional
+        Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
+        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``).
+    settings : LoopSettings, optional
+        All loop settings at once (method and its options, target, stopping rule, top-k,
+        steps, crop policy); then ``method``, ``stop``, ``top_k`` and ``max_steps`` are
+        ignored unless they are objects.
+    reuse_forward : bool, default True
+        Both answers continue from the maps' own forwards where the prompts agree
+        (:mod:`egg_interp.models.answering`; the same answers, one prefill less each);
+        ``False`` prefills every answer afresh (the old path, kept for the benchmark).
+
+    Returns
+    -------
+    GroundingResult
+        ``base_answer`` (original image alone), ``answer`` (with the kept crops), ``crops``
+        (kept boxes, original-image pixels), ``regions`` (ranked regions of step 0), ``steps``
+        (the step log), ``decision`` (why it stopped, which step was kept), ``maps`` (every
+        step's map); ``to_dict()`` is the log written to ``steps.json``.
+
+    Warns
+    -----
+    UserWarning
+        When the image is no larger than the smallest crop side (nothing to zoom into), and
+        (from the adapter, once per model) when words of the question are unknown to the
+        model's tokenizer.
     """
     prefixes: list[PrefixState] | None = [] if reuse_forward else None
     result = zoom_and_reground(

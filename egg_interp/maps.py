@@ -53,6 +53,10 @@ class GridView:
                 "must be (rows, cols) and (rows, cols, 4)"
             )
 
+    def __repr__(self) -> str:
+        rows, cols = self.values.shape
+        return f"GridView({self.name!r}, {rows}x{cols})"
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` of the grid."""
@@ -170,6 +174,21 @@ class AttributionMap:
     method: str = ""
     target: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Short: method, target and each image's size and grids, never the arrays.
+
+        >>> from egg_interp.geometry import regular_cell_boxes
+        >>> view = GridView(np.zeros((8, 8)), regular_cell_boxes(8, 8, 0, 0, 8, 8))
+        >>> AttributionMap([ImageMap([view], (64, 64), (0, 0, 64, 64))], "egg", "entropy")
+        AttributionMap(method='egg', target='entropy', images=[64x64 px: base 8x8])
+        """
+        images = ", ".join(
+            f"{im.image_size[0]}x{im.image_size[1]} px: "
+            + " + ".join(f"{v.name} {v.shape[0]}x{v.shape[1]}" for v in im.views)
+            for im in self.images
+        )
+        return f"AttributionMap(method={self.method!r}, target={self.target!r}, images=[{images}])"
 
     @property
     def grid(self) -> np.ndarray:

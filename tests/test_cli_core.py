@@ -85,7 +85,7 @@ def test_methods_lists_the_registry(capsys):
 
 
 def test_every_command_that_loads_a_model_defaults_to_the_organism():
-    """``report --model`` is the exception: it defaults to the model recorded in the results."""
+    """``report --model`` and ``explore --model`` default to the model recorded in the results."""
     from egg_interp.cli import build_parser
 
     parser = build_parser()
@@ -93,7 +93,7 @@ def test_every_command_that_loads_a_model_defaults_to_the_organism():
     checked = []
     for name, cmd in sub.choices.items():
         model = [a for a in cmd._actions if a.dest == "model"]
-        if model and name != "report":
+        if model and name not in ("report", "explore"):
             assert model[0].default == "organism", name
             checked.append(name)
     assert {"ground", "compare", "evaluate", "demo", "bench"} <= set(checked)

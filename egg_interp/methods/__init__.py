@@ -74,7 +74,51 @@ def attribute(
     target: str | Target | None = None,
     **options: Any,
 ) -> AttributionMap:
-    """One call for every method: ``attribute(adapter, image, question, method="egg")``."""
+    """Attribute a model's next answer token to the visual tokens, with any registered method.
+
+    One call for every method, returning the same map type, so maps compare on equal terms.
+
+    Parameters
+    ----------
+    adapter : VLMAdapter
+        A loaded model (:func:`egg_interp.models.load_model`).
+    images : PIL.Image.Image or sequence of PIL.Image.Image
+        The original image, optionally followed by crops of it (one prompt, in this order).
+    question : str
+        The question; must not be empty. The adapter's ``prompt_suffix`` is appended.
+    method : str or AttributionMethod, default "egg"
+        A name of :data:`METHODS` (``egg``, ``saliency``, ``input_x_gradient``,
+        ``integrated_gradients``, ``gradient_shap``, ``smoothgrad``, ``occlusion``,
+        ``gradcam``, ``raw_attention``, ``attention_rollout``, ``rel_att``, ``grad_att``,
+        ``pure_grad``; ``egg-interp methods`` lists them with their cost) or an instance.
+        Spellings such as ``"Rel-Att"`` are accepted.
+    target : str or Target, optional
+        What the map explains, for methods that take a target (attention maps ignore it):
+        ``"entropy"`` (next-token entropy, EGG's objective), ``"top_p_entropy"`` (entropy of
+        the top-p nucleus, p = 0.9), ``"neg_log_pmax"`` (-log of the top-1 probability),
+        ``"kl_uniform"`` (KL divergence to the uniform distribution), ``"logprob"``
+        (log-probability of the top-1 token, or of ``LogProb(token_id=...)``). ``None``: the
+        method's default (``entropy`` for the gradient methods, ``logprob`` for ``grad_att``
+        and ``pure_grad``).
+    **options
+        Constructor options of the method, e.g. ``space="pixels"`` (gradient methods:
+        attribute to ``pixel_values`` instead of the visual token embeddings),
+        ``answer_step=k`` (explain the k-th answer token), ``n_steps`` and
+        ``internal_batch_size`` (integrated gradients), ``layers`` (attention methods). An
+        unknown option raises :class:`~egg_interp.errors.InputError`.
+
+    Returns
+    -------
+    AttributionMap
+        One token grid per image (float32, ``(rows, cols)``) with the geometry to draw it on
+        the original image; ``meta`` holds the objective, top-1 token and probability, time.
+
+    Examples
+    --------
+    >>> amap = attribute(adapter, image, "what colour is the square ?")  # doctest: +SKIP
+    >>> amap.grid.shape, amap.method, amap.target  # doctest: +SKIP
+    ((8, 8), 'egg', 'entropy')
+    """
     if isinstance(images, Image.Image):
         images = [images]
     return get_method(method, **options).attribute(adapter, images, question, target=target)
