@@ -673,10 +673,11 @@ def plot_curves(run: Path, out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     steps = [r["step"] for r in recs]
     ax = axes[0]
-    for key, label in (
-        ("ans", "answer loss (+ grounding loss once switched on)"),
-        ("aux", "auxiliary token loss"),
-    ):
+    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    curves = [("ans", "answer loss (+ grounding loss once switched on)")]
+    if cfg.get("aux_weight", 1.0) > 0:  # v2 trains without it (weight 0)
+        curves.append(("aux", "auxiliary token loss"))
+    for key, label in curves:
         ax.plot(steps, [r[key] for r in recs], label=label)
     ax.set_yscale("log")
     ax.set_title("training losses")
@@ -691,7 +692,7 @@ def plot_curves(run: Path, out: Path) -> None:
     for key in sorted({k for v in vals for k in v["val"]}):
         pts = [(v["step"], v["val"][key]) for v in vals if key in v["val"]]
         ax.plot(*zip(*pts), marker="o", label=key)
-    ax.set_title("validation accuracy (3-4 objects; full view / oracle crop)")
+    ax.set_title("validation accuracy (full view / oracle crop, 40 per family)")
     for ax in axes:
         ax.set_xlabel("step")
         for ev in stages:
@@ -699,7 +700,7 @@ def plot_curves(run: Path, out: Path) -> None:
         ax.legend(fontsize=7)
     for ax in axes[1:]:
         ax.set_ylim(0, 1.02)
-    fig.suptitle("model organism training (dotted: curriculum stage changes, 1 -> 4 objects)")
+    fig.suptitle("model organism training (dotted: curriculum stages and phase changes)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

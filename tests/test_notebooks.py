@@ -15,6 +15,19 @@ sys.path.insert(0, str(ROOT / "analyses"))
 import make_notebooks  # noqa: E402
 
 
+@pytest.mark.parametrize("name", sorted(make_notebooks.NOTEBOOKS))
+def test_committed_notebook_shows_figures_and_no_warnings(name):
+    committed = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    outputs = [o for c in committed.cells if c.cell_type == "code" for o in c.outputs]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert images, "the committed notebook draws figures, so its outputs must hold pictures"
+    for o in outputs:
+        text = o.get("text", "") if o.output_type == "stream" else ""
+        assert o.output_type != "error"
+        assert not (o.output_type == "stream" and o.name == "stderr"), text[:200]
+        assert "Warning" not in text and str(ROOT) not in text and "/site-packages/" not in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(make_notebooks.NOTEBOOKS))
 def test_notebook_runs_end_to_end(name, tmp_path, monkeypatch):

@@ -3,7 +3,8 @@
 Thresholds are the values measured on the same subsets (recorded below) minus a safety
 margin. Answer accuracy uses 25 test scenes per family (the whole pipeline per sample); the
 pointing game uses the first 200 detail scenes of the test split, the demo's own sample, as
-one map per scene is cheap.
+one map per scene is cheap; the causal measures re-render 30 scenes; the legibility band
+uses 100 single-object validation scenes.
 """
 
 from __future__ import annotations
@@ -17,23 +18,27 @@ from egg_interp.demo import evaluate, summarise
 from egg_interp.pipelines import PipelineOptions
 
 # ---------------------------------------------------------------------------------------
-# THRESHOLDS -- set by the lead (the organism is being retrained; these are the values of
-# the organism of step 7600, measured on scenes-v1, kept until the new weights' figures are
-# measured). Measured on these subsets: detail full 0.44 / oracle 0.84 / EGG crops 0.64;
-# coarse full 0.84, with EGG's crops 0.88. Pointing game (200 detail scenes): EGG 0.325,
-# centre 0.175, uniform-random map 0.165, random object 0.25, EGG's peak on some object 0.99.
-SCENES_VERSION = "scenes-v1"
+# THRESHOLDS: measured on these subsets with the shipped weights (organism v2, step 5200,
+# scenes-v2), minus a margin; the measured values are in the comments. The issue's targets
+# are stated beside them where the test is stricter or looser.
+SCENES_VERSION = "scenes-v2"
 N_PER_FAMILY = 25  # answers: every pipeline on 25 test scenes per family
 N_POINTING = 200  # pointing game: the EGG map of the first 200 detail test scenes
-ORACLE_DETAIL_MIN = 0.70
-ZOOM_GAP_MIN = 0.25
-EGG_OVER_FULL_DETAIL_MIN = 0.10
-COARSE_FULL_MIN = 0.72
-COARSE_EGG_DROP_MAX = 0.10
-EGG_PG_MIN = 0.28
-EGG_OVER_RANDOM_OBJECT_MIN = 0.04
-EGG_OVER_CENTRE_MIN = 0.10
+N_CAUSAL = 30  # causal measures: the first 30 detail test scenes with 2-3 objects
+N_SINGLE = 100  # legibility band: 100 single-object scenes (validation seeds)
+ORACLE_DETAIL_MIN = 0.92  # measured 1.00 (issue target >= 0.95)
+ZOOM_GAP_MIN = 0.20  # full 0.68 vs oracle 1.00
+EGG_OVER_FULL_DETAIL_MIN = 0.20  # EGG crops 1.00 vs full 0.68
+COARSE_FULL_MIN = 0.92  # measured 1.00
+COARSE_EGG_DROP_MAX = 0.05
+EGG_PG_MIN = 0.90  # measured 0.98 (target >= 0.80)
+EGG_OVER_RANDOM_OBJECT_MIN = 0.30  # measured 0.98 - 0.555 = 0.425 (target >= 0.30)
+EGG_OVER_CENTRE_MIN = 0.50  # centre point 0.20
 ANY_OBJECT_MIN = 0.95
+SENSITIVITY_RATIO_MIN = 5.0  # measured 22.6 on this subset, 14.2 on all 200 (target >= 3)
+DISTRACTOR_FOLLOWING_MAX = 0.25  # measured 4/23 = 0.174 (target <= 0.2; n is small here)
+SINGLE_FULL_BAND = (0.55, 0.78)  # target 0.55-0.75; measured 0.675 (200 val scenes)
+SINGLE_ORACLE_MIN = 0.95
 # ---------------------------------------------------------------------------------------
 
 
@@ -125,3 +130,51 @@ def test_egg_crops_do_not_wreck_coarse_questions(summary):
     acc = summary["accuracy"]["coarse"]
     assert acc["egg"] >= acc["full"] - COARSE_EGG_DROP_MAX
     assert math.isfinite(summary["multi_evidence"]["top2_cover_both"])
+
+
+@pytest.fixture(scope="session")
+def causal(organism):
+    from egg_interp.organism.measures import (
+        answer_sensitivity,
+        distractor_crop_following,
+        summarise_measures,
+    )
+
+    pool = scenes.load(split="test", per_family=4 * N_CAUSAL, families=["detail"])
+    picked = [s for s in pool if s.meta["n_objects"] >= 2][:N_CAUSAL]
+    sens = [answer_sensitivity(organism, s) for s in picked]
+    follow = [distractor_crop_following(organism, s) for s in picked]
+    return summarise_measures(sens, follow)
+
+
+def test_the_answer_follows_the_named_object(causal):
+    assert causal["n_sensitivity"] == N_CAUSAL
+    assert causal["answer_sensitivity_ratio"] >= SENSITIVITY_RATIO_MIN
+    assert causal["target_most_causal"] >= 0.8
+
+
+def test_a_distractors_crop_does_not_capture_the_answer(causal):
+    assert causal["n_following"] >= N_CAUSAL // 2
+    assert causal["distractor_crop_following"] <= DISTRACTOR_FOLLOWING_MAX
+
+
+def test_the_detail_is_partly_legible_in_the_full_view_and_legible_in_a_crop(organism):
+    from egg_interp.geometry import crop_image, square_crop
+    from egg_interp.organism.measures import pattern_distribution
+
+    full = oracle = 0
+    for k in range(N_SINGLE):
+        scene = scenes.make_scene(scenes.SPLITS["val"][0] + 50_000 + k, n_objects=1)
+        o = scene.objects[0]
+        question = f"what pattern is on the {o.colour} object?"
+        views = [scene.image]
+        full += (
+            scenes.PATTERNS[pattern_distribution(organism, views, question).argmax()] == o.pattern
+        )
+        views.append(crop_image(scene.image, square_crop(o.box, 1.5, scene.image.size)))
+        oracle += (
+            scenes.PATTERNS[pattern_distribution(organism, views, question).argmax()] == o.pattern
+        )
+    lo, hi = SINGLE_FULL_BAND
+    assert lo <= full / N_SINGLE <= hi
+    assert oracle / N_SINGLE >= SINGLE_ORACLE_MIN
