@@ -73,6 +73,20 @@ def bicubic_reach(name, sx, sy):
     return 2.0 * max(sx, 1.0) + 1.0, 2.0 * max(sy, 1.0) + 1.0
 
 
+def tiled_reach(size, longest=96):
+    """Reach for Idefics3-style processors (Idefics3, SmolVLM) of a ``size`` image.
+
+    Bilinear (support 1) through up to three resizes: longest side to ``longest`` px, to tile
+    multiples, and for the global image down to one tile; each adds its cumulative scale.
+    """
+    s1 = max(max(size) / longest, 1.0)
+
+    def reach(name, sx, sy):
+        return s1 + 2 * max(sx, 1.0) + 1.0, s1 + 2 * max(sy, 1.0) + 1.0
+
+    return reach
+
+
 def check_layout_by_perturbation(adapter, size, cell_px, probes=2, seed=0, reach=bicubic_reach):
     """Perturb random cells of every view of a ``size`` noise image.
 

@@ -12,8 +12,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from arch_checks import (
+    check_answers_from_the_maps_forward,
     check_attention_columns,
     check_batched_maps_equal_single,
     check_egg_map,
@@ -23,22 +23,26 @@ from arch_checks import (
     check_layout_by_perturbation,
     check_zoom_and_reground,
     make_vision_token_local,
+    tiled_reach,
 )
-from conftest import WORDS, noise_image
+from conftest import TinyArch, noise_image
 
 from egg_interp.models import load_model
 from egg_interp.models.idefics3 import Idefics3Adapter
 from egg_interp.models.offline_archs import build_tiny_idefics3
 
+# the random model's next-token distribution is nearly uniform (entropy ~ log vocab) and its
+# gradients ~1e-5, at the float32 noise floor of finite differences: sharpen it, and step
+# 1e-2 in the gradient check (the central difference's O(eps^2) error is then ~1e-4 relative)
+ARCH = TinyArch(build_tiny_idefics3, tower="vision_model", sharpen=30.0)
+
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory):
-    return build_tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"), WORDS, seed=0)
-
-
-@pytest.fixture(scope="module")
-def adapter(ckpt):
-    return load_model(ckpt, device="cpu")
+def local_unsplit_adapter(ckpt):
+    """Token-local, and the processor does not split images into tiles."""
+    adapter = load_model(ckpt, device="cpu")
+    make_vision_token_local(adapter, ARCH.tower)
+    return _unsplit(adapter)
 
 
 def _unsplit(adapter):
@@ -69,38 +73,22 @@ def test_layout_tiles_then_global(adapter, size, tiles_shape):
     assert tiles.cell_boxes[-1, -1, 2:] == pytest.approx(size)
 
 
-def test_layout_without_splitting_is_the_global_image(ckpt):
-    adapter = _unsplit(load_model(ckpt, device="cpu"))
-    lay = adapter.build_inputs([noise_image(150, 100)], "what ?").layouts[0]
+def test_layout_without_splitting_is_the_global_image(local_unsplit_adapter):
+    lay = local_unsplit_adapter.build_inputs([noise_image(150, 100)], "what ?").layouts[0]
     assert [v.name for v in lay.views] == ["global"] and lay.n_tokens == 16
 
 
 @pytest.mark.parametrize(
     "size,split", [((96, 96), True), ((150, 100), True), ((80, 200), True), ((150, 100), False)]
 )
-def test_perturbed_patch_changes_exactly_the_covering_tokens(ckpt, size, split):
-    adapter = load_model(ckpt, device="cpu")
-    if not split:
-        _unsplit(adapter)
-    make_vision_token_local(adapter, "vision_model")
-    s1 = max(max(size) / 96, 1.0)  # first resize: longest side to 96 px
-
-    def reach(name, sx, sy):
-        # bilinear (support 1) through up to three resizes: to 96 px, to tile multiples,
-        # and for the global image down to one tile; each adds its cumulative scale
-        return s1 + 2 * max(sx, 1.0) + 1.0, s1 + 2 * max(sy, 1.0) + 1.0
-
+def test_perturbed_patch_changes_exactly_the_covering_tokens(request, size, split):
+    adapter = request.getfixturevalue("local_adapter" if split else "local_unsplit_adapter")
+    reach = tiled_reach(size)  # images resized to a longest side of 96 px first
     check_layout_by_perturbation(adapter, size, cell_px={"tiles": 8, "global": 8}, reach=reach)
 
 
-def test_entropy_gradient_matches_finite_differences(ckpt):
-    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
-    # the random model's next-token distribution is nearly uniform (entropy ~ log vocab) and
-    # its gradients ~1e-5, at the float32 noise floor of finite differences: sharpen it, and
-    # step 1e-2 (the central difference's O(eps^2) error is then ~1e-4 relative)
-    with torch.no_grad():
-        adapter.model.lm_head.weight.mul_(30.0)
-    check_entropy_gradient(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], eps=1e-2)
+def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
+    check_entropy_gradient(adapter64, square_and_tall, eps=1e-2)  # lm_head sharpened: ARCH
 
 
 def test_map_views(adapter):
@@ -108,16 +96,16 @@ def test_map_views(adapter):
     assert m.images[0].primary.name == "tiles" and np.isfinite(m.images[0].heatmap()).all()
 
 
-def test_extend_matches_generate(adapter):
-    check_extend_matches_generate(adapter, [noise_image(150, 100), noise_image(40, 70, 3)])
+def test_extend_matches_generate(adapter, wide_and_tall):
+    check_extend_matches_generate(adapter, wide_and_tall)
 
 
 def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
     check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
 
 
-def test_attention_columns(adapter):
-    check_attention_columns(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+def test_attention_columns(adapter, square_and_tall):
+    check_attention_columns(adapter, square_and_tall)
 
 
 def test_batched_maps_equal_single(adapter):
@@ -129,6 +117,4 @@ def test_every_registered_method(adapter):
 
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
-    from arch_checks import check_answers_from_the_maps_forward
-
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))

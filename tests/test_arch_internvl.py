@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from arch_checks import (
+    check_answers_from_the_maps_forward,
     check_attention_columns,
     check_batched_maps_equal_single,
     check_egg_map,
@@ -21,24 +21,14 @@ from arch_checks import (
     check_extend_matches_generate,
     check_layout_by_perturbation,
     check_zoom_and_reground,
-    make_vision_token_local,
 )
-from conftest import WORDS, noise_image
+from conftest import TinyArch, noise_image
 
 from egg_interp.methods import attribute
-from egg_interp.models import load_model
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.offline_archs import build_tiny_internvl
 
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory):
-    return build_tiny_internvl(tmp_path_factory.mktemp("tiny_internvl"), WORDS, seed=0)
-
-
-@pytest.fixture(scope="module")
-def adapter(ckpt):
-    return load_model(ckpt, device="cpu")
+ARCH = TinyArch(build_tiny_internvl, tower="vision_tower")
 
 
 def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
@@ -75,15 +65,12 @@ def test_layout_tiles_then_thumbnail(adapter, size, tiles_shape, thumbnail):
 
 
 @pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200), (40, 40)])
-def test_perturbed_patch_changes_exactly_the_covering_tokens(ckpt, size):
-    adapter = load_model(ckpt, device="cpu")
-    make_vision_token_local(adapter, "vision_tower")
-    check_layout_by_perturbation(adapter, size, cell_px={"tiles": 8, "thumbnail": 8})
+def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
+    check_layout_by_perturbation(local_adapter, size, cell_px={"tiles": 8, "thumbnail": 8})
 
 
-def test_entropy_gradient_matches_finite_differences(ckpt):
-    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
-    check_entropy_gradient(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
+    check_entropy_gradient(adapter64, square_and_tall)
 
 
 def test_map_views_and_combined_heatmap(adapter):
@@ -98,27 +85,25 @@ def test_pixel_space_variant_pools_to_every_token(adapter):
     assert m.grid.shape == (8, 12) and m.grid.max() > 0
 
 
-def test_extend_matches_generate(adapter):
-    check_extend_matches_generate(adapter, [noise_image(150, 100), noise_image(40, 70, 3)])
+def test_extend_matches_generate(adapter, wide_and_tall):
+    check_extend_matches_generate(adapter, wide_and_tall)
 
 
 def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
     check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
 
 
-def test_attention_columns(adapter):
-    check_attention_columns(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+def test_attention_columns(adapter, square_and_tall):
+    check_attention_columns(adapter, square_and_tall)
 
 
 def test_batched_maps_equal_single(adapter):
     check_batched_maps_equal_single(adapter)
 
 
-def test_every_registered_method(adapter):
-    check_every_method(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], pixel_space=True)
+def test_every_registered_method(adapter, square_and_tall):
+    check_every_method(adapter, square_and_tall, pixel_space=True)
 
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
-    from arch_checks import check_answers_from_the_maps_forward
-
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from arch_checks import (
+    check_answers_from_the_maps_forward,
     check_attention_columns,
     check_batched_maps_equal_single,
     check_egg_map,
@@ -21,25 +22,15 @@ from arch_checks import (
     check_extend_matches_generate,
     check_layout_by_perturbation,
     check_zoom_and_reground,
-    make_vision_token_local,
 )
-from conftest import WORDS, noise_image
+from conftest import TinyArch, noise_image
 
 from egg_interp.methods import attribute, make_target
 from egg_interp.methods.base import visual_token_gradients
-from egg_interp.models import load_model
 from egg_interp.models.offline_archs import build_tiny_qwen3_vl
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory):
-    return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny_qwen3_vl"), WORDS, seed=0)
-
-
-@pytest.fixture(scope="module")
-def adapter(ckpt):
-    return load_model(ckpt, device="cpu")
+ARCH = TinyArch(build_tiny_qwen3_vl, tower="visual")
 
 
 def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
@@ -60,20 +51,17 @@ def test_layout_grid_covers_the_whole_image(adapter, size, grid):
 
 
 @pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])
-def test_perturbed_patch_changes_exactly_the_covering_tokens(ckpt, size):
-    adapter = load_model(ckpt, device="cpu")
-    make_vision_token_local(adapter, "visual")
-    check_layout_by_perturbation(adapter, size, cell_px={"base": 32})
+def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
+    check_layout_by_perturbation(local_adapter, size, cell_px={"base": 32})
 
 
-def test_entropy_gradient_matches_finite_differences(ckpt):
-    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
-    check_entropy_gradient(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
+    check_entropy_gradient(adapter64, square_and_tall)
 
 
-def test_deepstack_gradient_matches_finite_differences(ckpt):
+def test_deepstack_gradient_matches_finite_differences(adapter64):
     """The gradient reaches the deepstack part of each feature row, and it is right."""
-    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
+    adapter = adapter64  # float64
     tgt = make_target("entropy")
     inputs = adapter.build_inputs([noise_image(150, 100)], "what colour ?")
     feats, grads, _, _ = visual_token_gradients(adapter, inputs, tgt)
@@ -115,16 +103,16 @@ def test_positions_are_not_stale(adapter):
     torch.testing.assert_close(again, ref)
 
 
-def test_extend_matches_generate(adapter):
-    check_extend_matches_generate(adapter, [noise_image(150, 100), noise_image(40, 70, 3)])
+def test_extend_matches_generate(adapter, wide_and_tall):
+    check_extend_matches_generate(adapter, wide_and_tall)
 
 
 def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
     check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
 
 
-def test_attention_columns(adapter):
-    check_attention_columns(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+def test_attention_columns(adapter, square_and_tall):
+    check_attention_columns(adapter, square_and_tall)
 
 
 def test_batched_maps_equal_single(adapter):
@@ -139,11 +127,9 @@ def test_pixel_space_is_refused(adapter):
         attribute(adapter, noise_image(96, 96), "what ?", space="pixels")
 
 
-def test_every_registered_method(adapter):
-    check_every_method(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], pixel_space=False)
+def test_every_registered_method(adapter, square_and_tall):
+    check_every_method(adapter, square_and_tall, pixel_space=False)
 
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
-    from arch_checks import check_answers_from_the_maps_forward
-
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from arch_checks import (
     check_attention_columns,
     check_batched_maps_equal_single,
@@ -21,23 +20,15 @@ from arch_checks import (
     check_extend_matches_generate,
     check_layout_by_perturbation,
     check_zoom_and_reground,
-    make_vision_token_local,
+    tiled_reach,
 )
-from conftest import WORDS, noise_image
+from conftest import TinyArch, noise_image
 
-from egg_interp.models import ADAPTERS, load_model
+from egg_interp.models import ADAPTERS
 from egg_interp.models.idefics3 import SmolVLMAdapter
 from egg_interp.models.offline_archs import build_tiny_smolvlm
 
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory):
-    return build_tiny_smolvlm(tmp_path_factory.mktemp("tiny_smolvlm"), WORDS, seed=0)
-
-
-@pytest.fixture(scope="module")
-def adapter(ckpt):
-    return load_model(ckpt, device="cpu")
+ARCH = TinyArch(build_tiny_smolvlm, tower="vision_model", sharpen=30.0)  # as Idefics3
 
 
 def test_registered_and_loaded_from_config(ckpt, adapter):
@@ -63,22 +54,15 @@ def test_layout_tiles_then_global(adapter, size, tiles_shape):
 
 
 @pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])
-def test_perturbed_patch_changes_exactly_the_covering_tokens(ckpt, size):
-    adapter = load_model(ckpt, device="cpu")
-    make_vision_token_local(adapter, "vision_model")
-    s1 = max(max(size) / 96, 1.0)
-
-    def reach(name, sx, sy):
-        return s1 + 2 * max(sx, 1.0) + 1.0, s1 + 2 * max(sy, 1.0) + 1.0
-
-    check_layout_by_perturbation(adapter, size, cell_px={"tiles": 8, "global": 8}, reach=reach)
+def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
+    reach = tiled_reach(size)  # images resized to a longest side of 96 px first
+    check_layout_by_perturbation(
+        local_adapter, size, cell_px={"tiles": 8, "global": 8}, reach=reach
+    )
 
 
-def test_entropy_gradient_matches_finite_differences(ckpt):
-    adapter = load_model(ckpt, device="cpu", dtype=torch.float64)
-    with torch.no_grad():
-        adapter.model.lm_head.weight.mul_(30.0)
-    check_entropy_gradient(adapter, [noise_image(96, 96), noise_image(40, 70, 3)], eps=1e-2)
+def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
+    check_entropy_gradient(adapter64, square_and_tall, eps=1e-2)  # lm_head sharpened: ARCH
 
 
 def test_map_views(adapter):
@@ -86,16 +70,16 @@ def test_map_views(adapter):
     assert m.images[0].primary.name == "tiles" and np.isfinite(m.images[0].heatmap()).all()
 
 
-def test_extend_matches_generate(adapter):
-    check_extend_matches_generate(adapter, [noise_image(150, 100), noise_image(40, 70, 3)])
+def test_extend_matches_generate(adapter, wide_and_tall):
+    check_extend_matches_generate(adapter, wide_and_tall)
 
 
 def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
     check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
 
 
-def test_attention_columns(adapter):
-    check_attention_columns(adapter, [noise_image(96, 96), noise_image(40, 70, 3)])
+def test_attention_columns(adapter, square_and_tall):
+    check_attention_columns(adapter, square_and_tall)
 
 
 @pytest.mark.xfail(

@@ -10,6 +10,28 @@ from conftest import make_token_local, noise_image
 from egg_interp.models import load_model
 
 
+@pytest.fixture(scope="module")
+def llava(tiny_llava_dir):
+    """The tiny LLaVA, loaded once for the module's tests that leave it as it is."""
+    return load_model(tiny_llava_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def local_llava(tiny_llava_dir):
+    """A separate load with a token-local vision tower, centre-cropping processor."""
+    adapter = load_model(tiny_llava_dir, device="cpu")
+    make_token_local(adapter)
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def local_llava_pad(tiny_llava_pad_dir):
+    """Token-local too, with a processor that pads to a square."""
+    adapter = load_model(tiny_llava_pad_dir, device="cpu")
+    make_token_local(adapter)
+    return adapter
+
+
 def _features(adapter, image):
     inputs = adapter.build_inputs([image], "what colour is the square ?")
     adapter.clear_cache()
@@ -45,11 +67,8 @@ def _tokens_covering(layout, x0, y0, x1, y1):
         ((90, 180), True),
     ],
 )
-def test_perturbed_patch_changes_exactly_the_covering_tokens(
-    size, pad, tiny_llava_dir, tiny_llava_pad_dir
-):
-    adapter = load_model(tiny_llava_pad_dir if pad else tiny_llava_dir, device="cpu")
-    make_token_local(adapter)
+def test_perturbed_patch_changes_exactly_the_covering_tokens(request, size, pad):
+    adapter = request.getfixturevalue("local_llava_pad" if pad else "local_llava")
     width, height = size
     image = noise_image(width, height, seed=1)
     _, layout = _features(adapter, image)
@@ -72,11 +91,10 @@ def test_perturbed_patch_changes_exactly_the_covering_tokens(
         assert changed <= allowed, (changed, allowed)
 
 
-def test_cropped_border_is_seen_by_no_token(tiny_llava):
+def test_cropped_border_is_seen_by_no_token(local_llava):
     """A wide image is centre-cropped: a patch in its left border changes no token."""
-    make_token_local(tiny_llava)
     image = noise_image(200, 100, seed=2)
-    changed, layout = _changed_tokens(tiny_llava, image, 5, 50)
+    changed, layout = _changed_tokens(local_llava, image, 5, 50)
     assert changed == set()
     assert _tokens_covering(layout, 5, 50, 7, 52) == set()
     # and the grid covers exactly the central square
@@ -85,43 +103,43 @@ def test_cropped_border_is_seen_by_no_token(tiny_llava):
     assert boxes[..., 2].max() == pytest.approx(150, abs=2)
 
 
-def test_heatmap_marks_uncovered_border_as_nan(tiny_llava):
+def test_heatmap_marks_uncovered_border_as_nan(llava):
     from egg_interp.methods import attribute
 
-    m = attribute(tiny_llava, noise_image(200, 100), "what colour is the square ?")
+    m = attribute(llava, noise_image(200, 100), "what colour is the square ?")
     heat = m.heatmap()
     assert heat.shape == (100, 200)
     assert np.isnan(heat[:, :40]).all() and np.isnan(heat[:, 160:]).all()
     assert np.isfinite(heat[:, 60:140]).all()
 
 
-def test_answers_from_the_maps_forward_equal_generate(tiny_llava):
+def test_answers_from_the_maps_forward_equal_generate(llava):
     from arch_checks import check_answers_from_the_maps_forward
 
-    check_answers_from_the_maps_forward(tiny_llava, noise_image(120, 90, 7))
+    check_answers_from_the_maps_forward(llava, noise_image(120, 90, 7))
 
 
-def test_bad_prompt_input_is_an_input_error(tiny_llava):
+def test_bad_prompt_input_is_an_input_error(llava):
     from PIL import Image
 
     from egg_interp.errors import InputError
 
     image = noise_image(60, 40)
     for call in (
-        lambda: tiny_llava.build_inputs([], "what colour?"),
-        lambda: tiny_llava.build_inputs([image], "   "),
-        lambda: tiny_llava.build_inputs([Image.new("RGB", (0, 5))], "what colour?"),
-        lambda: tiny_llava.build_batch([]),
-        lambda: tiny_llava.build_batch([([], "what colour?")]),
+        lambda: llava.build_inputs([], "what colour?"),
+        lambda: llava.build_inputs([image], "   "),
+        lambda: llava.build_inputs([Image.new("RGB", (0, 5))], "what colour?"),
+        lambda: llava.build_batch([]),
+        lambda: llava.build_batch([([], "what colour?")]),
     ):
         with pytest.raises(InputError):
             call()
 
 
-def test_one_prompt_builds_the_same_alone_or_as_a_batch(tiny_llava):
+def test_one_prompt_builds_the_same_alone_or_as_a_batch(llava):
     image = noise_image(60, 40)
-    alone = tiny_llava.build_inputs([image], "what colour?")
-    batch = tiny_llava.build_batch([([image], "what colour?")])
+    alone = llava.build_inputs([image], "what colour?")
+    batch = llava.build_batch([([image], "what colour?")])
     assert torch.equal(alone.input_ids, batch.input_ids)
     assert torch.equal(alone.batch["pixel_values"], batch.batch["pixel_values"])
     assert [lay.n_tokens for lay in alone.layouts] == [lay.n_tokens for lay in batch.layouts]
