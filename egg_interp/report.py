@@ -421,6 +421,16 @@ TITLES = {
 }
 
 
+def _display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies under it, so that a committed
+    report names no directory of the machine that wrote it; otherwise as given."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _index_text(
     paths: Sequence[str | Path],
     maps: pd.DataFrame,
@@ -431,7 +441,8 @@ def _index_text(
     notes: Sequence[str],
     out: Path,
 ) -> str:
-    lines = ["# Evaluation report", "", "Derived from: " + ", ".join(f"`{p}`" for p in paths), ""]
+    shown = ", ".join(f"`{_display_path(p)}`" for p in paths)
+    lines = ["# Evaluation report", "", "Derived from: " + shown, ""]
     lines.append(f"{len(maps)} map lines, {len(answers)} answer lines.")
     sources = set(maps.get("box_source", pd.Series(dtype=str))) | set(
         answers.get("box_source", pd.Series(dtype=str))

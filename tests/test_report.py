@@ -226,3 +226,12 @@ def test_table1_script_runs_on_a_tiny_model(tiny_llava_dir, tmp_path):
     assert module.main([*argv, "--no-progress"]) == 0  # the unknown dataset is skipped
     assert (tmp_path / "runs" / "scenes.jsonl").exists()
     assert "Scenes" in (figures / "accuracy.md").read_text()
+
+
+def test_report_names_its_results_file_relative_to_the_project(tmp_path, monkeypatch):
+    from egg_interp.report import _display_path
+
+    monkeypatch.chdir(tmp_path)
+    inside = tmp_path / "runs" / "results.jsonl"
+    assert _display_path(inside) == "runs/results.jsonl"
+    assert _display_path("/elsewhere/results.jsonl") == "/elsewhere/results.jsonl"
