@@ -84,7 +84,7 @@ def test_v2_detail_is_rendered_at_lower_contrast_than_v1():
         pix = np.asarray(scene.image).astype(float)[scene.labels == 0]
         return pix.std(axis=0).mean(), o.colour
 
-    (v1, c1), (v2, c2) = stripe_spread("scenes-v1"), stripe_spread("scenes-v2")
+    (v1, _), (v2, _) = stripe_spread("scenes-v1"), stripe_spread("scenes-v2")
     ratio = scenes.RECIPES["scenes-v2"].contrast / scenes.RECIPES["scenes-v1"].contrast
     assert v2 < v1 and v2 == pytest.approx(v1 * ratio, rel=0.2)
 
