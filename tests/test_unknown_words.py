@@ -21,3 +21,12 @@ def test_unknown_words_warn_once_per_model(tiny_llava):
         tiny_llava.build_inputs([image], "what is the person holding ?")
         tiny_llava.build_batch([([image], "is the dog asleep ?")])
     assert not [w for w in caught if "unknown to the model" in str(w.message)]
+
+
+def test_a_methods_own_prompt_does_not_warn(tiny_llava):
+    from egg_interp.methods import attribute
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        attribute(tiny_llava, noise_image(64, 64), "what colour is the square ?", "rel_att")
+    assert not [w for w in caught if "unknown to the model" in str(w.message)]

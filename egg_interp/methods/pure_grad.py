@@ -78,7 +78,9 @@ class PureGradient(AttributionMethod):
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
     ) -> tuple[list[torch.Tensor], dict[str, Any]]:
         origins = [lay.origin_box for lay in inputs.layouts]
-        generic = adapter.build_inputs(inputs.images, self.generic_prompt, origin_boxes=origins)
+        generic = adapter.build_inputs(
+            inputs.images, self.generic_prompt, origin_boxes=origins, warn_unknown=False
+        )
         pixels, grad_q, objective, logits = pixel_gradients(adapter, inputs, target)
         _, grad_g, _, _ = pixel_gradients(adapter, generic, target)
         ratio = grad_q.norm(dim=-3) / grad_g.norm(dim=-3)

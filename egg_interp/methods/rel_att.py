@@ -54,7 +54,9 @@ class RelativeAttention(AttentionMethod):
     ) -> tuple[list[torch.Tensor], dict[str, Any]]:
         layers = resolve_layers(adapter, self.layers)
         origins = [lay.origin_box for lay in inputs.layouts]
-        generic = adapter.build_inputs(inputs.images, self.generic_prompt, origin_boxes=origins)
+        generic = adapter.build_inputs(
+            inputs.images, self.generic_prompt, origin_boxes=origins, warn_unknown=False
+        )
         question, counts, logits = raw_attention_vector(adapter, inputs, layers)
         general, _, _ = raw_attention_vector(adapter, generic, layers)
         meta = {**self.layer_meta(adapter), **logits_summary(adapter, logits)}

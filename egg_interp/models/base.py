@@ -162,6 +162,8 @@ class VLMAdapter:
         images: Sequence[Image.Image],
         question: str,
         origin_boxes: Sequence[Box] | None = None,
+        *,
+        warn_unknown: bool = True,
     ) -> PromptInputs:
         """Build the prompt for ``question`` about ``images`` (original first, then crops).
 
@@ -173,8 +175,11 @@ class VLMAdapter:
         origin_boxes : sequence of Box, optional
             Where each image lies in the original image; defaults to each image's own
             full rectangle (right for the original; the loop passes the crop boxes).
+        warn_unknown : bool, default True
+            Warn (once per adapter) about words the tokenizer reads as its unknown token;
+            ``False`` for a method's own fixed prompt (e.g. rel-att's generic prompt).
         """
-        return self._build([(images, question)], origin_boxes)
+        return self._build([(images, question)], origin_boxes, warn_unknown=warn_unknown)
 
     def build_batch(self, items: Sequence[tuple[Sequence[Image.Image], str]]) -> PromptInputs:
         """Several prompts in one left-padded batch (one row per ``(images, question)``).
@@ -192,12 +197,14 @@ class VLMAdapter:
         items: Sequence[tuple[Sequence[Image.Image], str]],
         origin_boxes: Sequence[Box] | None,
         batched: bool = False,
+        warn_unknown: bool = True,
     ) -> PromptInputs:
         """The one place prompts are built: check, format, process, lay out."""
         texts, questions, flat, counts = [], [], [], []
         for images, question in items:
             questions.append(check_question(question))
-            self._warn_unknown_words(questions[-1])
+            if warn_unknown:
+                self._warn_unknown_words(questions[-1])
             if not images:
                 raise InputError("at least one image is needed per prompt")
             rgb = [im.convert("RGB") for im in images]
