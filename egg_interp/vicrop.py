@@ -254,16 +254,35 @@ class ViCropResult:
     def plot(
         self, image: Image.Image, gt_boxes: Sequence[Box] = (), ax: Any = None
     ) -> tuple[Any, Any]:
-        """The map over ``image`` with the crop (dashed cyan) and any ground truth (green)."""
-        from egg_interp.figures.drawing import draw_boxes
+        """The map over ``image`` with the crop (dashed cyan) and any ground truth (green).
+
+        The title holds the question and, when answered, the base answer (original image
+        alone) and ViCrop's answer, each wrapped to a few lines; a colour bar and a legend
+        say what the colours are.
+        """
+        from matplotlib.lines import Line2D
+
+        from egg_interp.figures.drawing import draw_boxes, wrap
 
         fig, ax = self.map.plot(image=image, ax=ax, boxes=list(gt_boxes), title="")
+        bar = fig.colorbar(ax.images[-1], ax=ax, fraction=0.046, pad=0.02)
+        bar.set_label(f"{self.method} relevance", fontsize=7)
         draw_boxes(ax, self.crops, color="cyan", linestyle="--")
+        handles = [Line2D([], [], color="cyan", linestyle="--", label="ViCrop crop")]
+        if len(gt_boxes):
+            handles.insert(0, Line2D([], [], color="lime", label="evidence (ground truth)"))
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=7)
         scale = (
             "" if self.choice is None or self.choice.scale is None else f", r={self.choice.scale:g}"
         )
-        answer = f"\n-> {self.answer!r}" if self.answer is not None else ""
-        ax.set_title(f"ViCrop ({self.method}{scale}){answer}", fontsize=8)
+        lines = [wrap(self.question, 50, 4)]
+        if self.base_answer is not None:
+            lines.append(wrap(f"base: {self.base_answer!r}", 50, 2))
+        if self.answer is not None:
+            lines.append(wrap(f"ViCrop ({self.method}{scale}): {self.answer!r}", 50, 2))
+        else:
+            lines.append(f"ViCrop ({self.method}{scale})")
+        ax.set_title("\n".join(lines), fontsize=8)
         return fig, ax
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,4 +45,30 @@ def draw_boxes(
             )
         )
         if labels is not None:
-            ax.text(x0, y0, labels[i], color=color, fontsize=8, va="bottom")
+            # above the box, or inside it when the box touches the top edge: never on a title
+            top = min(ax.get_ylim())
+            inside = y0 - top < 0.08 * abs(ax.get_ylim()[0] - ax.get_ylim()[1])
+            ax.text(
+                x0 + 1,
+                y0 + 1 if inside else y0,
+                labels[i],
+                color=color,
+                fontsize=8,
+                va="top" if inside else "bottom",
+                clip_on=True,
+            )
+
+
+def wrap(text: str, width: int = 44, max_lines: int = 4) -> str:
+    r"""``text`` wrapped to ``width`` characters, at most ``max_lines`` lines (then "...").
+
+    >>> wrap("a " * 100, width=10, max_lines=2)
+    'a a a a a\na a a a...'
+    """
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(str(text).split()), width=width) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 3].rstrip() + "..."
+    return "\n".join(lines)

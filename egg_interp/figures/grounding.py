@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from egg_interp.figures.drawing import draw_boxes
+from egg_interp.figures.drawing import draw_boxes, wrap
 from egg_interp.geometry import Box, crop_image
-from egg_interp.loop import GroundingResult
+from egg_interp.loop import GroundingResult, LoopStep
 
 REGION_COLOURS = ("cyan", "magenta", "yellow", "orange")
 
@@ -22,20 +21,41 @@ def plot_grounding(
     gt_boxes: Sequence[Box] = (),
     max_steps_shown: int = 4,
 ) -> Any:
-    """One row: the map with ranked regions (and ground truth), then the crops per step.
+    """One row: the map with ranked regions (and ground truth), then the crops of some steps.
 
-    Returns the matplotlib figure.
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        The original image.
+    result : GroundingResult
+        From :func:`egg_interp.loop.ground` (its first map is drawn when kept).
+    gt_boxes : sequence of Box
+        Ground-truth evidence, ``(x0, y0, x1, y1)`` in original pixels (solid green).
+    max_steps_shown : int, default 4
+        How many steps' crops to draw. With more steps than that, step 0, the kept step and
+        the last step are always among them; the figure says which steps are shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Panel 1: the map of step 0 over the image with a colour bar, the ranked regions
+        (dashed cyan, ``#1``, ``#2``), the evidence and a legend; title: the question and the
+        answers (wrapped, at most a few lines). Then one panel per shown step with its crops.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    shown = result.steps[:max_steps_shown]
+    shown = _steps_to_show(result, max_steps_shown)
     n_crop_cols = max((len(s.crop_boxes) for s in shown), default=0)
     ncols = 1 + max(1, len(shown)) if n_crop_cols else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(3.2 * ncols, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(3.2 * ncols + 0.6, 3.9), squeeze=False)
     ax0 = axes[0, 0]
     amap = result.maps[0] if result.maps else None
     if amap is not None:
         amap.plot(image=image, ax=ax0, boxes=list(gt_boxes), title="")
+        bar = fig.colorbar(ax0.images[-1], ax=ax0, fraction=0.046, pad=0.02)
+        bar.set_label(f"{amap.method} relevance (step 0)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     else:
         ax0.imshow(image)
         draw_boxes(ax0, gt_boxes)
@@ -46,9 +66,22 @@ def plot_grounding(
         labels=[f"#{r.rank + 1}" for r in result.regions],
         linestyle="--",
     )
-    answer = f"\nbase: {result.base_answer!r} -> egg: {result.answer!r}" if result.answer else ""
-    question = textwrap.fill(result.question, width=44)  # long questions wrap, never clip
-    ax0.set_title(f"{question}{answer}", fontsize=8)
+    handles = [Line2D([], [], color="cyan", linestyle="--", label="region (#rank)")]
+    if len(gt_boxes):
+        handles.insert(0, Line2D([], [], color="lime", label="evidence (ground truth)"))
+    ax0.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        fontsize=7,
+        frameon=False,
+        ncol=len(handles),
+    )
+    title = wrap(result.question, width=44, max_lines=4)
+    if result.answer is not None:
+        title += "\n" + wrap(f"base: {result.base_answer!r}", 44, 2)
+        title += "\n" + wrap(f"egg: {result.answer!r}", 44, 2)
+    ax0.set_title(title, fontsize=8)
     ax0.set_axis_off()
     if n_crop_cols:
         for j, step in enumerate(shown):
@@ -57,8 +90,33 @@ def plot_grounding(
             kept = " (kept)" if step.step == result.decision.keep else ""
             se = step.spatial_entropy
             ax.set_title(f"step {step.step}{kept}\nH_s={se:.2f}", fontsize=8)
-    fig.tight_layout()
+        numbers = [s.step for s in shown]
+        if len(shown) < len(result.steps):
+            note = f"crops of steps {', '.join(map(str, numbers))} of 0-{len(result.steps) - 1}"
+        else:
+            note = f"crops of every step (0-{len(result.steps) - 1})"
+        keep = result.decision.keep
+        note += "; kept: " + (f"step {keep}" if keep is not None else "none (original alone)")
+        fig.text(0.99, 0.01, wrap(note, 90, 2), ha="right", va="bottom", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+def _steps_to_show(result: GroundingResult, n: int) -> list[LoopStep]:
+    """At most ``n`` steps in order: step 0, the kept step and the last step first."""
+    steps = result.steps
+    if len(steps) <= n:
+        return list(steps)
+    wanted = [0, len(steps) - 1]
+    keep = result.decision.keep
+    if keep is not None:
+        wanted.insert(1, next((i for i, s in enumerate(steps) if s.step == keep), 0))
+    wanted += range(len(steps))
+    chosen: list[int] = []
+    for i in wanted:
+        if i not in chosen and len(chosen) < max(n, 1):
+            chosen.append(i)
+    return [steps[i] for i in sorted(chosen)]
 
 
 def _crop_mosaic(ax: Any, image: Image.Image, boxes: Sequence[Box], side: int = 128) -> None:
