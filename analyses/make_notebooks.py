@@ -257,8 +257,22 @@ def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 1200) -> None:
+    """Run ``nb`` in a fresh kernel. transformers imports ``tqdm.auto``, which warns (with the
+    path of the virtual environment) when ipywidgets is absent, as in this headless kernel:
+    that one warning is silenced by a startup file of the kernel's own IPython directory, so
+    the committed outputs hold no local path.
+    """
+    import tempfile
+
     from nbclient import NotebookClient
 
+    ipython_dir = Path(tempfile.mkdtemp(prefix="egg-nb-ipython-"))
+    startup = ipython_dir / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-quiet.py").write_text(
+        "import warnings\nwarnings.filterwarnings('ignore', message='IProgress not found')\n"
+    )
+    os.environ["IPYTHONDIR"] = str(ipython_dir)
     NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     ).execute()
