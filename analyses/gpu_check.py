@@ -114,7 +114,7 @@ def run_bench(adapter: Any, sizes: dict[str, Any], runner_n: int) -> dict[str, A
     # a bounded loop (at most 4 steps, 10 answer tokens): random weights would otherwise let the
     # spatial-entropy rule run to 15 steps on some samples
     options = PipelineOptions(max_steps=4, max_new_tokens=10)
-    out["runner_options"] = {"max_steps": options.max_steps, "max_new_tokens": 10}
+    out["runner_options"] = {"max_steps": options.loop.max_steps, "max_new_tokens": 10}
     out["runner"] = {
         b: bench.bench_runner(adapter, n=max(runner_n, b), batch_size=b, options=options)
         for b in sizes["batches"]
