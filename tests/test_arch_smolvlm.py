@@ -82,12 +82,6 @@ def test_attention_columns(adapter, square_and_tall):
     check_attention_columns(adapter, square_and_tall)
 
 
-@pytest.mark.xfail(
-    raises=Exception,
-    strict=True,
-    reason="VLMAdapter passes a batch's images as one flat list; SmolVLMProcessor (unlike "
-    "Idefics3Processor) wants them nested per prompt. The fix belongs in models/base.py.",
-)
 def test_batched_maps_equal_single(adapter):
     check_batched_maps_equal_single(adapter)
 

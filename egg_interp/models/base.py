@@ -105,6 +105,9 @@ class VLMAdapter:
 
     model_types: ClassVar[tuple[str, ...]] = ()
     image_token: ClassVar[str] = "<image>"
+    images_nested_per_prompt: ClassVar[bool] = False
+    """Whether the processor takes a batch's images as one list per prompt (SmolVLM) rather
+    than one flat list (the others)."""
 
     def __init__(
         self,
@@ -201,6 +204,7 @@ class VLMAdapter:
     ) -> PromptInputs:
         """The one place prompts are built: check, format, process, lay out."""
         texts, questions, flat, counts = [], [], [], []
+        nested: list[list[Image.Image]] = []
         for images, question in items:
             questions.append(check_question(question))
             if warn_unknown:
@@ -213,13 +217,15 @@ class VLMAdapter:
                     raise InputError(f"image of size {im.size} has no pixels")
             texts.append(self.prompt_text(len(rgb), questions[-1]))
             flat.extend(rgb)
+            nested.append(rgb)
             counts.append(len(rgb))
         tok = self.tokenizer
         side = tok.padding_side
         try:
             if batched:  # left padding keeps every row's answer position last
                 tok.padding_side = "left"
-                batch = self.processor(images=flat, text=texts, return_tensors="pt", padding=True)
+                images = nested if self.images_nested_per_prompt else flat
+                batch = self.processor(images=images, text=texts, return_tensors="pt", padding=True)
             else:
                 batch = self.processor(images=flat, text=texts[0], return_tensors="pt")
         except ValueError as exc:  # e.g. an image too small for the processor's patch size

@@ -151,6 +151,8 @@ class Idefics3Adapter(VLMAdapter):
 class SmolVLMAdapter(Idefics3Adapter):
     """SmolVLM (``smolvlm``): Idefics3's layout and hooks under their own model classes."""
 
+    images_nested_per_prompt = True
+
     model_types = ("smolvlm",)
 
     def prompt_text(self, n_images: int, question: str) -> str:
