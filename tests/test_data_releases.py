@@ -4,8 +4,10 @@ Each fixture follows the official field names, nesting, id formats and file-name
 its release: the DocVQA and InfographicVQA challenge folders (``spdocvqa_*``,
 ``infographicsvqa_*``), RealWorldQA's parquet shards, GQA's sharded all-questions, POPE's
 A-OKVQA and GQA arrays, and the parquet exports of lmms-eval (``lmms-lab/*``: one row per
-question, the image as the ``{"bytes", "path"}`` struct of the ``datasets`` Image feature).
-Also: one bad sample never ends the load, and every sample carries the split it came from.
+question, the image as the ``{"bytes", "path"}`` struct of the ``datasets`` Image feature;
+GQA's questions and images as separate configs joined by ``imageId``; V*'s options inside
+the question text; TextVQA's joined with the Rosetta OCR file). Also: one bad sample never
+ends the load, and every sample carries the split it came from.
 """
 
 from __future__ import annotations
@@ -454,6 +456,83 @@ def test_textvqa_lmms_parquet_export(tmp_path):
     assert len(sample.answers) == 10 and sample.image.size == (32, 16)
 
 
+def textvqa_parquet_row(image_id, question_id, image, answers):
+    """One lmms-lab/textvqa row; image_width/height are the JSON's, not the image's."""
+    return {
+        "image_id": image_id,
+        "question_id": question_id,
+        "question": "what is the brand of this camera?",
+        "question_tokens": ["what", "is"],
+        "image": image,
+        "image_width": 1024,
+        "image_height": 664,
+        "flickr_original_url": "",
+        "flickr_300k_url": "",
+        "answers": answers,
+        "image_classes": ["Camera"],
+        "set_name": "val",
+        "ocr_tokens": ["CLOS"],
+    }
+
+
+def rosetta_entry(image_id, word="CLOS"):
+    box = {"top_left_x": 0.5, "top_left_y": 0.25, "width": 0.1, "height": 0.2, "rotation": 0}
+    return {
+        "image_id": image_id,
+        "ocr_tokens": [word],
+        "ocr_info": [{"word": word, "bounding_box": box}],
+    }
+
+
+def make_textvqa_parquet_with_ocr(root: Path, ocr_folder: str = "") -> None:
+    answers = ["clos culombu"] * 5 + ["dakota"] * 5 + ["clos"]
+    rows = [
+        textvqa_parquet_row("003a8ae2ef43b901", 34602, image_cell((200, 100)), answers),
+        textvqa_parquet_row("00b4a6f8d0a1a8c9", 34603, {"bytes": None, "path": None}, answers),
+        textvqa_parquet_row("0a0bdbd28c8f3d9d", 34604, {"bytes": b"no png", "path": None}, answers),
+    ]
+    write_parquet(root / "data" / "validation-00000-of-00003.parquet", rows)
+    ids = [row["image_id"] for row in rows]
+    write_json(
+        root / ocr_folder / "TextVQA_Rosetta_OCR_v0.2_val.json",
+        {"dataset_name": "textvqa", "data": [rosetta_entry(i) for i in ids]},
+    )
+
+
+@pytest.mark.parametrize("ocr_folder", ["", "data"])  # in data_root, or beside the shards
+def test_textvqa_parquet_joins_rosetta_ocr_scaled_by_the_row_image(tmp_path, ocr_folder):
+    make_textvqa_parquet_with_ocr(tmp_path, ocr_folder)
+    ok, missing, corrupt = textvqa.load(tmp_path)
+    assert (ok.id, ok.split, ok.box_source) == ("34602", "val", "ocr-proxy")
+    assert ok.boxes == [pytest.approx((100, 25, 120, 45))]  # 200x100 image, not 1024x664
+    assert ok.meta["image_size"] == (200, 100) and ok.meta["proxy_words"] == ["CLOS"]
+    assert ok.meta["json_image_size"] == (1024, 664)
+    assert missing.boxes == [] and missing.box_source == "none"
+    assert missing.meta["problem"].startswith("image-missing: ")
+    assert "validation-00000-of-00003.parquet" in missing.meta["problem"]
+    assert corrupt.meta["problem"].startswith("image-unreadable: ") and corrupt.boxes == []
+    assert count_problems([ok, missing, corrupt]) == {"image-missing": 1, "image-unreadable": 1}
+    with pytest.raises(InputError, match="no image bytes"):
+        missing.load_image()
+    copy = pickle.loads(pickle.dumps(ok))
+    assert copy.image.size == (200, 100)
+
+
+def test_textvqa_parquet_malformed_ocr_names_file_and_field(tmp_path):
+    make_textvqa_parquet_with_ocr(tmp_path)
+    path = tmp_path / "TextVQA_Rosetta_OCR_v0.2_val.json"
+    content = json.loads(path.read_text())
+    del content["data"][0]["ocr_info"][0]["bounding_box"]["top_left_x"]
+    write_json(path, content)
+    with pytest.raises(
+        DatasetFormatError, match=r"Rosetta_OCR_v0\.2_val\.json: data\[0\].*'top_left_x'"
+    ):
+        textvqa.load(tmp_path)
+    write_json(path, {"dataset_name": "textvqa", "data": [rosetta_entry("003a8ae2ef43b901")]})
+    with pytest.raises(DatasetFormatError, match="no entry with image_id '00b4a6f8d0a1a8c9'"):
+        textvqa.load(tmp_path)
+
+
 # --------------------------------------------------------------------------- GQA
 
 
@@ -498,6 +577,100 @@ def test_gqa_all_questions_as_shards(tmp_path):
     assert len(gqa.load(tmp_path, split="train", balanced_only=False, limit=2)) == 2
     with pytest.raises(DatasetFormatError, match="GQA all questions not found"):
         gqa.load(tmp_path, split="val", balanced_only=False)
+
+
+def gqa_instruction(qid, image_id, answer, balanced=True):
+    """One row of lmms-lab/GQA's ``*_instructions`` configs (train, val, testdev): the
+    question JSON's fields as columns, ``annotations`` as lists of objectId/value pairs."""
+    return {
+        "id": qid,
+        "imageId": image_id,
+        "question": "Is there a cup?",
+        "answer": answer,
+        "fullAnswer": "Yes, there is a cup.",
+        "isBalanced": balanced,
+        "groups": {"global": None, "local": "10c-cup"},
+        "entailed": "",
+        "equivalent": qid,
+        "types": {"detailed": "existT", "semantic": "obj", "structural": "verify"},
+        "annotations": {
+            "answer": [{"objectId": "2352442", "value": "3"}],
+            "fullAnswer": [{"objectId": "2352442", "value": "3"}],
+            "question": [{"objectId": "2352442", "value": "3"}],
+        },
+        "semantic": [{"argument": "cup (2352442)", "dependencies": [], "operation": "select"}],
+        "semanticStr": "select: cup (2352442)->exist: ?",
+    }
+
+
+def make_gqa_parquet(root: Path, split: str = "testdev", kind: str = "balanced") -> None:
+    rows = [
+        gqa_instruction("20968379", "n288870", "yes"),
+        gqa_instruction("20968380", "n288870", "no", balanced=False),
+        gqa_instruction("20968381", "n161313", "cup"),
+        gqa_instruction("20968382", "n999999", "no"),  # image not in the images config
+    ]
+    instructions = root / f"{split}_{kind}_instructions"
+    write_parquet(instructions / f"{split}-00000-of-00001.parquet", rows)
+    images = [
+        {"id": "n161313", "image": image_cell((40, 30), (0, 0, 90))},
+        {"id": "n288870", "image": image_cell((50, 20), (90, 0, 0))},
+    ]
+    write_parquet(root / f"{split}_{kind}_images" / f"{split}-00000-of-00001.parquet", images)
+
+
+def test_gqa_lmms_parquet_joins_images_by_image_id(tmp_path):
+    make_gqa_parquet(tmp_path)
+    samples = gqa.load(tmp_path, split="testdev")
+    assert [(s.id, s.answers) for s in samples] == [
+        ("20968379", ["yes"]),
+        ("20968380", ["no"]),  # the balanced config is read as it is
+        ("20968381", ["cup"]),
+        ("20968382", ["no"]),
+    ]
+    first, _, third, missing = samples
+    assert first.question == "Is there a cup?" and first.family == "verify"
+    assert all(s.split == "testdev" and s.box_source == "none" and not s.boxes for s in samples)
+    assert first.meta["source"] == "parquet export (no scene graphs: no boxes)"
+    assert first.meta["fullAnswer"] == "Yes, there is a cup."
+    assert first.image.size == (50, 20) and third.image.getpixel((0, 0)) == (0, 0, 90)
+    assert missing.meta["problem"].startswith("image-missing: imageId 'n999999'")
+    assert count_problems(samples) == {"image-missing": 1}
+    with pytest.raises(InputError, match="n999999"):
+        missing.load_image()
+    copy = pickle.loads(pickle.dumps(third))
+    assert copy.image.size == (40, 30)
+    assert len(gqa.load(tmp_path, split="testdev", limit=2)) == 2
+    with pytest.raises(DatasetFormatError, match="val_balanced_instructions"):
+        gqa.load(tmp_path)  # val is the default split; only testdev is here
+
+
+def test_gqa_lmms_parquet_all_questions_filtered_and_test_without_answers(tmp_path):
+    make_gqa_parquet(tmp_path, split="val", kind="all")
+    balanced = gqa.load(tmp_path, limit=2)  # all_instructions, filtered by isBalanced
+    assert [(s.id, s.split) for s in balanced] == [("20968379", "val"), ("20968381", "val")]
+    assert len(gqa.load(tmp_path, balanced_only=False)) == 4
+    rows = [{"id": "t1", "imageId": "n1", "question": "What is it?", "isBalanced": True}]
+    write_parquet(tmp_path / "test_balanced_instructions" / "test-00000-of-00001.parquet", rows)
+    write_parquet(
+        tmp_path / "test_balanced_images" / "test-00000-of-00001.parquet",
+        [{"id": "n1", "image": image_cell()}],
+    )
+    (test,) = gqa.load(tmp_path, split="test")
+    assert (test.id, test.answers, test.split, test.family) == ("t1", [], "test", "")
+
+
+def test_gqa_lmms_parquet_errors_name_shard_and_column(tmp_path):
+    make_gqa_parquet(tmp_path)
+    shard = tmp_path / "testdev_balanced_instructions" / "testdev-00000-of-00001.parquet"
+    write_parquet(shard, [{"id": "1", "question": "q?", "answer": "yes"}])
+    with pytest.raises(DatasetFormatError, match=r"testdev-00000-of-00001\.parquet: .*'imageId'"):
+        gqa.load(tmp_path, split="testdev")
+    write_parquet(shard, [gqa_instruction("1", "n161313", "yes")])
+    for image_shard in (tmp_path / "testdev_balanced_images").glob("*.parquet"):
+        image_shard.unlink()
+    with pytest.raises(DatasetFormatError, match="GQA images of the parquet export not found"):
+        gqa.load(tmp_path, split="testdev")
 
 
 # --------------------------------------------------------------------------- POPE
@@ -615,3 +788,76 @@ def test_vstar_missing_image_is_a_problem_not_an_end(tmp_path):
     missing, ok = vstar.load(tmp_path)
     assert missing.boxes == [] and missing.meta["problem"].startswith("image-missing")
     assert ok.boxes == [(0, 0, 10, 10), (20, 20, 25, 25)] and ok.split == "test"
+
+
+def vstar_rows():
+    """lmms-lab/vstar-bench rows: the options inside ``text``, ``label`` the correct letter."""
+    return [
+        {
+            "image": image_cell((64, 48)),
+            "text": "What is the material of the glove?\n(A) rubber\n(B) cotton\n(C) kevlar\n"
+            "(D) leather\nAnswer with the option's letter from the given choices directly.",
+            "category": "direct_attributes",
+            "question_id": "0",
+            "label": "A",
+        },
+        {
+            "image": image_cell((32, 32)),
+            "text": "What is the color of the dustpan?\n(A) purple\n(B) red\n(C) blue\n(D) white",
+            "category": "direct_attributes",
+            "question_id": "1",
+            "label": "C",
+        },
+        {
+            "image": image_cell((20, 40)),
+            "text": "Is the dog on the left or right side of the cat?\n(A) right\n(B) left",
+            "category": "relative_position",
+            "question_id": "115",
+            "label": "B",
+        },
+    ]
+
+
+def test_vstar_lmms_parquet_export(tmp_path):
+    write_parquet(tmp_path / "data" / "test-00000-of-00001.parquet", vstar_rows())
+    glove, dustpan, dog = vstar.load(tmp_path)
+    assert (glove.id, glove.answers, glove.options) == (
+        "0",
+        ["rubber"],
+        ["rubber", "cotton", "kevlar", "leather"],
+    )
+    assert glove.question == vstar.format_question(
+        "What is the material of the glove?", glove.options
+    )  # the export's trailing instruction is not repeated
+    assert (dustpan.answers, dustpan.meta["answer_letter"]) == (["blue"], "C")
+    assert (dog.id, dog.family, dog.answers) == ("115", "relative_position", ["left"])
+    assert all(s.split == "test" and s.box_source == "none" and not s.boxes for s in [glove, dog])
+    assert glove.meta["source"] == "parquet export (no boxes)" and glove.image.size == (64, 48)
+    # the export's order is kept: its label refers to it
+    assert vstar.load(tmp_path, shuffle_options=True)[1].options == [
+        "purple",
+        "red",
+        "blue",
+        "white",
+    ]
+    (only,) = vstar.load(tmp_path, split="relative_position")
+    assert (only.id, only.split) == ("115", "relative_position")
+    assert [s.id for s in vstar.load(tmp_path, split="direct_attributes", limit=1)] == ["0"]
+    assert len(vstar.load(tmp_path, limit=2)) == 2
+
+
+def test_vstar_lmms_parquet_errors_name_shard_and_field(tmp_path):
+    shard = tmp_path / "data" / "test-00000-of-00001.parquet"
+    rows = vstar_rows()
+    rows[2]["label"] = "C"  # two options only
+    write_parquet(shard, rows)
+    with pytest.raises(DatasetFormatError, match=r"test-00000-of-00001\.parquet: row 2: .*'label'"):
+        vstar.load(tmp_path)
+    rows = vstar_rows()
+    rows[0]["text"] = "What is the material of the glove?"
+    write_parquet(shard, rows)
+    with pytest.raises(DatasetFormatError, match=r"row 0: field 'text'"):
+        vstar.load(tmp_path)
+    write_parquet(shard, [{k: v for k, v in r.items() if k != "label"} for r in vstar_rows()])
+    with pytest.raises(DatasetFormatError, match="missing column 'label'"):
+        vstar.load(tmp_path)

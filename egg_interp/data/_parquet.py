@@ -2,8 +2,10 @@
 
 Evaluation harnesses (lmms-eval's ``lmms-lab/*`` datasets, xAI's RealWorldQA release) ship a
 benchmark as Hugging Face parquet shards, one row per question with the image embedded as
-encoded bytes. These helpers read them with pyarrow: the text columns when the dataset is
-loaded, each image only when its sample asks for it. A missing column raises
+encoded bytes (or, as ``lmms-lab/GQA`` does, the images in a separate config joined by id).
+These helpers read them with pyarrow: the text columns when the dataset is loaded, each image
+only when its sample asks for it (or, where boxes must be scaled to it, only its header when
+the samples are built). A missing column raises
 :class:`~egg_interp.errors.DatasetFormatError` naming the shard and the column; a missing or
 corrupt image raises :class:`~egg_interp.errors.InputError` when it is loaded (the runner
 turns that into an ``error`` line).
@@ -70,7 +72,8 @@ def read_parquet_rows(
     image_column : str or None
         Required too; not read here. Each record gets ``record["_image"]``, a picklable
         callable that reads that row's image from the shard when called
-        (:func:`parquet_image`).
+        (:func:`parquet_image`), and ``record["_image_at"]``, where that image sits (for
+        :func:`parquet_image_size_or_problem`).
 
     ``location`` is ``"row N"`` (0-based within the shard); ``record["_path"]`` is the shard.
     """
@@ -95,6 +98,7 @@ def read_parquet_rows(
                     return rows
                 record["_path"] = path
                 if image_column:
+                    record["_image_at"] = (path, group, offset, image_column)
                     record["_image"] = parquet_image(path, group, offset, image_column)
                 rows.append((f"row {row}", record))
                 row += 1
@@ -107,7 +111,10 @@ def _row_group_images(path: Path, group: int, column: str) -> list[Any]:
     return pq.ParquetFile(path).read_row_group(group, columns=[column]).column(0).to_pylist()
 
 
-def _open_parquet_image(path: Path, group: int, offset: int, column: str) -> Image.Image:
+def _image_bytes(path: Path, group: int, offset: int, column: str) -> tuple[bytes, str]:
+    """One row's encoded image and where it is (for messages); :class:`InputError` when the
+    cell cannot be read (``"cannot read image at ..."``) or holds no bytes
+    (``"no image bytes at ..."``)."""
     where = f"{path}: row group {group}, row {offset}: column '{column}'"
     try:
         value = _row_group_images(path, group, column)[offset]
@@ -116,6 +123,11 @@ def _open_parquet_image(path: Path, group: int, offset: int, column: str) -> Ima
     data = value.get("bytes") if isinstance(value, dict) else value
     if not isinstance(data, (bytes, bytearray)) or not data:
         raise InputError(f"no image bytes at {where}")
+    return bytes(data), where
+
+
+def _open_parquet_image(path: Path, group: int, offset: int, column: str) -> Image.Image:
+    data, where = _image_bytes(path, group, offset, column)
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
@@ -132,6 +144,52 @@ def parquet_image(path: Path, group: int, offset: int, column: str = "image") ->
     :class:`InputError` naming the shard and the row.
     """
     return functools.partial(_open_parquet_image, Path(path), group, offset, column)
+
+
+def parquet_image_size_or_problem(
+    at: tuple[Path, int, int, str],
+) -> tuple[tuple[int, int] | None, str]:
+    """``(width, height)`` of one row's image, read from its header (``at`` is the record's
+    ``"_image_at"``), or ``(None, problem)`` instead of raising.
+
+    ``problem`` is ``"image-missing: <shard> row ..."`` for an empty cell and
+    ``"image-unreadable: <shard> row ..."`` for bytes that are no image (the kinds of
+    :data:`~egg_interp.data.sample.PROBLEM_KINDS`), ``""`` when the size was read: the parquet
+    counterpart of :func:`~egg_interp.data._common.image_size_or_problem`.
+    """
+    path, group, offset, column = at
+    where = f"{path}: row group {group}, row {offset}: column '{column}'"
+    try:
+        data, where = _image_bytes(path, group, offset, column)
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size, ""
+    except InputError as exc:
+        kind = "image-missing" if str(exc).startswith("no image bytes") else "image-unreadable"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        kind = "image-unreadable"
+    return None, f"{kind}: {where}"
+
+
+def _raise_missing(message: str) -> Image.Image:
+    raise InputError(message)
+
+
+def parquet_images_by_id(
+    paths: Sequence[Path], id_column: str = "id", image_column: str = "image"
+) -> dict[str, Callable]:
+    """Lazy images of an images-only export (``lmms-lab/GQA``'s ``*_images`` configs: one row
+    per image, columns ``id`` and ``image``), keyed by ``str(id)``; the first row wins when an
+    id repeats. Only the id column is read here."""
+    images: dict[str, Callable] = {}
+    for _, record in read_parquet_rows(paths, (id_column,), image_column=image_column):
+        images.setdefault(str(record[id_column]), record["_image"])
+    return images
+
+
+def missing_image(message: str) -> Callable:
+    """A picklable stand-in for an image that a join did not find: raises
+    :class:`InputError` with ``message`` when called (the runner's ``error`` line)."""
+    return functools.partial(_raise_missing, message)
 
 
 def as_str_list(value: Any, path: Path, where: str, name: str) -> list[str]:

@@ -1,16 +1,30 @@
 """GQA loader, with evidence boxes from the scene graphs.
 
-Expected layout (``questions1.2.zip``, ``sceneGraphs.zip`` and ``images.zip`` unpacked in
-one folder; the question and scene-graph files may also sit in ``questions/`` and
-``sceneGraphs/`` sub-folders)::
+Accepted layouts under ``data_root`` (the first found wins)::
 
-    data_root/
-        {split}_balanced_questions.json   balanced questions
-        {split}_all_questions.json        all questions, one file (val, testdev, test, ...)
-        {split}_all_questions/{split}_all_questions_{0..9}.json
-                                          all questions as the release shards them (train)
-        {split}_sceneGraphs.json          train and val only
-        images/{imageId}.jpg
+    {split}_balanced_questions.json   the official release: questions1.2.zip, sceneGraphs.zip
+    {split}_all_questions.json        and images.zip unpacked in one folder (the question and
+    {split}_all_questions/{split}_all_questions_{0..9}.json
+                                      scene-graph files may also sit in questions/ and
+    {split}_sceneGraphs.json          sceneGraphs/); all questions in one file (val, testdev,
+    images/{imageId}.jpg              test, ...) or as the release shards them (train); scene
+                                      graphs for train and val only
+
+    {split}_balanced_instructions/{split}-*.parquet
+    {split}_all_instructions/{split}-*.parquet
+    {split}_balanced_images/{split}-*.parquet
+    {split}_all_images/{split}-*.parquet
+                                      lmms-eval's export (lmms-lab/GQA): questions (columns
+                                      id, imageId, question, answer, fullAnswer, isBalanced,
+                                      types, annotations, ...; test and challenge: id,
+                                      imageId, question, isBalanced) and images (id, image as
+                                      encoded bytes) in separate configs, joined by imageId;
+                                      also the hub's parquet-branch folders
+                                      ({config}/{split}/*.parquet). No scene graphs, so no
+                                      boxes: answer metrics only
+
+A question whose ``imageId`` is not in the export's images gives a sample with
+``meta["problem"]`` (``image-missing``) and an ``error`` line when the runner reaches it.
 
 The boxes are the scene-graph objects referenced by the question's ``annotations``
 (``question``, ``answer`` and ``fullAnswer``, in that order, without repeats), converted
@@ -30,13 +44,18 @@ from egg_interp.data._common import (
     check_limit,
     check_split,
     clip_boxes,
-    find_file,
     get_field,
     get_size,
     lazy_image,
     read_json,
     warn_missing,
     xywh_to_box,
+)
+from egg_interp.data._parquet import (
+    missing_image,
+    parquet_images_by_id,
+    parquet_shards,
+    read_parquet_rows,
 )
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
@@ -73,14 +92,17 @@ def load(
         ``{split}_balanced_questions.json`` when present, else the all-questions file or
         shards (filtered). With ``False`` only the all-questions file or shards are read
         (shards in numeric order); their absence is an error, never a silent fallback to
-        the balanced file.
+        the balanced file. The parquet export is read the same way
+        (``{split}_balanced_instructions``, else ``{split}_all_instructions`` filtered;
+        only the latter with ``False``).
 
     Returns
     -------
     list of Sample
         ``id`` is the question id; ``answers`` the short ``answer``; ``family`` the
         question's ``types.structural`` when present; ``meta`` holds ``imageId``,
-        ``fullAnswer``, ``object_ids`` and ``missing_objects``.
+        ``fullAnswer``, ``object_ids`` and ``missing_objects`` (from the parquet export:
+        ``imageId``, ``fullAnswer`` and ``source``).
 
     Raises
     ------
@@ -90,8 +112,14 @@ def load(
     check_split(split, SPLITS, "gqa")
     check_limit(limit)
     root = Path(data_root)
+    question_files = _question_files(root, split, balanced_only)
+    if isinstance(question_files, str):
+        export = _parquet_questions(root, split, balanced_only)
+        if export is None:
+            raise DatasetFormatError(question_files)
+        return _load_parquet(root, export, split, limit, balanced_only)
     selected: list[tuple[str, dict[str, Any], Path]] = []
-    for questions_path in _question_files(root, split, balanced_only):
+    for questions_path in question_files:
         questions = read_json(questions_path)
         if not isinstance(questions, dict):
             raise DatasetFormatError(
@@ -128,8 +156,9 @@ def _shard_number(path: Path) -> tuple[int, str]:
     return (int(tail) if tail.isdigit() else -1, path.name)
 
 
-def _question_files(root: Path, split: str, balanced_only: bool) -> list[Path]:
-    """The question file(s) to read, in order (shards sorted by their number)."""
+def _question_files(root: Path, split: str, balanced_only: bool) -> list[Path] | str:
+    """The question file(s) to read, in order (shards sorted by their number), or, when there
+    are none, the message saying what was looked for (the parquet export is tried next)."""
     balanced = f"{split}_balanced_questions.json"
     all_name = f"{split}_all_questions"
     candidates = _locate(root, f"{all_name}.json")
@@ -149,8 +178,12 @@ def _question_files(root: Path, split: str, balanced_only: bool) -> list[Path]:
     if not balanced_only:
         if all_files:
             return all_files
-        tried = [*candidates, *(p.with_suffix("") / f"{all_name}_0.json" for p in candidates)]
-        raise DatasetFormatError(
+        tried = [
+            *candidates,
+            *(p.with_suffix("") / f"{all_name}_0.json" for p in candidates),
+            root / f"{split}_all_instructions" / f"{split}-*.parquet",
+        ]
+        return (
             "GQA all questions not found (balanced_only=False reads no balanced file); "
             f"looked for: {', '.join(map(str, tried))}"
         )
@@ -159,7 +192,84 @@ def _question_files(root: Path, split: str, balanced_only: bool) -> list[Path]:
         return [found]
     if all_files:
         return all_files
-    return [find_file(_locate(root, balanced) + candidates, "GQA questions")]
+    tried = [
+        *_locate(root, balanced),
+        *candidates,
+        root / f"{split}_balanced_instructions" / f"{split}-*.parquet",
+    ]
+    return f"GQA questions not found; looked for: {', '.join(map(str, tried))}"
+
+
+def _parquet_questions(
+    root: Path, split: str, balanced_only: bool
+) -> tuple[list[Path], bool] | None:
+    """The export's question shards and whether they need the ``isBalanced`` filter."""
+    if balanced_only:
+        shards = parquet_shards(root, (f"{split}_balanced_instructions",), (split,))
+        if shards:
+            return shards, False
+    shards = parquet_shards(root, (f"{split}_all_instructions",), (split,))
+    return (shards, balanced_only) if shards else None
+
+
+def _load_parquet(
+    root: Path,
+    export: tuple[list[Path], bool],
+    split: str,
+    limit: int | None,
+    balanced_only: bool,
+) -> list[Sample]:
+    """lmms-lab/GQA question rows joined by ``imageId`` with the ``*_images`` config's rows."""
+    shards, filter_balanced = export
+    with_answers = split not in _NO_ANSWERS
+    columns = ("id", "imageId", "question", *(("answer",) if with_answers else ()))
+    columns += ("isBalanced",) if filter_balanced else ()
+    optional = ("fullAnswer", "types", *(() if with_answers else ("answer",)))
+    rows = read_parquet_rows(
+        shards, columns, None if filter_balanced else limit, optional, image_column=None
+    )
+    if filter_balanced:
+        rows = [(w, r) for w, r in rows if get_field(r, "isBalanced", r["_path"], w, bool)]
+        rows = rows[:limit] if limit is not None else rows
+    kinds = ("balanced", "all") if balanced_only else ("all", "balanced")
+    folders = [f"{split}_{kind}_images" for kind in kinds]
+    image_shards = parquet_shards(root, folders, (split,))
+    if rows and not image_shards:
+        tried = ", ".join(str(root / f / f"{split}-*.parquet") for f in folders)
+        raise DatasetFormatError(f"GQA images of the parquet export not found; looked for: {tried}")
+    images = parquet_images_by_id(image_shards) if rows else {}
+    samples = []
+    for where, record in rows:
+        path = record["_path"]
+        image_id = str(get_field(record, "imageId", path, where, (str, int)))
+        meta: dict[str, Any] = {
+            "imageId": image_id,
+            "fullAnswer": record.get("fullAnswer"),
+            "source": "parquet export (no scene graphs: no boxes)",
+        }
+        image = images.get(image_id)
+        if image is None:
+            absent = f"imageId '{image_id}' not in {image_shards[0].parent}"
+            meta["problem"] = f"image-missing: {absent}"
+            image = missing_image(f"image not found: {absent}")
+        answer = record.get("answer")
+        types = record.get("types")
+        samples.append(
+            Sample(
+                id=str(get_field(record, "id", path, where, (str, int))),
+                question=get_field(record, "question", path, where, str),
+                answers=[get_field(record, "answer", path, where, str)]
+                if answer or with_answers
+                else [],
+                load_image=image,
+                box_source="none",
+                dataset="gqa",
+                family=str(types.get("structural") or "") if isinstance(types, dict) else "",
+                split=split,
+                meta=meta,
+            )
+        )
+    return samples
 
 
 def _sample(

@@ -8,8 +8,12 @@ Accepted layouts under ``data_root`` (the first found wins)::
     test_images/{image_id}.jpg               (train_val_images.zip) and of test
 
     data/{train,validation,test}-*.parquet   lmms-eval's export (lmms-lab/textvqa): one row
-                                             per question, the image as encoded bytes; its
-                                             OCR tokens carry no boxes: answer metrics only
+    TextVQA_Rosetta_OCR_v0.2_{split}.json    per question, the image as encoded bytes; its
+                                             own ocr_tokens carry no boxes. With the Rosetta
+                                             OCR file in data_root or beside the shards, its
+                                             tokens are joined by image_id and give boxes as
+                                             above (sized by the row's own image); without
+                                             it: answer metrics only
 
 There are no official evidence boxes. The boxes are the Rosetta OCR tokens matching the
 most common answer(s) under the rule of :mod:`egg_interp.data._common`
@@ -40,7 +44,13 @@ from egg_interp.data._common import (
     warn_missing,
     xywh_to_box,
 )
-from egg_interp.data._parquet import HF_SPLIT_NAMES, as_str_list, parquet_shards, read_parquet_rows
+from egg_interp.data._parquet import (
+    HF_SPLIT_NAMES,
+    as_str_list,
+    parquet_image_size_or_problem,
+    parquet_shards,
+    read_parquet_rows,
+)
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
 
@@ -77,7 +87,7 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     if not questions_path.exists():
         shards = parquet_shards(root, ("data", ""), HF_SPLIT_NAMES[split])
         if shards:
-            return _load_parquet(shards, split, limit)
+            return _load_parquet(shards, split, limit, root)
     data = get_list(read_json(questions_path), "data", questions_path, "top level")
     if limit is not None:
         data = data[:limit]
@@ -108,10 +118,7 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
             if image_path not in sizes:
                 sizes[image_path] = image_size_or_problem(image_path)
             size, problem = sizes[image_path]
-            if size is not None:
-                width, height = size
-                tokens = [(word, scale_box(box, width, height)) for word, box in ocr[image_id]]
-                boxes, words, dropped = ocr_proxy(tokens, row["answers"], width, height)
+            boxes, words, dropped = _proxy_boxes(ocr[image_id], row["answers"], size)
         meta = {
             "image_id": image_id,
             "image_size": size,
@@ -138,27 +145,69 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     return samples
 
 
-def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
-    """lmms-lab/textvqa rows: image_id, question_id, question, image, answers, ocr_tokens, ..."""
+def _proxy_boxes(
+    tokens: list[tuple[str, Box]], answers: list[str], size: tuple[float, float] | None
+) -> tuple[list[Box], list[str], int]:
+    """OCR-proxy boxes of one question: Rosetta boxes (image fractions) scaled to ``size``
+    (the image file's own), matched to the answers; nothing when the size is unknown."""
+    if size is None:
+        return [], [], 0
+    width, height = size
+    scaled = [(word, scale_box(box, width, height)) for word, box in tokens]
+    return ocr_proxy(scaled, answers, width, height)
+
+
+def _load_parquet(shards: list[Path], split: str, limit: int | None, root: Path) -> list[Sample]:
+    """lmms-lab/textvqa rows: image_id, question_id, question, image, answers, ocr_tokens, ...
+
+    Joined with the Rosetta OCR file when it sits in ``root`` or beside the shards."""
     rows = read_parquet_rows(
-        shards, ("image_id", "question_id", "question"), limit, optional=("answers",)
+        shards,
+        ("image_id", "question_id", "question"),
+        limit,
+        optional=("answers", "image_width", "image_height"),
     )
+    name = f"TextVQA_Rosetta_OCR_v0.2_{split}.json"
+    candidates = list(dict.fromkeys([root / name, shards[0].parent / name]))
+    ocr_path = next((p for p in candidates if p.exists()), None)
+    ocr = None
+    if rows and ocr_path is not None:
+        ocr = _read_ocr(ocr_path, {str(record["image_id"]) for _, record in rows})
     samples = []
     for where, record in rows:
         path = record["_path"]
+        image_id = str(get_field(record, "image_id", path, where, (str, int)))
+        answers = as_str_list(record.get("answers"), path, where, "answers")
+        meta: dict[str, Any] = {"image_id": image_id}
+        boxes: list[Box] = []
+        problem = ""
+        if ocr is None:
+            meta["source"] = "parquet export (OCR tokens without boxes: no boxes)"
+        else:
+            if image_id not in ocr:
+                raise DatasetFormatError(f"{ocr_path}: no entry with image_id '{image_id}'")
+            size, problem = parquet_image_size_or_problem(record["_image_at"])
+            boxes, words, dropped = _proxy_boxes(ocr[image_id], answers, size)
+            meta.update(
+                source="parquet export + Rosetta OCR",
+                image_size=size,
+                json_image_size=(record.get("image_width"), record.get("image_height")),
+                proxy_words=words,
+                dropped_boxes=dropped,
+            )
+            if problem:
+                meta["problem"] = problem
         samples.append(
             Sample(
                 id=str(get_field(record, "question_id", path, where, (str, int))),
                 question=get_field(record, "question", path, where, str),
-                answers=as_str_list(record.get("answers"), path, where, "answers"),
+                answers=answers,
                 load_image=record["_image"],
-                box_source="none",
+                boxes=boxes,
+                box_source="ocr-proxy" if ocr is not None and not problem else "none",
                 dataset="textvqa",
                 split=split,
-                meta={
-                    "image_id": str(record["image_id"]),
-                    "source": "parquet export (OCR tokens without boxes: no boxes)",
-                },
+                meta=meta,
             )
         )
     return samples
