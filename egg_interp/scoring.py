@@ -5,7 +5,8 @@ boxes into the localisation scores, a summary of the map and its ranked regions;
 :func:`score_answer` scores an answer with the dataset's answer metric. Both return plain
 JSON-able dicts (NaN = skipped; see each metric's NaN policy). :func:`reference_scores`
 scores the reference pointers of :data:`POINTERS` (a centre point, a uniform-random map, a
-random object of the scene, and whether a map's peak hits any object) beside a map.
+random object of the scene, and whether a map's peak hits any object) beside a map;
+:func:`crop_pointing_game` scores the top crop an answer pipeline chose.
 """
 
 from __future__ import annotations
@@ -195,6 +196,28 @@ def score_answer(metric: str, prediction: str, sample: Sample) -> float:
     if name == "multiple_choice":
         return float(fn(prediction, sample.answers, options=sample.options))
     return float(fn(prediction, sample.answers))
+
+
+def crop_pointing_game(
+    crops: Sequence[Sequence[float]], boxes: Sequence[Box], tolerance: float = 15.0
+) -> float:
+    """Pointing game of a pipeline's top crop: its centre within ``tolerance`` px of a box.
+
+    ``crops`` as an answer line records them (original-image pixels, best first; the loop's
+    kept crops). 1.0 or 0.0; NaN when there is no crop (the answer came from the original
+    alone) or no evidence box.
+
+    >>> crop_pointing_game([[0, 0, 20, 20]], [(20, 0, 30, 10)])  # centre 10 px from the box
+    1.0
+    >>> crop_pointing_game([[0, 0, 20, 20]], [(40, 0, 50, 10)])
+    0.0
+    >>> crop_pointing_game([], [(30, 0, 40, 10)])
+    nan
+    """
+    if not crops:
+        return math.nan
+    x0, y0, x1, y1 = (float(v) for v in crops[0])
+    return _point_hit(((x0 + x1) / 2, (y0 + y1) / 2), boxes, tolerance)
 
 
 # ---------------------------------------------------------------- reference pointers

@@ -8,7 +8,12 @@ the demo, the organism tests and ``analyses/`` report is derived here from those
 * :func:`sample_rows` joins the map and answer lines of each sample into one flat row;
 * :func:`figure_by` groups a row value and gives each group's mean, count and 95 % interval
   (:func:`egg_interp.metrics.intervals.interval`);
-* :func:`entropy_bins` bins a row value by the step-0 next-token entropy (quantile bins).
+* :func:`pipeline_figures` gives one answer pipeline's accuracy, crop pointing game, loop
+  steps and seconds per sample, each with its interval (e.g. one row of a table comparing
+  runs of the same pipeline under different options);
+* :func:`entropy_bins` bins a row value by the step-0 next-token entropy (quantile bins);
+* :func:`step_values` reads one field of an answer line's step log (e.g. the loop's
+  spatial entropy per step).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from egg_interp.data.sample import Sample
 from egg_interp.metrics.intervals import interval
 from egg_interp.results import dedupe, is_error
+from egg_interp.scoring import crop_pointing_game
 
 Row = dict[str, Any]
 
@@ -55,11 +61,15 @@ def sample_rows(
     samples: Sequence[Sample] | None = None,
     loop_method: str = "egg",
     loop_pipeline: str = "egg",
+    tolerance: float = 15.0,
 ) -> list[Row]:
     """One row per sample from its result lines (in the order of ``samples`` when given).
 
     Row fields: ``id``, ``family``, ``n_objects`` (``meta["n_objects"]`` of the sample, else
-    None), ``n_boxes``; ``correct`` (pipeline -> answer score); ``pointing`` (map method ->
+    None), ``n_boxes``; ``correct`` (pipeline -> answer score); ``seconds`` (pipeline ->
+    ``timing.total`` of its line: with ``batch_size > 1`` the sample's share of its batch);
+    ``crop_pointing`` (pipeline -> :func:`egg_interp.scoring.crop_pointing_game` of its top
+    crop at ``tolerance`` px, NaN without crops); ``pointing`` (map method ->
     pointing game) and ``reference`` (pointer -> hit, from the ``loop_method`` map line);
     ``top2_cover_all`` (the ``loop_method`` map's top regions cover every box; NaN with
     fewer than two boxes); ``entropy`` (next-token entropy of the answer distribution on
@@ -76,6 +86,8 @@ def sample_rows(
                 "n_objects": None,
                 "n_boxes": len(r.get("boxes") or []),
                 "correct": {},
+                "seconds": {},
+                "crop_pointing": {},
                 "answers": {},
                 "pointing": {},
                 "reference": {},
@@ -86,6 +98,10 @@ def sample_rows(
         )
         if r["kind"] == "answer":
             row["correct"][r["name"]] = _num(r.get("score"))
+            row["seconds"][r["name"]] = _num((r.get("timing") or {}).get("total"))
+            row["crop_pointing"][r["name"]] = crop_pointing_game(
+                r.get("crops") or [], r.get("boxes") or [], tolerance
+            )
             row["answers"][r["name"]] = r.get("answer", "")
             if r["name"] == loop_pipeline:
                 steps = r.get("steps") or []
@@ -127,6 +143,47 @@ def figure_by(
     return {k: interval(v) for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}
 
 
+def pipeline_figures(rows: Iterable[Row], pipeline: str = "egg") -> dict[str, dict[str, Any]]:
+    """One answer pipeline's figures over sample rows, each ``{"mean", "n", "ci95"}``.
+
+    ``accuracy`` (mean answer score; Wilson for 0/1 scores), ``crop_pointing_game`` (over the
+    samples with a crop and evidence), ``steps`` (mean loop steps, bootstrap) and ``seconds``
+    (per sample, bootstrap). ``steps`` reads the rows' ``steps``, which are those of the
+    ``loop_pipeline`` given to :func:`sample_rows`: build the rows with
+    ``loop_pipeline=pipeline``. Rows without a line of ``pipeline`` are left out.
+    """
+    rows = [r for r in rows if pipeline in r["correct"]]
+    return {
+        "accuracy": interval([r["correct"][pipeline] for r in rows]),
+        "crop_pointing_game": interval(
+            [r["crop_pointing"].get(pipeline, math.nan) for r in rows], proportion=True
+        ),
+        "steps": interval([r["steps"] for r in rows], proportion=False),
+        "seconds": interval([r["seconds"].get(pipeline, math.nan) for r in rows], proportion=False),
+    }
+
+
+def step_values(record: Mapping[str, Any], name: str = "spatial_entropy") -> list[float]:
+    """Field ``name`` of every step of an answer line's step log, as floats.
+
+    The line stores non-finite numbers as JSON allows (:func:`egg_interp.results.clean`):
+    ``null`` (NaN, e.g. a degenerate map) and ``"inf"`` (a spatial entropy without focus)
+    come back as ``nan`` and ``inf``. No steps (a pipeline without a loop): ``[]``.
+
+    >>> step_values({"steps": [{"spatial_entropy": 1.5}, {"spatial_entropy": None},
+    ...                        {"spatial_entropy": "inf"}]})
+    [1.5, nan, inf]
+    """
+    out = []
+    for step in record.get("steps") or []:
+        value = step.get(name)
+        if isinstance(value, str) and value in ("inf", "-inf"):
+            out.append(float(value))
+        else:
+            out.append(_num(value))
+    return out
+
+
 def entropy_bins(
     rows: Sequence[Row], value: Callable[[Row], float], n_bins: int = 3
 ) -> list[dict[str, Any]]:
@@ -151,4 +208,11 @@ def entropy_bins(
     return out
 
 
-__all__ = ["current_records", "entropy_bins", "figure_by", "sample_rows"]
+__all__ = [
+    "current_records",
+    "entropy_bins",
+    "figure_by",
+    "pipeline_figures",
+    "sample_rows",
+    "step_values",
+]

@@ -68,13 +68,20 @@ def bootstrap_interval(
     return (float(lo), float(hi))
 
 
-def interval(values: Sequence[float]) -> dict[str, Any]:
+def interval(values: Sequence[float], proportion: bool | None = None) -> dict[str, Any]:
     """A figure as ``{"mean", "n", "ci95": [lo, hi]}``: Wilson for 0/1 values, else bootstrap.
+
+    ``proportion``: ``None`` (default) decides by the values (all 0 or 1: Wilson); ``False``
+    always bootstraps the mean, for counts or durations that may happen to be all 0 or 1
+    (e.g. the loop's steps under ``fixed:1``); ``True`` always takes Wilson (the values must
+    be 0 or 1).
 
     >>> interval([1, 1, 0, 1, float("nan")])["n"]
     4
     >>> interval([])
     {'mean': nan, 'n': 0, 'ci95': [nan, nan]}
+    >>> interval([1, 1, 1], proportion=False)["ci95"]
+    [1.0, 1.0]
     """
     arr = np.asarray([v for v in values if v is not None], dtype=float)
     arr = arr[~np.isnan(arr)]
@@ -82,7 +89,11 @@ def interval(values: Sequence[float]) -> dict[str, Any]:
     if n == 0:
         return {"mean": math.nan, "n": 0, "ci95": [math.nan, math.nan]}
     mean = float(arr.mean())
-    if np.isin(arr, (0.0, 1.0)).all():
+    binary = bool(np.isin(arr, (0.0, 1.0)).all())
+    if proportion and not binary:
+        raise ValueError("a proportion's values are 0 or 1")
+    wilson = binary if proportion is None else proportion
+    if wilson:
         lo, hi = wilson_interval(float(arr.sum()), n)
     else:
         lo, hi = bootstrap_interval(np.mean, arr)
