@@ -70,7 +70,8 @@ def compare_methods(
     method_options : mapping, optional
         Per method name, its options (e.g. ``{"integrated_gradients": {"n_steps": 16}}``).
     region_kwargs : mapping, optional
-        For :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``, ...).
+        For :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``, ...); ``sigma``
+        defaults to the model's own (``adapter.region_sigma``).
 
     Returns
     -------
@@ -99,7 +100,8 @@ def compare_methods(
         maps[m.name] = amap
         label = m.name
         try:
-            tops[label] = top_region_box(amap, **(region_kwargs or {}))
+            kwargs = {"sigma": adapter.region_sigma, **(region_kwargs or {})}
+            tops[label] = top_region_box(amap, **kwargs)
         except EggError as exc:
             amap.meta["problem"] = str(exc)
             label = f"{m.name} (no region)"

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from egg_interp.errors import DegenerateMapError, InputError
-from egg_interp.regions import label_components, smooth, threshold_elbow
+from egg_interp.regions import DEFAULT_SIGMA, label_components, smooth, threshold_elbow
 
 __all__ = ["shannon_entropy", "spatial_entropy"]
 
@@ -24,7 +24,9 @@ def _finite_grid(grid: np.ndarray) -> np.ndarray:
     return arr
 
 
-def spatial_entropy(grid: np.ndarray, sigma: float = 1.5, threshold: float | None = None) -> float:
+def spatial_entropy(
+    grid: np.ndarray, sigma: float = DEFAULT_SIGMA, threshold: float | None = None
+) -> float:
     """Spatial entropy of a relevance map (Kang et al., CVPR 2025); lower = more focused.
 
     With ``S`` the map smoothed by :func:`egg_interp.regions.smooth` (``sigma`` cells):

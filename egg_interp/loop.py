@@ -179,7 +179,9 @@ def zoom_and_reground(
         Keep every step's map on the result (for figures).
     region_kwargs : dict, optional
         Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
-        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``, ...).
+        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``, ...); ``sigma`` and
+        ``min_side`` default to the settings' (``sigma``: the model's own, see
+        :attr:`LoopSettings.sigma <egg_interp.settings.LoopSettings>`).
     settings : LoopSettings, optional
         All of the loop's settings at once (method and its options, target, stopping rule,
         top-k, steps, crop policy); when given, ``method``, ``stop``, ``top_k`` and
@@ -194,8 +196,8 @@ def zoom_and_reground(
     -------
     GroundingResult
     """
-    method_obj, rule, settings = _resolve(method, stop, top_k, max_steps, settings)
-    region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
+    method_obj, rule, settings = _resolve(adapter, method, stop, top_k, max_steps, settings)
+    region_kwargs = _region_kwargs(settings, region_kwargs)
     _warn_if_too_small(image, region_kwargs["min_side"])
     state = _LoopState(image, question, rule)
     while not state.decision.stop:
@@ -228,8 +230,8 @@ def zoom_and_reground_batch(
     regions, crop count and stopping decision. Results equal one-by-one runs (tested), up to
     the last digits of a padded batch's maps.
     """
-    method_obj, _, settings = _resolve("egg", "ent", 2, 15, settings)
-    region_kwargs = {"min_side": settings.min_crop_side, **(region_kwargs or {})}
+    method_obj, _, settings = _resolve(adapter, "egg", "ent", 2, 15, settings)
+    region_kwargs = _region_kwargs(settings, region_kwargs)
     for im in images:
         _warn_if_too_small(im, region_kwargs["min_side"])
     states = [_LoopState(im, q, settings.rule()) for im, q in zip(images, questions, strict=True)]
@@ -254,7 +256,14 @@ def zoom_and_reground_batch(
     return [st.result(method_obj.name) for st in states]
 
 
+def _region_kwargs(settings: LoopSettings, given: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`find_regions` keyword arguments: the settings' crop side and smoothing, then
+    ``given`` (whose ``sigma``, if any, also smooths the spatial entropy)."""
+    return {"min_side": settings.min_crop_side, "sigma": settings.sigma, **(given or {})}
+
+
 def _resolve(
+    adapter: VLMAdapter,
     method: str | AttributionMethod,
     stop: str | StoppingRule,
     top_k: int,
@@ -274,7 +283,7 @@ def _resolve(
     else:
         method_obj = get_method(settings.method_for("egg"), **settings.method_kwargs())
     rule = stop if isinstance(stop, StoppingRule) else settings.rule()
-    return method_obj, rule, settings
+    return method_obj, rule, settings.for_model(adapter)
 
 
 class _LoopState:
@@ -314,7 +323,8 @@ class _LoopState:
             ranked = rank_regions(_image_regions(amap, top_k, region_kwargs), top_k)
             new_crops = [pixel_box(r.box, image.size) for r in ranked]
             original = amap.images[0].primary.values
-            h_spatial, h_shannon = spatial_entropy(original), shannon_entropy(original)
+            h_spatial = spatial_entropy(original, sigma=region_kwargs["sigma"])
+            h_shannon = shannon_entropy(original)
         except DegenerateMapError as exc:
             degenerate = str(exc)
             ranked = [] if steps else [_whole_image_region(amap, self.full)]

@@ -48,13 +48,19 @@ from egg_interp.loop import (
 )
 from egg_interp.methods import get_method
 from egg_interp.models.base import VLMAdapter
+from egg_interp.regions import DEFAULT_SIGMA
 from egg_interp.settings import LoopSettings
 
 _LOOP_FIELDS = frozenset(LoopSettings.__dataclass_fields__)
 
-_HASH_NEUTRAL = {"method_options": {}, "target": None, "min_crop_side": 8.0}
-"""Loop fields added after results existed: left out of a config hash while at their default,
-so that results written before they existed keep their hashes."""
+_HASH_NEUTRAL = {
+    "method_options": ({},),
+    "target": (None,),
+    "min_crop_side": (8.0,),
+    "sigma": (None, DEFAULT_SIGMA),
+}
+"""Loop fields added after results existed: left out of a config hash while at a value that
+means their old behaviour, so that results written before they existed keep their hashes."""
 
 
 @dataclass(frozen=True, init=False)
@@ -114,7 +120,7 @@ class PipelineOptions:
         return {
             f: values[f]
             for f in fields
-            if not (f in _HASH_NEUTRAL and values[f] == _HASH_NEUTRAL[f])
+            if not (f in _HASH_NEUTRAL and values[f] in _HASH_NEUTRAL[f])
         }
 
 
@@ -222,6 +228,7 @@ def base_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions)
         "top_k",
         "max_steps",
         "min_crop_side",
+        "sigma",
         "max_new_tokens",
     ),
 )

@@ -37,11 +37,15 @@ from egg_interp.geometry import (
     expand_box,
 )
 
+DEFAULT_SIGMA = 1.5
+"""Smoothing in grid cells: the paper's, on LLaVA-1.5's 24 x 24 grid (a model may recommend
+its own: :attr:`egg_interp.models.VLMAdapter.region_sigma`)."""
+
 SMOOTHING_MODE = "normalised"
 """Border handling of :func:`smooth`: normalised convolution (see there for why)."""
 
 
-def smooth(grid: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+def smooth(grid: np.ndarray, sigma: float = DEFAULT_SIGMA) -> np.ndarray:
     """Gaussian-smooth a token grid by normalised convolution.
 
     Parameters
@@ -310,7 +314,7 @@ def find_regions(
     cell_boxes: np.ndarray,
     image_size: Sequence[float],
     top_k: int | None = 2,
-    sigma: float = 1.5,
+    sigma: float = DEFAULT_SIGMA,
     threshold: str | float = "elbow",
     connectivity: int = 4,
     score: str = "sum",

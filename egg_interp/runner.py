@@ -56,6 +56,7 @@ from egg_interp.errors import InputError
 from egg_interp.methods import METHODS, get_method
 from egg_interp.models.base import VLMAdapter
 from egg_interp.pipelines import PIPELINES, PipelineOptions
+from egg_interp.regions import DEFAULT_SIGMA
 from egg_interp.results import (
     SCHEMA_VERSION,
     Key,
@@ -233,6 +234,8 @@ def evaluate(
     if not methods and not pipelines:
         raise InputError("nothing to evaluate: give at least one method or pipeline")
     options = pipeline_options or PipelineOptions()
+    loop = options.loop.for_model(adapter)  # the smoothing the maps get, recorded in configs
+    options = PipelineOptions(loop=loop, max_new_tokens=options.max_new_tokens, seed=options.seed)
     method_options = {
         resolve_name(k, METHODS, "method"): dict(v) for k, v in (method_options or {}).items()
     }
@@ -262,6 +265,8 @@ def evaluate(
             "tolerance": tolerance,
             "top_k": top_k,
         }
+        if loop.sigma != DEFAULT_SIGMA:  # the scores' regions and spatial entropy
+            cfg["sigma"] = loop.sigma
         jobs.append(("map", m, cfg))
     for p in pipelines:
         cfg = {

@@ -180,7 +180,13 @@ class LinePlan:
         meta = dict(amap.meta)
         timing["method"] = float(meta.pop("seconds", math.nan))
         meta.pop("batch_size", None)
-        fields = score_map(amap, it.sample.boxes, tolerance=self.tolerance, top_k=self.top_k)
+        fields = score_map(
+            amap,
+            it.sample.boxes,
+            tolerance=self.tolerance,
+            top_k=self.top_k,
+            region_kwargs={"sigma": self.options.loop.sigma},
+        )
         fields["reference"] = reference_scores(it.sample, amap, self.tolerance, self.options.seed)
         fields["meta"] = _jsonable_items(meta)
         fields["target"] = amap.target

@@ -37,7 +37,7 @@ from egg_interp.metrics import (
     relevance_rank_accuracy,
 )
 from egg_interp.metrics.localisation import boxes_to_mask
-from egg_interp.regions import find_regions
+from egg_interp.regions import DEFAULT_SIGMA, find_regions
 
 SIZE_BUCKETS = (("small", 0.005), ("medium", 0.05), ("large", math.inf))
 """Evidence-size buckets by the share of the image the evidence covers (upper bounds, strict)."""
@@ -99,7 +99,7 @@ def score_map(
         Regions kept (:func:`egg_interp.regions.find_regions`); ``all_boxes_covered`` asks
         whether they cover every evidence box.
     region_kwargs : dict, optional
-        More arguments of ``find_regions``.
+        More arguments of ``find_regions``; its ``sigma`` also smooths the spatial entropy.
 
     Returns
     -------
@@ -149,7 +149,8 @@ def score_map(
     except DegenerateMapError as exc:
         summary.update(degenerate=str(exc), spatial_entropy=math.nan, shannon_entropy=math.nan)
         return {"scores": nan_scores, "map": summary, "regions": []}
-    summary["spatial_entropy"] = _finite(spatial_entropy(grid))
+    sigma = (region_kwargs or {}).get("sigma", DEFAULT_SIGMA)
+    summary["spatial_entropy"] = _finite(spatial_entropy(grid, sigma=sigma))
     summary["shannon_entropy"] = _finite(shannon_entropy(grid))
     heat = amap.heatmap()
     summary["nan_fraction"] = float(np.isnan(heat).mean())

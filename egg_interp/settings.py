@@ -149,6 +149,11 @@ class LoopSettings:
     crop_scale : float
         Crop policy of the oracle and random pipelines: square side = this times the evidence
         box's longer side.
+    sigma : float or None
+        Gaussian smoothing of the maps, in grid cells, before regions are found and spatial
+        entropy is measured (the loop, its stopping rule and the map scores). ``None``: the
+        model's own (:attr:`egg_interp.models.VLMAdapter.region_sigma`: the paper's 1.5
+        unless the checkpoint's config says otherwise); :meth:`for_model` fills it in.
 
     Raises
     ------
@@ -164,6 +169,7 @@ class LoopSettings:
     max_steps: int = DEFAULT_MAX_STEPS
     min_crop_side: float = 8.0
     crop_scale: float = 1.5
+    sigma: float | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -187,6 +193,11 @@ class LoopSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise InputError(f"{name} must be a number > 0, got {value!r}")
             put(name, float(value))
+        if self.sigma is not None:
+            ok = not isinstance(self.sigma, bool) and isinstance(self.sigma, (int, float))
+            if not ok or not 0 <= self.sigma < float("inf"):
+                raise InputError(f"sigma must be a number >= 0, got {self.sigma!r}")
+            put("sigma", float(self.sigma))
         if not isinstance(self.stop, str):
             raise InputError(f"a stopping rule is named by a string, got {self.stop!r}")
         put("stop", self.stop.strip())
@@ -206,6 +217,13 @@ class LoopSettings:
         if self.target is not None:
             kwargs["target"] = self.target
         return kwargs
+
+    def for_model(self, adapter: Any) -> LoopSettings:
+        """These settings with :attr:`sigma` filled in from ``adapter.region_sigma`` when unset
+        (what the loop runs with and what a result's config records)."""
+        if self.sigma is not None:
+            return self
+        return self.replace(sigma=float(adapter.region_sigma))
 
     def replace(self, **changes: Any) -> LoopSettings:
         """A copy with some fields changed (checked again)."""
@@ -231,6 +249,7 @@ class LoopSettings:
             if get("crop_scale") is not None
             else defaults.crop_scale,
         }
-        if get("min_crop_side") is not None:
-            values["min_crop_side"] = get("min_crop_side")
+        for name in ("min_crop_side", "sigma"):
+            if get(name) is not None:
+                values[name] = get(name)
         return cls(**values)

@@ -10,9 +10,12 @@ import pytest
 import torch
 from conftest import noise_image
 
+from egg_interp.entropy import spatial_entropy
 from egg_interp.errors import InputError
 from egg_interp.geometry import crop_image, to_original
 from egg_interp.loop import ground, zoom_and_reground
+from egg_interp.regions import find_regions
+from egg_interp.settings import LoopSettings
 from egg_interp.stopping import FixedSteps
 
 
@@ -62,10 +65,30 @@ def test_spatial_entropy_rule_keeps_the_crops_before_the_rise(tiny_llava, monkey
     import egg_interp.loop as loop
 
     values = iter([2.0, 1.0, 1.5, 0.5])
-    monkeypatch.setattr(loop, "spatial_entropy", lambda grid: next(values))
+    monkeypatch.setattr(loop, "spatial_entropy", lambda grid, sigma: next(values))
     result = zoom_and_reground(tiny_llava, noise_image(96, 96), "what colour ?", stop="ent")
     assert len(result.steps) == 3
     assert result.decision.keep == 1 and result.crops == result.steps[1].crop_boxes
+
+
+def test_loop_smooths_with_the_models_own_sigma_unless_told(tiny_llava):
+    """Regions and the spatial entropy both use ``adapter.region_sigma`` (the checkpoint's
+    ``egg_region_sigma``), and an explicit ``LoopSettings.sigma`` wins."""
+    image, question = noise_image(160, 96, seed=4), "what colour is the square ?"
+    assert tiny_llava.region_sigma == 1.5  # the paper's, when the config names none
+    paper = zoom_and_reground(tiny_llava, image, question, stop="fixed:1")
+    tiny_llava.model.config.egg_region_sigma = 0.0
+    sharp = zoom_and_reground(tiny_llava, image, question, stop="fixed:1")
+    view = sharp.maps[0].images[0].primary
+    expected = find_regions(view.values, view.cell_boxes, image.size, sigma=0.0, min_side=8.0)
+    assert [r.box for r in sharp.steps[0].regions] == [r.box for r in expected]
+    assert sharp.steps[0].spatial_entropy == pytest.approx(spatial_entropy(view.values, 0.0))
+    assert sharp.steps[0].spatial_entropy != pytest.approx(paper.steps[0].spatial_entropy)
+    told = zoom_and_reground(
+        tiny_llava, image, question, settings=LoopSettings(stop="fixed:1", sigma=1.5)
+    )
+    assert told.steps[0].spatial_entropy == pytest.approx(paper.steps[0].spatial_entropy)
+    assert [r.box for r in told.steps[0].regions] == [r.box for r in paper.steps[0].regions]
 
 
 def test_all_zero_map_falls_back_to_the_whole_image_without_crops(tiny_llava):

@@ -47,6 +47,9 @@ def test_one_name_rule():
         ({"max_steps": 0}, "max_steps"),
         ({"crop_scale": -1.0}, "crop_scale"),
         ({"min_crop_side": 0}, "min_crop_side"),
+        ({"sigma": -0.5}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"sigma": True}, "sigma"),
         ({"method_options": {"space": "pixels"}}, "need a named method"),
     ],
 )
@@ -87,6 +90,20 @@ def test_pipeline_options_embed_the_settings_and_keep_old_hashes():
     }
     with pytest.raises(InputError):
         PipelineOptions(bogus=1)
+    # the paper's smoothing (or "the model's own", unresolved) keeps the old hash; another
+    # smoothing is recorded
+    paper = PipelineOptions(sigma=1.5).subset(PIPELINES["egg"].uses)
+    assert paper == PipelineOptions().subset(PIPELINES["egg"].uses)
+    assert PipelineOptions(sigma=0.75).subset(PIPELINES["egg"].uses)["sigma"] == 0.75
+
+
+def test_unset_sigma_is_the_models_own():
+    class Model:
+        region_sigma = 0.75
+
+    assert LoopSettings().sigma is None
+    assert LoopSettings().for_model(Model()).sigma == 0.75
+    assert LoopSettings(sigma=2).for_model(Model()).sigma == 2.0  # a given sigma wins
 
 
 @pytest.mark.parametrize(
@@ -95,6 +112,7 @@ def test_pipeline_options_embed_the_settings_and_keep_old_hashes():
         ["evaluate", "--dataset", "scenes", "--method", "bogus"],
         ["evaluate", "--dataset", "scenes", "--stop", "bogus"],
         ["evaluate", "--dataset", "scenes", "--top-k", "0"],
+        ["evaluate", "--dataset", "scenes", "--sigma", "-1"],
         ["evaluate", "--dataset", "nope"],
         ["ground", "--image", "missing.png", "--question", "q"],
         ["ground", "--image", "missing.png", "--question", "q", "--stop", "fixed:x"],

@@ -145,6 +145,13 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
         "--min-crop-side", type=float, default=8.0, help="smallest crop side, pixels (loop)"
     )
     p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="smoothing of the maps in grid cells, for regions and spatial entropy (default: "
+        "the model's own: its config's egg_region_sigma, else 1.5, the paper's)",
+    )
+    p.add_argument(
         "--max-new-tokens", type=int, default=20, help="longest answer, in generated tokens"
     )
 

@@ -80,6 +80,7 @@ from egg_interp.models.layout import (
     PromptInputs,
     ViewLayout,
 )
+from egg_interp.regions import DEFAULT_SIGMA
 
 
 class VLMAdapter:
@@ -144,6 +145,20 @@ class VLMAdapter:
     @property
     def language_model(self) -> Any:
         return self.model.model.language_model
+
+    @property
+    def region_sigma(self) -> float:
+        """Smoothing of this model's maps in grid cells (regions and spatial entropy).
+
+        The checkpoint's ``egg_region_sigma`` config entry when it has one, else the paper's
+        :data:`egg_interp.regions.DEFAULT_SIGMA` (1.5 cells, set on LLaVA-1.5's 24 x 24 grid).
+        A checkpoint with a coarser grid may want less: on the organism's 8 x 8 grid, 1.5
+        cells spread a region over about a fifth of the image side. (The organism keeps 1.5:
+        at 0.75 its EGG crops were tighter but its detail accuracy with them lower; see the
+        README's organism section.)
+        """
+        value = getattr(self.model.config, "egg_region_sigma", None)
+        return DEFAULT_SIGMA if value is None else float(value)
 
     # ------------------------------------------------------------------ prompts
     def prompt_text(self, n_images: int, question: str) -> str:
