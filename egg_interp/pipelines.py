@@ -24,6 +24,11 @@ Registered pipelines:
     what one of the two crops gives.
 ``random``
     Crops of the oracle's sizes at random places (seeded by the sample id): the control.
+``random_egg``
+    EGG's own crops moved to random places: the loop runs as in ``egg``, then every kept
+    crop keeps its size and gets a random place (seeded by the sample id). The control for
+    *where* EGG looks, with how much it zooms held equal (EGG's crops can be larger than the
+    oracle's, and a larger random crop catches the evidence more often).
 
 Adding a pipeline is one decorated function::
 
@@ -280,6 +285,20 @@ def random_pipeline(
     return {"answer": answer, "crops": crops}
 
 
+@register_pipeline("random_egg", uses=(*PIPELINES["egg"].uses, "seed"))
+def random_egg_pipeline(
+    adapter: VLMAdapter, sample: Sample, options: PipelineOptions
+) -> dict[str, Any]:
+    """EGG's kept crops, each moved to a random place (same size)."""
+    image = sample.image
+    result = zoom_and_reground(
+        adapter, image, sample.question, keep_maps=False, settings=options.loop
+    )
+    crops = random_boxes_like(result.crops, image.size, options.seed, sample.id)
+    answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
+    return {"answer": answer, "crops": crops, "egg_crops": [list(b) for b in result.crops]}
+
+
 @register_pipeline("oracle_one", uses=("crop_scale", "max_new_tokens"))
 def oracle_one_pipeline(
     adapter: VLMAdapter, sample: Sample, options: PipelineOptions
@@ -384,6 +403,23 @@ def egg_batch(
             }
         )
     return out
+
+
+@register_batch("random_egg")
+def random_egg_batch(
+    adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
+) -> list[dict[str, Any]]:
+    results = zoom_and_reground_batch(
+        adapter, [s.image for s in samples], [s.question for s in samples], settings=options.loop
+    )
+    crops = [
+        random_boxes_like(r.crops, s.image.size, options.seed, s.id)
+        for r, s in zip(results, samples)
+    ]
+    answers = _answers(adapter, samples, crops, options.max_new_tokens)
+    return [
+        {"answer": a, "crops": c, "egg_crops": [list(b) for b in r.crops]} for a, c, r in zip(answers, crops, results)
+    ]
 
 
 @register_batch("vicrop")

@@ -57,7 +57,15 @@ TARGET_NAMES: tuple[str, ...] = (
 )
 """Registered targets (the keys of :data:`egg_interp.methods.targets.TARGETS`)."""
 
-PIPELINE_NAMES: tuple[str, ...] = ("base", "egg", "oracle", "oracle_one", "random", "vicrop")
+PIPELINE_NAMES: tuple[str, ...] = (
+    "base",
+    "egg",
+    "oracle",
+    "oracle_one",
+    "random",
+    "random_egg",
+    "vicrop",
+)
 """Registered answer pipelines (the keys of :data:`egg_interp.pipelines.PIPELINES`)."""
 
 DEFAULT_METHOD = {"egg": "egg", "vicrop": "rel_att"}

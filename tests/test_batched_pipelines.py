@@ -36,7 +36,7 @@ def _same(a: dict, b: dict) -> None:
                 assert x == y, key
 
 
-@pytest.mark.parametrize("name", ["base", "egg", "oracle", "random", "vicrop"])
+@pytest.mark.parametrize("name", ["base", "egg", "oracle", "random", "random_egg", "vicrop"])
 def test_batched_pipeline_equals_one_by_one(organism, samples, name):
     options = PipelineOptions(loop=LoopSettings(max_steps=4), max_new_tokens=4)
     assert PIPELINES[name].batch_fn is not None
@@ -47,6 +47,17 @@ def test_batched_pipeline_equals_one_by_one(organism, samples, name):
         _same(b, s)
     if name == "oracle":
         assert len({len(b["crops"]) for b in batched}) > 1  # per-sample crop counts
+    if name == "random_egg":
+        egg = run_pipeline_batch("egg", organism, samples, options)
+        moved = 0
+        for b, e, s in zip(batched, egg, samples):
+            assert b["egg_crops"] == e["crops"]  # the same loop, then the crops move
+            sides = lambda boxes: [(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]  # noqa: E731
+            assert sides(b["crops"]) == sides(e["crops"])
+            w, h = s.image.size
+            assert all(0 <= x0 and 0 <= y0 and x1 <= w and y1 <= h for x0, y0, x1, y1 in b["crops"])
+            moved += b["crops"] != e["crops"]
+        assert moved >= 1
 
 
 def test_runner_batches_answers_with_the_same_lines(organism, tmp_path):
