@@ -106,6 +106,7 @@ class Config:
     legible_share: float = 0.0
     families: str = ""  # comma-separated question families to train on ("": all)
     contrast: int = 0  # stripe contrast of the training scenes (0: the version's own)
+    object_size: tuple[int, int] = (56, 80)  # object sides of the training scenes, pixels
     full_only: float = 0.4  # share of sequences with the full view alone (no crops)
 
 
@@ -313,7 +314,13 @@ def make_example(
         step < cfg.legible_until or rng.random() < cfg.legible_share
     )
     contrast = cfg.legible_contrast if legible else (cfg.contrast or None)
-    scene = scenes.make_scene(seed_scene, n_objects=n, version=cfg.version, contrast=contrast)
+    scene = scenes.make_scene(
+        seed_scene,
+        n_objects=n,
+        version=cfg.version,
+        contrast=contrast,
+        object_size=cfg.object_size,
+    )
     canvas = scene.image.size
     grid = cfg.image_size // cfg.patch_size
     r = rng.random()

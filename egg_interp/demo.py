@@ -53,7 +53,8 @@ def evaluate(
     """Run the demo's evaluation through the runner; return the sample rows.
 
     The ``egg`` map and the pipelines of :data:`RUNNER_PIPELINE` on every sample, plus
-    ``oracle_one`` on the multi-evidence samples with two boxes, appended to ``out`` (lines
+    ``oracle_one`` on the multi-evidence samples with two boxes and ``random_egg`` (EGG's
+    crops at random places) on the detail samples, appended to ``out`` (lines
     already there for the same configs are reused). Rows: :func:`egg_interp.summaries.sample_rows`.
     """
     from egg_interp.runner import evaluate as run
@@ -75,6 +76,9 @@ def evaluate(
     multi = [s for s in samples if s.family == "multi" and len(s.boxes) > 1]
     if multi:
         hashes |= run(adapter, multi, methods=(), pipelines=("oracle_one",), **kw).config_hashes
+    detail = [s for s in samples if s.family == "detail"]
+    if detail:
+        hashes |= run(adapter, detail, methods=(), pipelines=("random_egg",), **kw).config_hashes
     records = current_records(read_results(out), hashes, [s.id for s in samples])
     return sample_rows(records, samples)
 
@@ -131,7 +135,7 @@ def summarise(
     step-0 next-token entropy) and ``measures`` (:func:`measure`). Every interval is 95 %
     (:func:`egg_interp.metrics.intervals.interval`: Wilson for proportions).
     """
-    names = dict(RUNNER_PIPELINE, oracle_one="oracle_one")
+    names = dict(RUNNER_PIPELINE, oracle_one="oracle_one", random_egg="random_egg")
     acc: dict[str, dict[str, Any]] = {}
     for fam in scenes.FAMILIES:
         fam_rows = [r for r in rows if r["family"] == fam]
@@ -215,6 +219,11 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(
             f"{fam:<11}{summary['n'][fam]:>5}"
             + "".join(f"{a.get(p, math.nan):>9.3f}" for p in PIPELINES)
+        )
+    if "random_egg" in summary["accuracy"].get("detail", {}):
+        lines.append(
+            "detail, EGG's own crops moved to random places (same sizes): "
+            f"{summary['accuracy']['detail']['random_egg']:.3f}"
         )
     pg = summary["pointing_game"]
     lines.append(

@@ -14,8 +14,9 @@ Line layout (``kind`` = ``"map"`` or ``"answer"``); fields common to both kinds:
     The key. ``name`` is the method (maps) or pipeline (answers).
 ``config``
     What the hash covers: model, a fingerprint of its weights' values, dtype, prompt suffix,
-    dataset, split, code version, and the method's or pipeline's options (for maps also the
-    pointing-game tolerance and top-k).
+    dataset, split (and, for synthetic scenes, their recipe's fingerprint), code version, and
+    the method's or pipeline's options (for maps also the pointing-game tolerance, top-k and
+    a smoothing other than the paper's).
 ``index, dataset, split, family, model, question, answers, image_size, boxes, box_source,
 evidence_area, size_bucket``
     The sample: position in the dataset, its evidence boxes (original-image pixels) and the
@@ -255,6 +256,9 @@ def evaluate(
         "split": split,
         "code": CODE_VERSION,
     }
+    recipes = sorted({str(s.meta["recipe"]) for s in samples if s.meta.get("recipe")})
+    if recipes:  # synthetic data: how its samples were rendered (scenes' Recipe.fingerprint)
+        base_cfg["data_recipe"] = ",".join(recipes)
     jobs: list[Job] = []
     for m in methods:
         cfg = {

@@ -27,7 +27,8 @@ def test_demo_rows_and_summary(tiny_llava, tmp_path):
     summary = summarise(rows, measure(tiny_llava, samples, n=1))
     # the schema of earlier versions
     assert summary["n"] == {f: 1 for f in scenes.FAMILIES}
-    assert set(summary["accuracy"]["detail"]) == {"full", "oracle", "egg", "random"}
+    assert set(summary["accuracy"]["detail"]) == {"full", "oracle", "egg", "random", "random_egg"}
+    assert set(detail["correct"]) == {"base", "oracle", "egg", "random", "random_egg"}
     assert "oracle_one" in summary["accuracy"]["multi"]
     assert set(summary["pointing_game"]) == {
         "egg",

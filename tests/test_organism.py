@@ -19,26 +19,29 @@ from egg_interp.pipelines import PipelineOptions
 
 # ---------------------------------------------------------------------------------------
 # THRESHOLDS: measured on these subsets with the shipped weights (organism v2, step 5200,
-# scenes-v2), minus a margin; the measured values are in the comments. The issue's targets
-# are stated beside them where the test is stricter or looser.
+# scenes-v2: objects of 40-56 px, contrast 24), minus a margin; the measured values are in
+# the comments (the 200-per-family demo's in brackets). The issue's targets are stated beside
+# them where the test is stricter or looser.
 SCENES_VERSION = "scenes-v2"
 N_PER_FAMILY = 25  # answers: every pipeline on 25 test scenes per family
 N_POINTING = 200  # pointing game: the EGG map of the first 200 detail test scenes
 N_CAUSAL = 30  # causal measures: the first 30 detail test scenes with 2-3 objects
 N_SINGLE = 100  # legibility band: 100 single-object scenes (validation seeds)
-ORACLE_DETAIL_MIN = 0.92  # measured 1.00 (issue target >= 0.95)
-ZOOM_GAP_MIN = 0.20  # full 0.68 vs oracle 1.00
-EGG_OVER_FULL_DETAIL_MIN = 0.20  # EGG crops 1.00 vs full 0.68
+ORACLE_DETAIL_MIN = 0.92  # measured 0.96 [0.985] (issue target >= 0.95)
+ZOOM_GAP_MIN = 0.15  # full 0.76 vs oracle 0.96 [0.595 vs 0.985]
+EGG_OVER_FULL_DETAIL_MIN = 0.15  # EGG crops 0.96 vs full 0.76 [0.98 vs 0.595]
+EGG_OVER_RANDOM_MIN = 0.20  # EGG 0.96 vs random crops of the oracle's size 0.68 [+0.315]
 COARSE_FULL_MIN = 0.92  # measured 1.00
-COARSE_EGG_DROP_MAX = 0.05
-EGG_PG_MIN = 0.90  # measured 0.98 (target >= 0.80)
-EGG_OVER_RANDOM_OBJECT_MIN = 0.30  # measured 0.98 - 0.555 = 0.425 (target >= 0.30)
-EGG_OVER_CENTRE_MIN = 0.50  # centre point 0.20
-ANY_OBJECT_MIN = 0.95
-SENSITIVITY_RATIO_MIN = 5.0  # measured 22.6 on this subset, 14.2 on all 200 (target >= 3)
-DISTRACTOR_FOLLOWING_MAX = 0.25  # measured 4/23 = 0.174 (target <= 0.2; n is small here)
-SINGLE_FULL_BAND = (0.55, 0.78)  # target 0.55-0.75; measured 0.675 (200 val scenes)
-SINGLE_ORACLE_MIN = 0.95
+COARSE_EGG_DROP_MAX = 0.05  # measured 0.00 [0.01] (target <= 0.02)
+EGG_PG_MIN = 0.90  # measured 0.995 (target >= 0.80)
+EGG_OVER_RANDOM_OBJECT_MIN = 0.30  # measured 0.995 - 0.555 = 0.44 (target >= 0.30)
+EGG_OVER_CENTRE_MIN = 0.50  # centre point 0.12
+ANY_OBJECT_MIN = 0.95  # measured 1.00
+SENSITIVITY_RATIO_MIN = 5.0  # measured 6.9 on this subset [10.6] (target >= 3)
+TARGET_MOST_CAUSAL_MIN = 0.75  # measured 25/30 = 0.83 [0.93]
+DISTRACTOR_FOLLOWING_MAX = 0.25  # measured 5/23 = 0.217 [0.200] (target <= 0.2; n is small)
+SINGLE_FULL_BAND = (0.55, 0.78)  # target 0.55-0.75; measured 0.57 (100 val scenes) [0.574]
+SINGLE_ORACLE_MIN = 0.95  # measured 0.99
 # ---------------------------------------------------------------------------------------
 
 
@@ -107,7 +110,9 @@ def test_detail_needs_zoom_and_the_oracle_crop_reads_it(summary):
 def test_egg_crops_lift_detail_accuracy(summary):
     acc = summary["accuracy"]["detail"]
     assert acc["egg"] >= acc["full"] + EGG_OVER_FULL_DETAIL_MIN
-    assert acc["egg"] > acc["random"]
+    assert acc["egg"] >= acc["random"] + EGG_OVER_RANDOM_MIN
+    # EGG's own crops at random places: where it looks matters, not only how much it zooms
+    assert acc["egg"] > acc["random_egg"]
 
 
 def test_coarse_questions_are_answered_from_the_full_view(summary):
@@ -150,7 +155,7 @@ def causal(organism):
 def test_the_answer_follows_the_named_object(causal):
     assert causal["n_sensitivity"] == N_CAUSAL
     assert causal["answer_sensitivity_ratio"] >= SENSITIVITY_RATIO_MIN
-    assert causal["target_most_causal"] >= 0.8
+    assert causal["target_most_causal"] >= TARGET_MOST_CAUSAL_MIN
 
 
 def test_a_distractors_crop_does_not_capture_the_answer(causal):

@@ -248,6 +248,24 @@ def test_retrained_weights_under_the_same_name_are_new_work(tiny_llava, vstar_ro
     assert again.written == 2 and again.skipped == 0
 
 
+def test_scenes_rendered_by_another_recipe_are_new_work(tiny_llava, tmp_path, monkeypatch):
+    """Same version name, same sample ids, other pixels: the recipe's fingerprint is hashed."""
+    import dataclasses
+
+    from egg_interp.data import scenes
+
+    kwargs = dict(methods=["egg"], pipelines=[], progress=False, model="tiny")
+    out = tmp_path / "out.jsonl"
+    samples = scenes.load(split="test", limit=2)
+    assert evaluate(tiny_llava, samples, out=out, **kwargs).written == 2
+    assert evaluate(tiny_llava, scenes.load(split="test", limit=2), out=out, **kwargs).written == 0
+    bolder = dataclasses.replace(scenes.RECIPES[scenes.VERSION], contrast=40)
+    monkeypatch.setitem(scenes.RECIPES, scenes.VERSION, bolder)
+    again = scenes.load(split="test", limit=2)
+    assert [s.id for s in again] == [s.id for s in samples]
+    assert evaluate(tiny_llava, again, out=out, **kwargs).written == 2
+
+
 def test_errors_are_recorded_and_retried(tiny_llava, vstar_root, tmp_path, monkeypatch):
     samples = load_dataset("vstar", vstar_root, limit=2)
     out = tmp_path / "out.jsonl"

@@ -89,6 +89,24 @@ def test_v2_detail_is_rendered_at_lower_contrast_than_v1():
     assert v2 < v1 and v2 == pytest.approx(v1 * ratio, rel=0.2)
 
 
+def test_object_sides_follow_the_versions_recipe_unless_given():
+    def sides(version, **kw):
+        out = []
+        for seed in range(20):
+            scene = scenes.make_scene(seed, n_objects=2, version=version, **kw)
+            out += [o.box[2] - o.box[0] for o in scene.objects]
+        return min(out), max(out)
+
+    assert scenes.RECIPES["scenes-v1"].object_size == (56, 80)
+    lo, hi = sides("scenes-v1")
+    assert 56 <= lo and hi <= 80 and hi - lo >= 12
+    lo, hi = sides("scenes-v2")
+    assert scenes.RECIPES["scenes-v2"].object_size == (40, 56)
+    assert 40 <= lo < 48 and hi <= 56
+    lo, hi = sides("scenes-v2", object_size=(56, 80))  # the organism's training scenes
+    assert 56 <= lo and hi <= 80
+
+
 def test_v1_stays_loadable_with_its_own_ids_and_wording():
     v1 = scenes.load(split="test", per_family=2, version="scenes-v1")
     assert all(s.id.startswith("scenes-v1-") for s in v1)
