@@ -37,7 +37,7 @@ from egg_interp.settings import LoopSettings  # noqa: E402
 
 METHODS = "egg,saliency,input_x_gradient,integrated_gradients,gradcam,raw_attention,rel_att"
 """Map methods scored by default (the ones a CPU run finishes in minutes)."""
-PIPELINES = "base,vicrop,egg,oracle,random"
+PIPELINES = "base,vicrop,egg,oracle,random,random_egg"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
