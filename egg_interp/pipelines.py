@@ -342,6 +342,12 @@ def _answers(adapter: VLMAdapter, samples: Sequence[Sample], crops: list, n: int
     return answer_batch(adapter, [(s.image, c, s.question) for s, c in zip(samples, crops)], n)
 
 
+def _loops(adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions) -> list:
+    return zoom_and_reground_batch(
+        adapter, [s.image for s in samples], [s.question for s in samples], settings=options.loop
+    )
+
+
 @register_batch("base")
 def base_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
@@ -386,9 +392,7 @@ def random_batch(
 def egg_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
 ) -> list[dict[str, Any]]:
-    results = zoom_and_reground_batch(
-        adapter, [s.image for s in samples], [s.question for s in samples], settings=options.loop
-    )
+    results = _loops(adapter, samples, options)
     answers = _answers(adapter, samples, [r.crops for r in results], options.max_new_tokens)
     out = []
     for answer, result in zip(answers, results):
@@ -409,16 +413,15 @@ def egg_batch(
 def random_egg_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
 ) -> list[dict[str, Any]]:
-    results = zoom_and_reground_batch(
-        adapter, [s.image for s in samples], [s.question for s in samples], settings=options.loop
-    )
+    results = _loops(adapter, samples, options)
     crops = [
         random_boxes_like(r.crops, s.image.size, options.seed, s.id)
         for r, s in zip(results, samples)
     ]
     answers = _answers(adapter, samples, crops, options.max_new_tokens)
     return [
-        {"answer": a, "crops": c, "egg_crops": [list(b) for b in r.crops]} for a, c, r in zip(answers, crops, results)
+        {"answer": a, "crops": c, "egg_crops": [list(b) for b in r.crops]}
+        for a, c, r in zip(answers, crops, results)
     ]
 
 
