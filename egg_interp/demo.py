@@ -7,8 +7,8 @@ point, a uniform-random map, a random object of the scene, and whether EGG's pea
 object: :data:`egg_interp.scoring.POINTERS`), and the answer pipelines ``base`` (shown as
 ``full``: the full view alone), ``oracle`` (crops around the true evidence), ``egg`` (EGG's
 crops), ``random`` (random crops of the oracle's sizes) and, on multi-evidence questions,
-``oracle_one`` (one of the two oracle crops). On the detail questions it also runs the
-organism's causal measures (:mod:`egg_interp.organism.measures`). :func:`summarise` derives
+``oracle_one`` (one of the two oracle crops). On the detail questions it also runs
+``random_egg`` (EGG's own crops moved to random places) and the organism's causal measures (:mod:`egg_interp.organism.measures`). :func:`summarise` derives
 ``summary.json`` from the lines (:mod:`egg_interp.summaries`); it writes ``summary.json``,
 ``summary.txt``, ``examples.png`` and prints the table.
 """

@@ -24,13 +24,14 @@ DATASET_TITLES = {
     "scenes": "Scenes",
 }
 
-PIPELINE_ORDER = ("base", "vicrop", "egg", "oracle", "random")
+PIPELINE_ORDER = ("base", "vicrop", "egg", "oracle", "random", "random_egg")
 PIPELINE_TITLES = {
     "base": "base",
     "vicrop": "+ViCrop",
     "egg": "+EGG",
     "oracle": "+oracle crops",
     "random": "+random crops",
+    "random_egg": "+EGG's crops moved",
 }
 BUCKETS = tuple(name for name, _ in SIZE_BUCKETS)
 
