@@ -147,6 +147,264 @@ class _Running:
         return {k: f"{s / n:.3f}" for k, (s, n) in list(self.sums.items())[:limit] if n}
 
 
+@dataclass
+class _Resolved:
+    """The names and options of one :func:`evaluate` call, resolved to what the run uses.
+
+    Registered method and pipeline names (aliases resolved), the method options keyed by
+    resolved name, the pipeline options with the loop settings made concrete for the model
+    (``options.loop.for_model(adapter)``: the smoothing the maps get is recorded in the
+    configs), and the dataset, split, metric and model identity that the lines record and the
+    config hashes cover.
+    """
+
+    methods: list[str]
+    pipelines: list[str]
+    method_options: dict[str, dict[str, Any]]
+    options: PipelineOptions
+    dataset: str
+    split: str
+    metric: str
+    model: str
+
+
+def _resolve(
+    adapter: VLMAdapter,
+    samples: Sequence[Sample],
+    methods: Sequence[str],
+    pipelines: Sequence[str],
+    *,
+    dataset: str | None,
+    split: str | None,
+    metric: str | None,
+    model: str | None,
+    method_options: Mapping[str, Mapping[str, Any]] | None,
+    pipeline_options: PipelineOptions | None,
+) -> _Resolved:
+    """Resolve the names and fill in the defaults of :func:`evaluate`'s arguments.
+
+    Method and pipeline names (and the keys of ``method_options``) go through
+    :func:`egg_interp.settings.resolve_name`, which raises :class:`InputError` for an unknown
+    one; so does an empty selection. The loop settings are resolved for the model; dataset,
+    split, metric and model default as :func:`evaluate` documents.
+    """
+    methods = [resolve_name(m, METHODS, "method") for m in methods]
+    pipelines = [resolve_name(p, PIPELINES, "pipeline") for p in pipelines]
+    if not methods and not pipelines:
+        raise InputError("nothing to evaluate: give at least one method or pipeline")
+    options = pipeline_options or PipelineOptions()
+    loop = options.loop.for_model(adapter)  # the smoothing the maps get, recorded in configs
+    options = PipelineOptions(loop=loop, max_new_tokens=options.max_new_tokens, seed=options.seed)
+    method_options = {
+        resolve_name(k, METHODS, "method"): dict(v) for k, v in (method_options or {}).items()
+    }
+    dataset = dataset or (samples[0].dataset if samples else "")
+    split = split or next((s.split for s in samples if s.split), "") or "default"
+    if metric is None:
+        from egg_interp.data.registry import DATASETS
+
+        metric = DATASETS[dataset].metric if dataset in DATASETS else "exact"
+    model = model or adapter.name
+    return _Resolved(methods, pipelines, method_options, options, dataset, split, metric, model)
+
+
+def _base_config(adapter: VLMAdapter, samples: Sequence[Sample], run: _Resolved) -> dict[str, Any]:
+    """The part of every job's config that the run shares.
+
+    Model identity, a fingerprint of its weights' values, dtype, prompt suffix, dataset,
+    split and :data:`CODE_VERSION`, plus ``data_recipe`` (the sorted, comma-joined recipe
+    fingerprints) when samples carry a ``recipe`` in their meta (synthetic scenes).
+    """
+    base_cfg = {
+        "model": run.model,
+        "weights": weights_fingerprint(adapter.model),
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "prompt_suffix": adapter.prompt_suffix,
+        "dataset": run.dataset,
+        "split": run.split,
+        "code": CODE_VERSION,
+    }
+    recipes = sorted({str(s.meta["recipe"]) for s in samples if s.meta.get("recipe")})
+    if recipes:  # synthetic data: how its samples were rendered (scenes' Recipe.fingerprint)
+        base_cfg["data_recipe"] = ",".join(recipes)
+    return base_cfg
+
+
+def _build_jobs(
+    base_cfg: Mapping[str, Any], run: _Resolved, tolerance: float, top_k: int
+) -> tuple[list[Job], dict[tuple[str, str], str]]:
+    """The jobs of the run (a map job per method, then an answer job per pipeline) and the
+    config hash of each, keyed by ``(kind, name)``.
+
+    A map job's config adds the method's options, the pointing-game ``tolerance``, ``top_k``
+    and, only when it differs from :data:`egg_interp.regions.DEFAULT_SIGMA`, the loop's
+    ``sigma``; an answer job's adds the pipeline options it reads and the metric.
+    """
+    sigma = run.options.loop.sigma
+    jobs: list[Job] = []
+    for m in run.methods:
+        cfg = {
+            **base_cfg,
+            "kind": "map",
+            "method": m,
+            "options": run.method_options.get(m, {}),
+            "tolerance": tolerance,
+            "top_k": top_k,
+        }
+        if sigma != DEFAULT_SIGMA:  # the scores' regions and spatial entropy
+            cfg["sigma"] = sigma
+        jobs.append(("map", m, cfg))
+    for p in run.pipelines:
+        cfg = {
+            **base_cfg,
+            "kind": "answer",
+            "pipeline": p,
+            "options": run.options.subset(PIPELINES[p].uses),
+            "metric": run.metric,
+        }
+        jobs.append(("answer", p, cfg))
+    hashes = {(kind, name): config_hash(cfg) for kind, name, cfg in jobs}
+    return jobs, hashes
+
+
+def _build_methods(run: _Resolved, batch_size: int) -> dict[str, Any]:
+    """The method object of every map method, by name, built with its options.
+
+    A method that declares an inner batch (``internal_batch_option``) gets ``batch_size`` for
+    it when ``batch_size > 1``, unless its options set it already.
+    """
+    method_objs = {}
+    for m in run.methods:
+        kwargs = dict(run.method_options.get(m, {}))
+        option = METHODS[m].internal_batch_option
+        if batch_size > 1 and option is not None:
+            kwargs.setdefault(option, batch_size)
+        method_objs[m] = get_method(m, **kwargs)
+    return method_objs
+
+
+def _read_done(
+    out: Path,
+    own: Path,
+    hashes: Mapping[tuple[str, str], str],
+    my_share: Sequence[tuple[int, Sample]],
+    retry_errors: bool,
+) -> tuple[set[Key], _Running]:
+    """The keys already written, for resume, and running means seeded from them.
+
+    Reads ``out``, this rank's file ``own`` and every rank part next to ``out``; with
+    ``retry_errors`` a line that records an error does not count as done. The running means
+    take the lines of this rank's samples (``my_share``) under this run's config hashes.
+    """
+    wanted = set(hashes.values())
+    my_ids = {s.id for _, s in my_share}
+    done: set[Key] = set()
+    running = _Running()
+    for path in dict.fromkeys([out, own, *part_paths(out)]):
+        for r in read_results(path):
+            if retry_errors and is_error(r):
+                continue
+            done.add(key_of(r))
+            if r["sample_id"] in my_ids and r["config_hash"] in wanted:
+                running.add(r)
+    return done, running
+
+
+def _run_info(info: DistInfo, data_root: str | Path | None, batch_size: int) -> dict[str, Any]:
+    """The ``run`` field of every line, less its ``time``: rank, world size, host, git commit,
+    data root and batch size (recorded, not hashed)."""
+    return {
+        "rank": info.rank,
+        "world_size": info.world_size,
+        "host": socket.gethostname(),
+        "commit": _git_commit(),
+        "data_root": str(data_root) if data_root is not None else None,
+        "batch_size": batch_size,
+    }
+
+
+def _progress_bar(show: bool, total: int, dataset: str) -> Any:
+    """A tqdm bar over ``total`` samples when ``show``, else ``None``; it refreshes at least
+    every 0.1 s on a terminal and every 10 s when stderr is a log file."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc=f"evaluate {dataset}",
+        unit="sample",
+        dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # a log file: every 10 s
+    )
+
+
+def _run_chunks(
+    plan: LinePlan,
+    my_share: Sequence[tuple[int, Sample]],
+    done: set[Key],
+    own: Path,
+    *,
+    batch_size: int,
+    run_info: Mapping[str, Any],
+    summary: RunSummary,
+    running: _Running,
+    bar: Any,
+) -> None:
+    """Run this rank's samples chunk by chunk, appending their lines to ``own``.
+
+    Each chunk of ``batch_size`` samples runs the jobs whose key is not in ``done``
+    (:meth:`LinePlan.run`); every line gets its ``run`` field, stamped with the time, and is
+    counted in ``summary`` (written, skipped, errors) and ``running``. The bar, if any, moves
+    a chunk at a time and is closed at the end, even on an error.
+    """
+    try:
+        with ResultsWriter(own) as writer:
+            for first in range(0, len(my_share), batch_size):
+                chunk = my_share[first : first + batch_size]
+                work = []
+                for index, sample in chunk:
+                    todo = [
+                        (kind, name)
+                        for kind, name, _ in plan.jobs
+                        if (sample.id, kind, name, plan.hashes[kind, name]) not in done
+                    ]
+                    summary.skipped += len(plan.jobs) - len(todo)
+                    if todo:
+                        work.append((index, sample, todo))
+                for record in plan.run(work):
+                    record["run"] = {**run_info, "time": datetime.now(timezone.utc).isoformat()}
+                    writer.write(record)
+                    summary.written += 1
+                    summary.errors += bool(record["error"])
+                    running.add(record)
+                if bar is not None:
+                    bar.set_postfix(running.postfix(), refresh=False)
+                    bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _finish(out: Path, info: DistInfo, device: str, created_group: bool) -> int | None:
+    """Merge the rank parts into ``out`` and end the process group if this run started it.
+
+    Ranks meet at a barrier before and after the merge (distributed runs only); the main
+    process merges when the run is distributed or parts from an earlier run lie next to
+    ``out``. Returns the number of merged lines, or ``None`` when this process did not merge.
+    """
+    merged = None
+    if info.distributed:
+        barrier(device)
+    if info.is_main and (info.distributed or part_paths(out)):
+        merged = merge_results(out, part_paths(out))
+    if info.distributed:
+        barrier(device)
+    if created_group:
+        shutdown_process_group()
+    return merged
+
+
 def evaluate(
     adapter: VLMAdapter,
     samples: Sequence[Sample],
@@ -230,150 +488,56 @@ def evaluate(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     info = dist or dist_info()
-    methods = [resolve_name(m, METHODS, "method") for m in methods]
-    pipelines = [resolve_name(p, PIPELINES, "pipeline") for p in pipelines]
-    if not methods and not pipelines:
-        raise InputError("nothing to evaluate: give at least one method or pipeline")
-    options = pipeline_options or PipelineOptions()
-    loop = options.loop.for_model(adapter)  # the smoothing the maps get, recorded in configs
-    options = PipelineOptions(loop=loop, max_new_tokens=options.max_new_tokens, seed=options.seed)
-    method_options = {
-        resolve_name(k, METHODS, "method"): dict(v) for k, v in (method_options or {}).items()
-    }
-    dataset = dataset or (samples[0].dataset if samples else "")
-    split = split or next((s.split for s in samples if s.split), "") or "default"
-    if metric is None:
-        from egg_interp.data.registry import DATASETS
-
-        metric = DATASETS[dataset].metric if dataset in DATASETS else "exact"
-    model = model or adapter.name
-    base_cfg = {
-        "model": model,
-        "weights": weights_fingerprint(adapter.model),
-        "dtype": str(adapter.dtype).replace("torch.", ""),
-        "prompt_suffix": adapter.prompt_suffix,
-        "dataset": dataset,
-        "split": split,
-        "code": CODE_VERSION,
-    }
-    recipes = sorted({str(s.meta["recipe"]) for s in samples if s.meta.get("recipe")})
-    if recipes:  # synthetic data: how its samples were rendered (scenes' Recipe.fingerprint)
-        base_cfg["data_recipe"] = ",".join(recipes)
-    jobs: list[Job] = []
-    for m in methods:
-        cfg = {
-            **base_cfg,
-            "kind": "map",
-            "method": m,
-            "options": method_options.get(m, {}),
-            "tolerance": tolerance,
-            "top_k": top_k,
-        }
-        if loop.sigma != DEFAULT_SIGMA:  # the scores' regions and spatial entropy
-            cfg["sigma"] = loop.sigma
-        jobs.append(("map", m, cfg))
-    for p in pipelines:
-        cfg = {
-            **base_cfg,
-            "kind": "answer",
-            "pipeline": p,
-            "options": options.subset(PIPELINES[p].uses),
-            "metric": metric,
-        }
-        jobs.append(("answer", p, cfg))
-    hashes = {(kind, name): config_hash(cfg) for kind, name, cfg in jobs}
-    method_objs = {}
-    for m in methods:
-        kwargs = dict(method_options.get(m, {}))
-        option = METHODS[m].internal_batch_option
-        if batch_size > 1 and option is not None:
-            kwargs.setdefault(option, batch_size)
-        method_objs[m] = get_method(m, **kwargs)
+    run = _resolve(
+        adapter,
+        samples,
+        methods,
+        pipelines,
+        dataset=dataset,
+        split=split,
+        metric=metric,
+        model=model,
+        method_options=method_options,
+        pipeline_options=pipeline_options,
+    )
+    jobs, hashes = _build_jobs(_base_config(adapter, samples, run), run, tolerance, top_k)
+    method_objs = _build_methods(run, batch_size)
 
     out = Path(out)
     own = rank_path(out, info.rank) if info.distributed else out
     created_group = init_process_group(info, str(adapter.device))
     my_share = shard(samples, info.rank, info.world_size)
-    my_ids = {s.id for _, s in my_share}
-    wanted = set(hashes.values())
-    done: set[Key] = set()
-    running = _Running()
-    for path in dict.fromkeys([out, own, *part_paths(out)]):
-        for r in read_results(path):
-            if retry_errors and is_error(r):
-                continue
-            done.add(key_of(r))
-            if r["sample_id"] in my_ids and r["config_hash"] in wanted:
-                running.add(r)
+    done, running = _read_done(out, own, hashes, my_share, retry_errors)
 
-    run_info = {
-        "rank": info.rank,
-        "world_size": info.world_size,
-        "host": socket.gethostname(),
-        "commit": _git_commit(),
-        "data_root": str(data_root) if data_root is not None else None,
-        "batch_size": batch_size,
-    }
+    run_info = _run_info(info, data_root, batch_size)
     plan = LinePlan(
         adapter=adapter,
         jobs=jobs,
         hashes=hashes,
         method_objs=method_objs,
-        options=options,
-        metric=metric,
+        options=run.options,
+        metric=run.metric,
         tolerance=tolerance,
         top_k=top_k,
         maps_dir=maps_dir,
         out_dir=out.parent,
-        common={"dataset": dataset, "split": split, "model": model},
+        common={"dataset": run.dataset, "split": run.split, "model": run.model},
         batch_pipelines=batch_pipelines,
     )
     summary = RunSummary(out=out, config_hashes=dict(hashes))
-    bar = None
-    if progress and info.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(my_share),
-            desc=f"evaluate {dataset}",
-            unit="sample",
-            dynamic_ncols=True,
-            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # a log file: every 10 s
-        )
-    try:
-        with ResultsWriter(own) as writer:
-            for first in range(0, len(my_share), batch_size):
-                chunk = my_share[first : first + batch_size]
-                work = []
-                for index, sample in chunk:
-                    todo = [
-                        (kind, name)
-                        for kind, name, _ in jobs
-                        if (sample.id, kind, name, hashes[kind, name]) not in done
-                    ]
-                    summary.skipped += len(jobs) - len(todo)
-                    if todo:
-                        work.append((index, sample, todo))
-                for record in plan.run(work):
-                    record["run"] = {**run_info, "time": datetime.now(timezone.utc).isoformat()}
-                    writer.write(record)
-                    summary.written += 1
-                    summary.errors += bool(record["error"])
-                    running.add(record)
-                if bar is not None:
-                    bar.set_postfix(running.postfix(), refresh=False)
-                    bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-    if info.distributed:
-        barrier(str(adapter.device))
-    if info.is_main and (info.distributed or part_paths(out)):
-        summary.merged = merge_results(out, part_paths(out))
-    if info.distributed:
-        barrier(str(adapter.device))
-    if created_group:
-        shutdown_process_group()
+    bar = _progress_bar(progress and info.is_main, len(my_share), run.dataset)
+    _run_chunks(
+        plan,
+        my_share,
+        done,
+        own,
+        batch_size=batch_size,
+        run_info=run_info,
+        summary=summary,
+        running=running,
+        bar=bar,
+    )
+    summary.merged = _finish(out, info, str(adapter.device), created_group)
     summary.seconds = time.perf_counter() - start
     summary.problems = count_problems(samples)
     if summary.problems and info.is_main:
