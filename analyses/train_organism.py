@@ -714,7 +714,11 @@ def plot_curves(run: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+# ------------------------------------------------------------------------ command line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (see the module docstring for the usual calls)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "organism")
     ap.add_argument("--steps", type=int, default=None, help="total steps (schedule length)")
@@ -747,15 +751,17 @@ def main(argv=None) -> int:
         default=ROOT / "runs" / "organism-v1" / "export",
         help="v2: exported v1 checkpoint to start from (train v1 with --recipe v1 first)",
     )
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return ap.parse_args(argv)
 
-    run = args.run_dir
-    if args.plot:
-        plot_curves(run, args.plot)
-        return 0
-    run.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run / "ckpt.pt"
+
+def load_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
+    """The run's recipe and its checkpoint (``None`` when the run starts afresh).
+
+    A resumed run keeps its checkpoint's config; a new one takes the v1 or v2 recipe (shrunk
+    by ``TINY`` with ``--tiny``). ``--steps``, ``--batch`` and ``--set`` override either.
+    """
+    ckpt_path = args.run_dir / "ckpt.pt"
+    state = None
     cfg = Config()
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
@@ -771,11 +777,64 @@ def main(argv=None) -> int:
     for item in args.set:
         key, value = item.split("=", 1)
         setattr(cfg, key, type(getattr(cfg, key))(value))
+    return cfg, state
+
+
+# ------------------------------------------------------------------------ run state
+
+
+@dataclass
+class Progress:
+    """Where a run stands besides its weights: answer step, curriculum stage and the step it
+    began at, stage-A (vision) step and whether stage A is done; all saved in the checkpoint."""
+
+    step: int = 0
+    stage: int = 1
+    stage_start: int = 0
+    vstep: int = 0
+    vdone: bool = False
+
+
+@dataclass
+class Trainer:
+    """What the training stages share: the run's config (phases change it in place), model,
+    auxiliary head, processor, answer-stage optimiser over ``params``, and progress."""
+
+    run: Path
+    cfg: Config
+    model: object
+    head: torch.nn.Module
+    processor: object
+    params: list
+    opt: torch.optim.Optimizer
+    progress: Progress
+
+    def save(self, **extra) -> None:
+        """Checkpoint to ``RUN/ckpt.pt`` (through a temporary file); ``extra``: optimisers."""
+        p = self.progress
+        state = {
+            "config": asdict(self.cfg),
+            "model": self.model.state_dict(),
+            "head": self.head.state_dict(),
+            "step": p.step,
+            "stage": p.stage,
+            "stage_start": p.stage_start,
+            "vstep": p.vstep,
+            "vdone": p.vdone,
+            **extra,
+        }
+        torch.save(state, self.run / "ckpt.tmp")
+        (self.run / "ckpt.tmp").replace(self.run / "ckpt.pt")
+
+
+def start_run(cfg: Config, args: argparse.Namespace, state: dict | None) -> Trainer:
+    """Build the model, head and optimiser, then restore them from the checkpoint ``state``;
+    a new v2 run starts from ``--init-from`` (not with ``--tiny``) past stage A, at stage 2."""
     model, head, processor = build(cfg)
     params = [p for p in (*model.parameters(), *head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    step, stage, stage_start, vstep, vdone = 0, 1, 0, 0, False
-    if cfg.version != "scenes-v1" and not ckpt_path.exists():
+    progress = Progress()
+    if cfg.version != "scenes-v1" and state is None:
         if not args.tiny:
             if not (args.init_from / "model.safetensors").is_file():
                 raise SystemExit(
@@ -785,171 +844,239 @@ def main(argv=None) -> int:
                 )
             new = init_from(model, args.init_from)
             print(f"initialised from {args.init_from}; new parameters: {len(new)}", flush=True)
-        stage, vdone = 2, True
-    if ckpt_path.exists():
+        progress.stage, progress.vdone = 2, True
+    if state is not None:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
-        step, stage, stage_start = state["step"], state["stage"], state["stage_start"]
-        vstep, vdone = state.get("vstep", 0), state.get("vdone", True)
-        if vdone and "opt" in state:
+        progress.step, progress.stage = state["step"], state["stage"]
+        progress.stage_start = state["stage_start"]
+        progress.vstep, progress.vdone = state.get("vstep", 0), state.get("vdone", True)
+        if progress.vdone and "opt" in state:
             opt.load_state_dict(state["opt"])
-        print(f"resumed from step {step} (stage {stage}; vision step {vstep})", flush=True)
+        print(
+            f"resumed from step {progress.step} (stage {progress.stage}; "
+            f"vision step {progress.vstep})",
+            flush=True,
+        )
     if args.stage is not None:
-        stage = args.stage
-    if args.export_only:
-        export(model, processor, args.export_dir)
-        print(f"exported step {step} to {args.export_dir}")
-        return 0
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    n_model = sum(p.numel() for p in model.parameters())
-    print(f"model parameters: {n_model:,}; aux head {sum(p.numel() for p in head.parameters())}")
+        progress.stage = args.stage
+    return Trainer(args.run_dir, cfg, model, head, processor, params, opt, progress)
 
-    batcher = Batcher(processor, cfg)
-    model.train()
-    if cfg.ground_weight > 0:
-        model.set_attn_implementation("eager")  # attention weights for the grounding loss
 
-    def save(**extra) -> None:
-        state = {
-            "config": asdict(cfg),
-            "model": model.state_dict(),
-            "head": head.state_dict(),
-            "step": step,
-            "stage": stage,
-            "stage_start": stage_start,
-            "vstep": vstep,
-            "vdone": vdone,
-            **extra,
-        }
-        torch.save(state, run / "ckpt.tmp")
-        (run / "ckpt.tmp").replace(ckpt_path)
+# ------------------------------------------------------------------------ stage A
 
+
+def train_vision(
+    tr: Trainer, batcher: Batcher, args: argparse.Namespace, state: dict | None
+) -> None:
+    """Stage A: the vision tower, projector and auxiliary head alone (:func:`vision_forward`)
+    until the pattern gate holds (or ``--vision-again`` more steps); logs to
+    ``RUN/vision_log.jsonl`` and checkpoints with its own optimiser every 50 steps."""
+    cfg, p = tr.cfg, tr.progress
     vision_until = cfg.vision_steps
     if args.vision_again:
-        vdone, vision_until = False, vstep + args.vision_again
-    if not vdone and cfg.vision_steps > 0:
-        vparams = [
-            *model.model.vision_tower.parameters(),
-            *model.model.multi_modal_projector.parameters(),
-            *head.parameters(),
-        ]
-        vopt = torch.optim.AdamW(vparams, lr=cfg.vision_lr, weight_decay=0.0)
-        if ckpt_path.exists() and "vopt" in state:
-            vopt.load_state_dict(state["vopt"])
-        vwin: dict[str, deque] = defaultdict(lambda: deque(maxlen=20))
-        vlog = open(run / "vision_log.jsonl", "a")
-        t0 = time.time()
-        while vstep < vision_until:
-            for g in vopt.param_groups:
-                g["lr"] = cfg.vision_lr * min(1.0, (vstep + 1) / 10)
-            nb = max(2, cfg.batch // 2)
-            seeds = range(10**8 + vstep * nb, 10**8 + (vstep + 1) * nb)
-            batch = batcher([make_example(sd, 4, cfg, vision_only=True) for sd in seeds])
-            vloss, accs = vision_forward(model, head, batch)
-            vopt.zero_grad(set_to_none=True)
-            vloss.backward()
-            torch.nn.utils.clip_grad_norm_(vparams, 1.0)
-            vopt.step()
-            vstep += 1
-            for k, v in accs.items():
-                vwin[k].append(v)
-            means = {k: round(float(np.mean(v)), 3) for k, v in vwin.items()}
-            if vstep % 10 == 0:
-                rec = {"vstep": vstep, "time": round(time.time() - t0, 1), "aux": float(vloss)}
-                vlog.write(json.dumps({**rec, "acc": means}) + "\n")
-                vlog.flush()
-                print(f"vision {vstep} t={rec['time']}s aux {rec['aux']:.3f} {means}", flush=True)
-            if vstep % 50 == 0:
-                save(vopt=vopt.state_dict())
-            gate = means.get("pattern", 0) >= cfg.gate_vision_pattern
-            if not args.vision_again and vstep >= 40 and gate:
-                break
-        vdone = True
-        vlog.close()
-        save(vopt=vopt.state_dict())
-        print(f"stage A done after {vstep} vision steps", flush=True)
-
-    window: dict[str, deque] = defaultdict(lambda: deque(maxlen=300))
-    log = open(run / "log.jsonl", "a")
-    stop_at = min(cfg.steps, args.stop_at or cfg.steps)
+        p.vdone, vision_until = False, p.vstep + args.vision_again
+    if p.vdone or not cfg.vision_steps > 0:
+        return
+    vparams = [
+        *tr.model.model.vision_tower.parameters(),
+        *tr.model.model.multi_modal_projector.parameters(),
+        *tr.head.parameters(),
+    ]
+    vopt = torch.optim.AdamW(vparams, lr=cfg.vision_lr, weight_decay=0.0)
+    if state is not None and "vopt" in state:
+        vopt.load_state_dict(state["vopt"])
+    vwin: dict[str, deque] = defaultdict(lambda: deque(maxlen=20))
+    vlog = open(tr.run / "vision_log.jsonl", "a")
     t0 = time.time()
-    acc_loss = defaultdict(float)
-    n_acc = 0
+    while p.vstep < vision_until:
+        for g in vopt.param_groups:
+            g["lr"] = cfg.vision_lr * min(1.0, (p.vstep + 1) / 10)
+        nb = max(2, cfg.batch // 2)
+        seeds = range(10**8 + p.vstep * nb, 10**8 + (p.vstep + 1) * nb)
+        batch = batcher([make_example(sd, 4, cfg, vision_only=True) for sd in seeds])
+        vloss, accs = vision_forward(tr.model, tr.head, batch)
+        vopt.zero_grad(set_to_none=True)
+        vloss.backward()
+        torch.nn.utils.clip_grad_norm_(vparams, 1.0)
+        vopt.step()
+        p.vstep += 1
+        for k, v in accs.items():
+            vwin[k].append(v)
+        means = {k: round(float(np.mean(v)), 3) for k, v in vwin.items()}
+        if p.vstep % 10 == 0:
+            rec = {"vstep": p.vstep, "time": round(time.time() - t0, 1), "aux": float(vloss)}
+            vlog.write(json.dumps({**rec, "acc": means}) + "\n")
+            vlog.flush()
+            print(f"vision {p.vstep} t={rec['time']}s aux {rec['aux']:.3f} {means}", flush=True)
+        if p.vstep % 50 == 0:
+            tr.save(vopt=vopt.state_dict())
+        gate = means.get("pattern", 0) >= cfg.gate_vision_pattern
+        if not args.vision_again and p.vstep >= 40 and gate:
+            break
+    p.vdone = True
+    vlog.close()
+    tr.save(vopt=vopt.state_dict())
+    print(f"stage A done after {p.vstep} vision steps", flush=True)
+
+
+# ------------------------------------------------------------------------ answer stage
+
+
+class Curves:
+    """The logged curves of the answer stage: running accuracies by family/view(/objects)
+    over the last 300 answers and mean losses since the last record, to ``RUN/log.jsonl``."""
+
+    def __init__(self, path: Path):
+        self.window: dict[str, deque] = defaultdict(lambda: deque(maxlen=300))
+        self.losses: dict[str, float] = defaultdict(float)
+        self.n = 0
+        self.log = open(path, "a")
+        self.t0 = time.time()
+
+    def add(self, batch, pred, loss, ans_loss, aux_loss) -> None:
+        """Count one step's answers and losses."""
+        for (_, _, tgt, fam, view, n), p in zip(batch["meta"], pred.tolist()):
+            self.window[f"{fam}/{view}/{min(n, 3)}"].append(float(p == tgt))
+            self.window[f"{fam}/{view}"].append(float(p == tgt))
+        self.losses["loss"] += float(loss.detach())
+        self.losses["ans"] += float(ans_loss.detach())
+        self.losses["aux"] += float(aux_loss.detach())
+        self.n += 1
+
+    def record(self, step: int, stage: int, lr: float) -> None:
+        """Write (and print) a record of the steps since the last one, then start afresh."""
+        rec = {
+            "step": step,
+            "time": round(time.time() - self.t0, 1),
+            "lr": lr,
+            "stage": stage,
+            **{k: round(v / self.n, 4) for k, v in self.losses.items()},
+            "acc": {k: round(float(np.mean(v)), 3) for k, v in sorted(self.window.items())},
+        }
+        self.log.write(json.dumps(rec) + "\n")
+        self.log.flush()
+        short = {k: v for k, v in rec["acc"].items() if k.count("/") == 1}
+        print(
+            f"step {step} t={rec['time']}s stage {stage} loss {rec['loss']:.3f} "
+            f"ans {rec['ans']:.3f} aux {rec['aux']:.3f} {short}",
+            flush=True,
+        )
+        self.losses.clear()
+        self.n = 0
+
+    def acc(self, key: str) -> float:
+        """Running accuracy of ``key`` (0 with fewer than 50 answers)."""
+        v = self.window.get(key)
+        return float(np.mean(v)) if v and len(v) >= 50 else 0.0
+
+
+def answer_step(tr: Trainer, batcher: Batcher, phases: list[tuple[int, dict]]):
+    """One answer-stage step: phase settings, learning rate, the step's batch (seeded by the
+    step), forward, backward and update. Returns (loss, answer loss, aux loss, batch, preds)."""
+    cfg, step = tr.cfg, tr.progress.step
+    changed = apply_phases(cfg, step, phases)
+    if changed:
+        print(f"step {step}: phase settings {', '.join(changed)}", flush=True)
+    for g in tr.opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    examples = [
+        make_example(step * cfg.batch + b, tr.progress.stage, cfg, step=step)
+        for b in range(cfg.batch)
+    ]
+    batch = batcher(examples)
+    ans_loss, aux_loss, pred = forward(tr.model, tr.head, batch, cfg)
+    loss = ans_loss + cfg.aux_weight * aux_loss
+    tr.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(tr.params, 1.0)
+    tr.opt.step()
+    tr.progress.step += 1
+    return loss, ans_loss, aux_loss, batch, pred
+
+
+def advance_curriculum(tr: Trainer, curves: Curves) -> None:
+    """Curriculum gate: one more object per scene once crop details (and, past stage 1,
+    coarse questions) are read well enough, or after ``stage_max_steps`` at a stage."""
+    cfg, p = tr.cfg, tr.progress
+    if not (p.stage < 4 and p.step - p.stage_start >= cfg.stage_min_steps):
+        return
+    ok = curves.acc("detail/crop") >= cfg.gate_crop_detail and (
+        curves.acc("coarse/full") >= cfg.gate_coarse or p.stage == 1
+    )
+    if ok or p.step - p.stage_start >= cfg.stage_max_steps:
+        p.stage += 1
+        p.stage_start = p.step
+        curves.window.clear()
+        print(f"step {p.step}: curriculum -> stage {p.stage} ({'gate' if ok else 'timeout'})")
+        curves.log.write(json.dumps({"step": p.step, "event": f"stage {p.stage}"}) + "\n")
+
+
+def validate_to_log(tr: Trainer, n: int) -> None:
+    """Validation figures at the current step, appended to ``RUN/val.jsonl``."""
+    p = tr.progress
+    tv = time.time()
+    val = validate(tr.model, tr.processor, n, tr.cfg.version)
+    rec = {"step": p.step, "stage": p.stage, "val": val, "val_s": round(time.time() - tv, 1)}
+    (tr.run / "val.jsonl").open("a").write(json.dumps(rec) + "\n")
+    print(f"val @ {p.step}: {val}", flush=True)
+
+
+def train_answers(tr: Trainer, batcher: Batcher, args: argparse.Namespace) -> None:
+    """The answer stage, from the current step to ``--stop-at`` (or the schedule's end):
+    steps, curves, curriculum, checkpoints and validation. v2 (not ``--tiny``) applies
+    :data:`V2_PHASES` on the way."""
+    cfg, p = tr.cfg, tr.progress
+    curves = Curves(tr.run / "log.jsonl")
+    stop_at = min(cfg.steps, args.stop_at or cfg.steps)
     first_loss = None
     phases = V2_PHASES if args.recipe == "v2" and not args.tiny else []
-    while step < stop_at:
-        changed = apply_phases(cfg, step, phases)
-        if changed:
-            print(f"step {step}: phase settings {', '.join(changed)}", flush=True)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        examples = [
-            make_example(step * cfg.batch + b, stage, cfg, step=step) for b in range(cfg.batch)
-        ]
-        batch = batcher(examples)
-        ans_loss, aux_loss, pred = forward(model, head, batch, cfg)
-        loss = ans_loss + cfg.aux_weight * aux_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
+    while p.step < stop_at:
+        loss, ans_loss, aux_loss, batch, pred = answer_step(tr, batcher, phases)
         if first_loss is None:
             first_loss = float(ans_loss.detach())
-        for (_, _, tgt, fam, view, n), p in zip(batch["meta"], pred.tolist()):
-            window[f"{fam}/{view}/{min(n, 3)}"].append(float(p == tgt))
-            window[f"{fam}/{view}"].append(float(p == tgt))
-        acc_loss["loss"] += float(loss.detach())
-        acc_loss["ans"] += float(ans_loss.detach())
-        acc_loss["aux"] += float(aux_loss.detach())
-        n_acc += 1
-        if step % args.log_every == 0 or step == stop_at:
-            rec = {
-                "step": step,
-                "time": round(time.time() - t0, 1),
-                "lr": lr_at(step - 1, cfg),
-                "stage": stage,
-                **{k: round(v / n_acc, 4) for k, v in acc_loss.items()},
-                "acc": {k: round(float(np.mean(v)), 3) for k, v in sorted(window.items())},
-            }
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            short = {k: v for k, v in rec["acc"].items() if k.count("/") == 1}
-            print(
-                f"step {step} t={rec['time']}s stage {stage} loss {rec['loss']:.3f} "
-                f"ans {rec['ans']:.3f} aux {rec['aux']:.3f} {short}",
-                flush=True,
-            )
-            acc_loss.clear()
-            n_acc = 0
-        # curriculum gate
-        if args.stage is None and stage < 4 and step - stage_start >= cfg.stage_min_steps:
+        curves.add(batch, pred, loss, ans_loss, aux_loss)
+        if p.step % args.log_every == 0 or p.step == stop_at:
+            curves.record(p.step, p.stage, lr_at(p.step - 1, cfg))
+        if args.stage is None:
+            advance_curriculum(tr, curves)
+        if p.step % args.ckpt_every == 0 or p.step == stop_at:
+            tr.save(opt=tr.opt.state_dict())
+        if args.val_every and p.step % args.val_every == 0:
+            validate_to_log(tr, args.val_n)
+    curves.log.close()
+    print(f"done: step {p.step}, first answer loss {first_loss}, {time.time() - curves.t0:.0f}s")
 
-            def acc(key: str) -> float:
-                v = window.get(key)
-                return float(np.mean(v)) if v and len(v) >= 50 else 0.0
 
-            ok = acc("detail/crop") >= cfg.gate_crop_detail and (
-                acc("coarse/full") >= cfg.gate_coarse or stage == 1
-            )
-            if ok or step - stage_start >= cfg.stage_max_steps:
-                stage += 1
-                stage_start = step
-                window.clear()
-                print(f"step {step}: curriculum -> stage {stage} ({'gate' if ok else 'timeout'})")
-                log.write(json.dumps({"step": step, "event": f"stage {stage}"}) + "\n")
-        if step % args.ckpt_every == 0 or step == stop_at:
-            save(opt=opt.state_dict())
-        if args.val_every and step % args.val_every == 0:
-            tv = time.time()
-            val = validate(model, processor, args.val_n, cfg.version)
-            rec = {"step": step, "stage": stage, "val": val, "val_s": round(time.time() - tv, 1)}
-            (run / "val.jsonl").open("a").write(json.dumps(rec) + "\n")
-            print(f"val @ {step}: {val}", flush=True)
-    log.close()
-    print(f"done: step {step}, first answer loss {first_loss}, {time.time() - t0:.0f}s")
-    if not args.no_export and step >= cfg.steps:
-        export(model, processor, args.export_dir)
+# ------------------------------------------------------------------------ main
+
+
+def main(argv=None) -> int:
+    """Plot, export, or train (stage A, then answers) and export; see the module docstring."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.plot:
+        plot_curves(args.run_dir, args.plot)
+        return 0
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg, state = load_config(args)
+    tr = start_run(cfg, args, state)
+    if args.export_only:
+        export(tr.model, tr.processor, args.export_dir)
+        print(f"exported step {tr.progress.step} to {args.export_dir}")
+        return 0
+    (args.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    n_model = sum(p.numel() for p in tr.model.parameters())
+    print(f"model parameters: {n_model:,}; aux head {sum(p.numel() for p in tr.head.parameters())}")
+
+    batcher = Batcher(tr.processor, cfg)
+    tr.model.train()
+    if cfg.ground_weight > 0:
+        tr.model.set_attn_implementation("eager")  # attention weights for the grounding loss
+    train_vision(tr, batcher, args, state)
+    train_answers(tr, batcher, args)
+    if not args.no_export and tr.progress.step >= cfg.steps:
+        export(tr.model, tr.processor, args.export_dir)
         print(f"exported to {args.export_dir}")
     return 0
 
