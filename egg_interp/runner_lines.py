@@ -95,7 +95,8 @@ class LinePlan:
     batch_pipelines: bool = True
 
     def run(self, work: Sequence[tuple[int, Sample, list[tuple[str, str]]]]) -> Iterator[dict]:
-        """Maps method by method (batched across the chunk where the method can), then answers."""
+        """Maps method by method (batched across the chunk where the method can), then answers;
+        a batched map the chunk already computed (the loop's step 0) is not computed again."""
         items = []
         for index, sample, todo in work:
             item = Loaded(index, sample, todo)
@@ -106,12 +107,15 @@ class LinePlan:
             except Exception as exc:  # an unreadable image fails every job of the sample
                 item.error = _error_text(exc)
             items.append(item)
-        for kind, name, _ in self.jobs:
-            todo = [it for it in items if (kind, name) in it.todo]
-            if kind == "map":
-                yield from self._map_lines(name, todo)
-            else:
-                yield from self._answer_lines(name, todo)
+        # one scope per chunk: the chunk's egg map lines and its egg loop's step 0 ask for the
+        # same batched maps, which are then computed once (VLMAdapter.remember_maps)
+        with self.adapter.remember_maps():
+            for kind, name, _ in self.jobs:
+                todo = [it for it in items if (kind, name) in it.todo]
+                if kind == "map":
+                    yield from self._map_lines(name, todo)
+                else:
+                    yield from self._answer_lines(name, todo)
 
     def _line(self, it: Loaded, kind: str, name: str, compute: Any, *args: Any) -> dict:
         """One line: the sample's fields, then what ``compute`` adds (or the error it raised)."""

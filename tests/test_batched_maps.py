@@ -34,3 +34,33 @@ def test_methods_without_batching_loop(tiny_llava):
     items = [([noise_image(64, 64, 1)], "what ?"), ([noise_image(64, 64, 2)], "what ?")]
     maps = method.attribute_batch(tiny_llava, items)
     assert len(maps) == 2 and "batch_size" not in maps[0].meta
+
+
+def test_a_scope_remembers_batched_maps_of_equal_requests(tiny_llava, monkeypatch):
+    """Inside ``remember_maps`` an equal request (method class and options, target, pixels,
+    question) returns the maps already computed; anything different is computed."""
+    items = [([noise_image(64, 64, 1)], "what ?"), ([noise_image(64, 64, 2)], "what ?")]
+    method = get_method("egg")
+    calls = []
+    original = type(method).relevance_batch
+    monkeypatch.setattr(
+        type(method),
+        "relevance_batch",
+        lambda self, *a, **k: calls.append(1) or original(self, *a, **k),
+    )
+    with tiny_llava.remember_maps():
+        first = method.attribute_batch(tiny_llava, items)
+        again = get_method("egg").attribute_batch(tiny_llava, items)  # an equal method object
+        assert len(calls) == 1 and all(a is f for a, f in zip(again, first))
+        copies = [([im.copy() for im in ims], q) for ims, q in items]  # same pixels
+        assert method.attribute_batch(tiny_llava, copies)[0] is first[0] and len(calls) == 1
+        method.attribute_batch(tiny_llava, [(ims, "what colour ?") for ims, _ in items])
+        get_method("egg", reduce="grad_x_input").attribute_batch(tiny_llava, items)
+        method.attribute_batch(tiny_llava, items, target="logprob")
+        assert len(calls) == 4  # another question, other options, another target
+        other = [([noise_image(64, 64, 3)], "what ?"), *items[1:]]
+        method.attribute_batch(tiny_llava, other)  # one prompt new: the whole batch runs
+        assert len(calls) == 5
+    assert tiny_llava.map_memo is None
+    method.attribute_batch(tiny_llava, items)  # outside a scope nothing is remembered
+    assert len(calls) == 6

@@ -89,3 +89,34 @@ def test_runner_batches_answers_with_the_same_lines(organism, tmp_path):
         assert not one["error"] and not four["error"]
         assert (one["answer"], one["crops"]) == (four["answer"], four["crops"]), key
         assert [s["crop_boxes"] for s in one["steps"]] == [s["crop_boxes"] for s in four["steps"]]
+
+
+def test_runner_reuses_its_egg_map_lines_as_the_loops_step_0(organism, tmp_path, monkeypatch):
+    """One chunk asks for the same batched maps twice (the egg map lines, then the egg loop's
+    step 0): with the map lines added, the run costs no extra batched map, and the egg
+    pipeline's lines stay what they are without them."""
+    from egg_interp.methods.egg import EntropyGradient as EGG
+    from egg_interp.results import read_results
+    from egg_interp.runner import evaluate
+
+    samples = scenes.load(split="test", per_family=1)
+    options = PipelineOptions(loop=LoopSettings(max_steps=3), max_new_tokens=3)
+    calls = []
+    original = EGG.relevance_batch
+    monkeypatch.setattr(
+        EGG, "relevance_batch", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    runs = {}
+    for methods in ((), ("egg",)):
+        calls.clear()
+        out = tmp_path / f"{len(methods)}.jsonl"
+        kw = dict(pipelines=["egg"], out=out, batch_size=4, progress=False)
+        evaluate(organism, samples, methods=methods, pipeline_options=options, **kw)
+        lines = {r["sample_id"]: r for r in read_results(out) if r["kind"] == "answer"}
+        runs[methods] = (len(calls), lines)
+    (alone, lines_alone), (with_maps, lines_with) = runs[()], runs[("egg",)]
+    assert alone >= 2 and with_maps == alone  # the map lines' batch is the loop's step 0
+    for sid, line in lines_alone.items():
+        other = lines_with[sid]
+        assert (line["answer"], line["crops"]) == (other["answer"], other["crops"])
+        assert [s["crop_boxes"] for s in line["steps"]] == [s["crop_boxes"] for s in other["steps"]]

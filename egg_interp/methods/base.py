@@ -170,11 +170,39 @@ class AttributionMethod:
         """Maps for several ``(images, question)`` prompts.
 
         Methods with :attr:`batched` run them as one padded batch (per-row objectives are
-        summed, so every row keeps its own gradients); the others loop.
+        summed, so every row keeps its own gradients); the others loop. Inside
+        :meth:`VLMAdapter.remember_maps <egg_interp.models.base.VLMAdapter.remember_maps>`, a
+        batch whose every prompt was mapped before by an equal method is not computed again.
         """
         tgt = make_target(target, self.default_target) if target is not None else self.target
         if not self.batched or self.answer_step > 1 or len(items) == 1:
             return [self.attribute(adapter, ims, q, target=tgt) for ims, q in items]
+        memo = getattr(adapter, "map_memo", None)
+        keys = (
+            [self._memo_key(adapter, ims, q, tgt) for ims, q in items] if memo is not None else []
+        )
+        if keys and all(k in memo for k in keys):
+            return [memo[k] for k in keys]
+        maps = self._attribute_batch(adapter, items, tgt)
+        if memo is not None:
+            memo.update(zip(keys, maps))
+        return maps
+
+    def _memo_key(
+        self, adapter: VLMAdapter, images: Sequence[Image.Image], question: str, target: Target
+    ) -> tuple:
+        """What makes two batched map requests the same: this method's class and options, the
+        target, the images' pixels and the question."""
+        options = sorted((k, repr(v)) for k, v in vars(self).items() if k != "target")
+        images_key = tuple(adapter.image_key(im) for im in images)
+        return (type(self).__qualname__, tuple(options), target.describe(), images_key, question)
+
+    def _attribute_batch(
+        self,
+        adapter: VLMAdapter,
+        items: Sequence[tuple[Sequence[Image.Image], str]],
+        tgt: Target,
+    ) -> list[AttributionMap]:
         inputs = adapter.build_batch(items)
         start = time.perf_counter()
         relevance, metas = self.relevance_batch(adapter, inputs, tgt)

@@ -124,6 +124,8 @@ class VLMAdapter:
         self.prompt_suffix = prompt_suffix
         self.feature_cache_size = feature_cache_size
         self._feature_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.map_memo: dict[tuple, Any] | None = None
+        """Maps already computed in this :meth:`remember_maps` scope (``None`` outside one)."""
 
     # ------------------------------------------------------------------ properties
     @property
@@ -399,6 +401,28 @@ class VLMAdapter:
     def clear_cache(self) -> None:
         """Forget cached vision features."""
         self._feature_cache.clear()
+
+    def image_key(self, image: Image.Image) -> str:
+        """A hash of an image's size, mode and pixels (what makes two images the same input)."""
+        h = hashlib.sha1(f"{image.size}{image.mode}".encode())
+        h.update(image.tobytes())
+        return h.hexdigest()
+
+    @contextmanager
+    def remember_maps(self) -> Iterator[None]:
+        """Within this scope, a batched map that was already computed for the same method,
+        options, target, images and question is reused instead of computed again.
+
+        The runner opens one scope per chunk of samples: a chunk's ``egg`` map lines and the
+        first step of its ``egg`` loop ask for the same maps (``[original]`` and the question),
+        so the loop's step 0 costs nothing there. Scopes do not nest; the maps are forgotten
+        when the scope ends.
+        """
+        self.map_memo = {}
+        try:
+            yield
+        finally:
+            self.map_memo = None
 
     # ------------------------------------------------------------------ running
     def forward(self, inputs: PromptInputs, **kwargs: Any) -> Any:
