@@ -44,7 +44,7 @@ from typing import Any
 
 from egg_interp.data.sample import Sample
 from egg_interp.errors import InputError
-from egg_interp.geometry import random_boxes_like, square_crop
+from egg_interp.geometry import Box, random_boxes_like, square_crop
 from egg_interp.loop import (
     answer_batch,
     answer_with_crops,
@@ -262,13 +262,19 @@ def egg_pipeline(adapter: VLMAdapter, sample: Sample, options: PipelineOptions) 
     }
 
 
+def oracle_crops(sample: Sample, options: PipelineOptions) -> list[Box]:
+    """Squares of ``crop_scale`` times each evidence box's longer side around the sample's
+    boxes, shifted inside the image (the oracle's crops; the random control takes their sizes)."""
+    return [square_crop(b, options.loop.crop_scale, sample.image.size) for b in sample.boxes]
+
+
 @register_pipeline("oracle", uses=("crop_scale", "max_new_tokens"))
 def oracle_pipeline(
     adapter: VLMAdapter, sample: Sample, options: PipelineOptions
 ) -> dict[str, Any]:
     """Crops around the evidence boxes (none when the sample has no boxes)."""
     image = sample.image
-    crops = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes]
+    crops = oracle_crops(sample, options)
     answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
     return {"answer": answer, "crops": crops}
 
@@ -279,8 +285,7 @@ def random_pipeline(
 ) -> dict[str, Any]:
     """Crops of the oracle's sizes at random places (none when the sample has no boxes)."""
     image = sample.image
-    oracle = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes]
-    crops = random_boxes_like(oracle, image.size, options.seed, sample.id)
+    crops = random_boxes_like(oracle_crops(sample, options), image.size, options.seed, sample.id)
     answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
     return {"answer": answer, "crops": crops}
 
@@ -305,7 +310,7 @@ def oracle_one_pipeline(
 ) -> dict[str, Any]:
     """A crop around the first evidence box only (multi-evidence questions: one of two)."""
     image = sample.image
-    crops = [square_crop(b, options.loop.crop_scale, image.size) for b in sample.boxes[:1]]
+    crops = oracle_crops(sample, options)[:1]
     answer = answer_with_crops(adapter, image, sample.question, crops, options.max_new_tokens)
     return {"answer": answer, "crops": crops}
 
@@ -342,6 +347,14 @@ def _answers(adapter: VLMAdapter, samples: Sequence[Sample], crops: list, n: int
     return answer_batch(adapter, [(s.image, c, s.question) for s, c in zip(samples, crops)], n)
 
 
+def _answered(
+    adapter: VLMAdapter, samples: Sequence[Sample], crops: list, options: PipelineOptions
+) -> list[dict[str, Any]]:
+    """The results of a pipeline whose crops are fixed before answering: one batched answer."""
+    answers = _answers(adapter, samples, crops, options.max_new_tokens)
+    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+
+
 def _loops(adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions) -> list:
     return zoom_and_reground_batch(
         adapter, [s.image for s in samples], [s.question for s in samples], settings=options.loop
@@ -352,40 +365,34 @@ def _loops(adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOpti
 def base_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
 ) -> list[dict[str, Any]]:
-    answers = _answers(adapter, samples, [[] for _ in samples], options.max_new_tokens)
-    return [{"answer": a, "crops": []} for a in answers]
+    return _answered(adapter, samples, [[] for _ in samples], options)
 
 
 @register_batch("oracle")
 def oracle_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
 ) -> list[dict[str, Any]]:
-    scale = options.loop.crop_scale
-    crops = [[square_crop(b, scale, s.image.size) for b in s.boxes] for s in samples]
-    answers = _answers(adapter, samples, crops, options.max_new_tokens)
-    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+    crops = [oracle_crops(s, options) for s in samples]
+    return _answered(adapter, samples, crops, options)
 
 
 @register_batch("oracle_one")
 def oracle_one_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
 ) -> list[dict[str, Any]]:
-    scale = options.loop.crop_scale
-    crops = [[square_crop(b, scale, s.image.size) for b in s.boxes[:1]] for s in samples]
-    answers = _answers(adapter, samples, crops, options.max_new_tokens)
-    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+    crops = [oracle_crops(s, options)[:1] for s in samples]
+    return _answered(adapter, samples, crops, options)
 
 
 @register_batch("random")
 def random_batch(
     adapter: VLMAdapter, samples: Sequence[Sample], options: PipelineOptions
 ) -> list[dict[str, Any]]:
-    crops = []
-    for s in samples:
-        oracle = [square_crop(b, options.loop.crop_scale, s.image.size) for b in s.boxes]
-        crops.append(random_boxes_like(oracle, s.image.size, options.seed, s.id))
-    answers = _answers(adapter, samples, crops, options.max_new_tokens)
-    return [{"answer": a, "crops": c} for a, c in zip(answers, crops)]
+    crops = [
+        random_boxes_like(oracle_crops(s, options), s.image.size, options.seed, s.id)
+        for s in samples
+    ]
+    return _answered(adapter, samples, crops, options)
 
 
 @register_batch("egg")

@@ -21,6 +21,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from egg_interp.data._common import get_field
+from egg_interp.data.sample import Sample
 from egg_interp.errors import DatasetFormatError, InputError
 
 HF_SPLIT_NAMES = {"val": ("validation", "val"), "train": ("train",), "test": ("test",)}
@@ -199,3 +201,35 @@ def as_str_list(value: Any, path: Path, where: str, name: str) -> list[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise DatasetFormatError(f"{path}: {where}: column '{name}' should be a list of strings")
     return [str(v) for v in value]
+
+
+def question_samples(
+    shards: list[Path],
+    dataset: str,
+    split: str,
+    limit: int | None,
+    optional: Sequence[str],
+    meta: Callable[[dict[str, Any]], dict[str, Any]],
+) -> list[Sample]:
+    """Samples of a document-QA export without boxes (lmms-lab's DocVQA / InfographicVQA):
+    ``questionId``, ``question``, ``answers`` and the image of each row, plus ``meta(row)``.
+
+    ``optional`` names the columns read when present (``answers`` among them).
+    """
+    rows = read_parquet_rows(shards, ("questionId", "question"), limit, optional=optional)
+    samples = []
+    for where, record in rows:
+        path = record["_path"]
+        samples.append(
+            Sample(
+                id=str(get_field(record, "questionId", path, where, (str, int))),
+                question=get_field(record, "question", path, where, str),
+                answers=as_str_list(record.get("answers"), path, where, "answers"),
+                load_image=record["_image"],
+                box_source="none",
+                dataset=dataset,
+                split=split,
+                meta=meta(record),
+            )
+        )
+    return samples

@@ -47,7 +47,7 @@ from egg_interp.data._common import (
     read_json,
     warn_missing,
 )
-from egg_interp.data._parquet import HF_SPLIT_NAMES, as_str_list, parquet_shards, read_parquet_rows
+from egg_interp.data._parquet import HF_SPLIT_NAMES, parquet_shards, question_samples
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
 
@@ -180,29 +180,18 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
 
 def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
     """lmms-lab/DocVQA rows: questionId, question, question_types, image, docId, answers."""
-    rows = read_parquet_rows(
-        shards, ("questionId", "question"), limit, optional=("answers", "question_types", "docId")
+    return question_samples(
+        shards,
+        "docvqa",
+        split,
+        limit,
+        ("answers", "question_types", "docId"),
+        lambda r: {
+            "docId": r.get("docId"),
+            "question_types": r.get("question_types") or [],
+            "source": "parquet export (no OCR: no boxes)",
+        },
     )
-    samples = []
-    for where, record in rows:
-        path = record["_path"]
-        samples.append(
-            Sample(
-                id=str(get_field(record, "questionId", path, where, (str, int))),
-                question=get_field(record, "question", path, where, str),
-                answers=as_str_list(record.get("answers"), path, where, "answers"),
-                load_image=record["_image"],
-                box_source="none",
-                dataset="docvqa",
-                split=split,
-                meta={
-                    "docId": record.get("docId"),
-                    "question_types": record.get("question_types") or [],
-                    "source": "parquet export (no OCR: no boxes)",
-                },
-            )
-        )
-    return samples
 
 
 def _read_page(path: Path, image_path: Path) -> _Page:

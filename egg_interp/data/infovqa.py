@@ -51,7 +51,7 @@ from egg_interp.data._common import (
     warn_missing,
     xywh_to_box,
 )
-from egg_interp.data._parquet import HF_SPLIT_NAMES, as_str_list, parquet_shards, read_parquet_rows
+from egg_interp.data._parquet import HF_SPLIT_NAMES, parquet_shards, question_samples
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
 
@@ -193,29 +193,19 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
 
 def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
     """lmms-lab InfographicVQA rows: questionId, question, answers, answer_type, image, ..."""
-    optional = ("answers", "answer_type", "operation/reasoning", "image_url")
-    rows = read_parquet_rows(shards, ("questionId", "question"), limit, optional=optional)
-    samples = []
-    for where, record in rows:
-        path = record["_path"]
-        samples.append(
-            Sample(
-                id=str(get_field(record, "questionId", path, where, (str, int))),
-                question=get_field(record, "question", path, where, str),
-                answers=as_str_list(record.get("answers"), path, where, "answers"),
-                load_image=record["_image"],
-                box_source="none",
-                dataset="infovqa",
-                split=split,
-                meta={
-                    "answer_type": record.get("answer_type") or [],
-                    "operation/reasoning": record.get("operation/reasoning") or [],
-                    "image_url": record.get("image_url"),
-                    "source": "parquet export (no boxes)",
-                },
-            )
-        )
-    return samples
+    return question_samples(
+        shards,
+        "infovqa",
+        split,
+        limit,
+        ("answers", "answer_type", "operation/reasoning", "image_url"),
+        lambda r: {
+            "answer_type": r.get("answer_type") or [],
+            "operation/reasoning": r.get("operation/reasoning") or [],
+            "image_url": r.get("image_url"),
+            "source": "parquet export (no boxes)",
+        },
+    )
 
 
 _GROUPED_KEYS = ("WORD", "LINE", "PAGE")
