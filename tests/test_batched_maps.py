@@ -61,6 +61,10 @@ def test_a_scope_remembers_batched_maps_of_equal_requests(tiny_llava, monkeypatc
         other = [([noise_image(64, 64, 3)], "what ?"), *items[1:]]
         method.attribute_batch(tiny_llava, other)  # one prompt new: the whole batch runs
         assert len(calls) == 5
+        two = [([noise_image(64, 64, 1), noise_image(32, 32, 4)], "what ?"), *items[1:]]
+        method.attribute_batch(tiny_llava, two)
+        method.attribute_batch(tiny_llava, two)  # prompts with crops are never remembered
+        assert len(calls) == 7
     assert tiny_llava.map_memo is None
     method.attribute_batch(tiny_llava, items)  # outside a scope nothing is remembered
-    assert len(calls) == 6
+    assert len(calls) == 8

@@ -172,12 +172,15 @@ class AttributionMethod:
         Methods with :attr:`batched` run them as one padded batch (per-row objectives are
         summed, so every row keeps its own gradients); the others loop. Inside
         :meth:`VLMAdapter.remember_maps <egg_interp.models.base.VLMAdapter.remember_maps>`, a
-        batch whose every prompt was mapped before by an equal method is not computed again.
+        batch of one-image prompts whose every prompt was mapped before by an equal method is
+        not computed again.
         """
         tgt = make_target(target, self.default_target) if target is not None else self.target
         if not self.batched or self.answer_step > 1 or len(items) == 1:
             return [self.attribute(adapter, ims, q, target=tgt) for ims, q in items]
         memo = getattr(adapter, "map_memo", None)
+        if memo is not None and any(len(ims) > 1 for ims, _ in items):
+            memo = None  # only first-step prompts repeat: do not hash the crops of later steps
         keys = (
             [self._memo_key(adapter, ims, q, tgt) for ims, q in items] if memo is not None else []
         )

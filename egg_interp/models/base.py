@@ -410,8 +410,8 @@ class VLMAdapter:
 
     @contextmanager
     def remember_maps(self) -> Iterator[None]:
-        """Within this scope, a batched map that was already computed for the same method,
-        options, target, images and question is reused instead of computed again.
+        """Within this scope, a batched one-image map that was already computed for the same
+        method, options, target, image and question is reused instead of computed again.
 
         The runner opens one scope per chunk of samples: a chunk's ``egg`` map lines and the
         first step of its ``egg`` loop ask for the same maps (``[original]`` and the question),
