@@ -72,7 +72,7 @@ class TinyArch:
     Attributes
     ----------
     build : callable
-        ``build(directory, words, seed=0) -> Path``, from :mod:`egg_interp.models.offline_archs`.
+        ``build(directory, words, seed=0) -> Path``, from :mod:`egg_interp.models.offline`.
     tower : str
         Attribute of ``model.model`` holding the vision tower (``vision_model``, ``visual``...).
     sharpen : float

@@ -29,7 +29,7 @@ from conftest import TinyArch, noise_image
 
 from egg_interp.models import load_model
 from egg_interp.models.idefics3 import Idefics3Adapter
-from egg_interp.models.offline_archs import build_tiny_idefics3
+from egg_interp.models.offline.idefics3 import build_tiny_idefics3
 
 # the random model's next-token distribution is nearly uniform (entropy ~ log vocab) and its
 # gradients ~1e-5, at the float32 noise floor of finite differences: sharpen it, and step

@@ -26,7 +26,7 @@ from conftest import TinyArch, noise_image
 
 from egg_interp.methods import attribute
 from egg_interp.models.internvl import InternVLAdapter
-from egg_interp.models.offline_archs import build_tiny_internvl
+from egg_interp.models.offline.internvl import build_tiny_internvl
 
 ARCH = TinyArch(build_tiny_internvl, tower="vision_tower")
 

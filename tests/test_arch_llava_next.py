@@ -28,7 +28,7 @@ from conftest import TinyArch, noise_image
 
 from egg_interp.methods import attribute
 from egg_interp.models.llava_next import LlavaNextAdapter
-from egg_interp.models.offline_archs import build_tiny_llava_next
+from egg_interp.models.offline.llava_next import build_tiny_llava_next
 
 ARCH = TinyArch(build_tiny_llava_next, tower="vision_tower")
 

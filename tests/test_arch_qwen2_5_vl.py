@@ -24,7 +24,7 @@ from arch_checks import (
 )
 from conftest import TinyArch, noise_image
 
-from egg_interp.models.offline_archs import build_tiny_qwen2_5_vl
+from egg_interp.models.offline.qwen import build_tiny_qwen2_5_vl
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 ARCH = TinyArch(build_tiny_qwen2_5_vl, tower="visual")

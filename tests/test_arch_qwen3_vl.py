@@ -27,7 +27,7 @@ from conftest import TinyArch, noise_image
 
 from egg_interp.methods import attribute, make_target
 from egg_interp.methods.base import visual_token_gradients
-from egg_interp.models.offline_archs import build_tiny_qwen3_vl
+from egg_interp.models.offline.qwen import build_tiny_qwen3_vl
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
 ARCH = TinyArch(build_tiny_qwen3_vl, tower="visual")

@@ -26,7 +26,7 @@ from conftest import TinyArch, noise_image
 
 from egg_interp.models import ADAPTERS
 from egg_interp.models.idefics3 import SmolVLMAdapter
-from egg_interp.models.offline_archs import build_tiny_smolvlm
+from egg_interp.models.offline.idefics3 import build_tiny_smolvlm
 
 ARCH = TinyArch(build_tiny_smolvlm, tower="vision_model", sharpen=30.0)  # as Idefics3
 

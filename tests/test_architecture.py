@@ -48,3 +48,17 @@ def test_analyses_call_the_library_not_the_cli(script):
         if m == "egg_interp.cli" or m.startswith("egg_interp.cli.")
     }
     assert not cli, f"{script.name} imports {sorted(cli)}: call the library instead"
+
+
+def test_every_adapter_module_is_walled_off_from_the_methods():
+    """Each architecture's adapter module is in the methods-no-families contract, so a method
+    that imported one would break the suite (a new adapter file must be added there)."""
+    import configparser
+
+    from egg_interp.models.loading import ADAPTERS
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".importlinter")
+    forbidden = set(cfg["importlinter:contract:methods-no-families"]["forbidden_modules"].split())
+    modules = {cls.__module__ for cls in ADAPTERS.values()}
+    assert modules <= forbidden, sorted(modules - forbidden)

@@ -37,15 +37,17 @@ class PrefixState:
         Next-token logits at the prompt's last position.
     cache : transformers Cache
         Keys and values of every layer over the prompt (detached).
-    rope_deltas : Tensor or None
-        Qwen's rotary offsets for this prompt (``model.model.rope_deltas``), restored before
-        decoding, since a later forward of another prompt overwrites them.
+    positions : object
+        The adapter's position state after this forward
+        (:meth:`~egg_interp.models.base.VLMAdapter.saved_positions`, e.g. Qwen's rotary
+        offsets), restored before decoding, since a later forward of another prompt
+        overwrites it.
     """
 
     input_ids: torch.Tensor
     logits: torch.Tensor
     cache: Any
-    rope_deltas: Any = None
+    positions: Any = None
 
     def matches(self, inputs: PromptInputs) -> bool:
         ids = inputs.input_ids
@@ -81,9 +83,8 @@ def offer_prefix(adapter: VLMAdapter, inputs: PromptInputs, logits: torch.Tensor
             t = getattr(layer, name, None)
             if torch.is_tensor(t):
                 setattr(layer, name, t.detach())
-    inner = getattr(adapter.model, "model", None)
-    deltas = getattr(inner, "rope_deltas", None)
-    sink.append(PrefixState(inputs.input_ids, logits.detach().reshape(-1), cache, deltas))
+    positions = adapter.saved_positions()
+    sink.append(PrefixState(inputs.input_ids, logits.detach().reshape(-1), cache, positions))
 
 
 def continue_greedy(
@@ -102,9 +103,7 @@ def continue_greedy(
     if max_new_tokens > 1 and first not in eos:
         ext = adapter.extend(inputs, [first])
         batch = {k: v for k, v in ext.batch.items() if k not in adapter.pixel_keys}
-        inner = getattr(adapter.model, "model", None)
-        if inner is not None and hasattr(inner, "rope_deltas"):
-            inner.rope_deltas = state.rope_deltas
+        adapter.restore_positions(state.positions)
         with torch.no_grad():
             out = adapter.model.generate(
                 **batch,
@@ -139,9 +138,7 @@ def generate_batch(
     One ``generate`` for every row; rows that end early are padded by ``generate`` and the
     padding is dropped with the special tokens, so each text equals the row's own answer.
     """
-    reset = getattr(adapter, "reset_positions", None)
-    if reset is not None:
-        reset()  # Qwen: rotary offsets of an earlier prompt must not leak in
+    adapter.reset_positions()  # Qwen: rotary offsets of an earlier prompt must not leak in
     with torch.no_grad():
         out = adapter.model.generate(
             **inputs.batch,

@@ -34,6 +34,11 @@ Optional (the default is right for LLaVA-like models):
 * :meth:`~VLMAdapter.position_kwargs` ``(batch, kwargs) -> kwargs``: positions of a forward
   (default: counted from each row's first real token under left padding; Qwen resets its
   rotary deltas).
+* Position state cached by the model between calls (Qwen's ``rope_deltas``):
+  :meth:`~VLMAdapter.reset_positions` ``() -> None`` forgets it before an unrelated forward
+  or generation; :meth:`~VLMAdapter.saved_positions` ``() -> object`` and
+  :meth:`~VLMAdapter.restore_positions` ``(object) -> None`` keep a map forward's state for
+  continuing its answer later. Defaults: nothing cached, nothing to do.
 * :meth:`~VLMAdapter.extend_extra` ``(batch, n) -> batch``: lengthen per-token inputs other
   than ``input_ids``/``attention_mask`` by ``n`` appended text tokens.
 * :meth:`~VLMAdapter.pixel_relevance_to_tokens` ``(inputs, pixel_map) -> list of (T_i,)``:
@@ -363,6 +368,18 @@ class VLMAdapter:
         if mask is not None and "position_ids" not in kwargs and not bool(mask.all()):
             kwargs = {**kwargs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
         return kwargs
+
+    def reset_positions(self) -> None:
+        """Forget position state cached by an earlier forward or generation (default: none)."""
+
+    def saved_positions(self) -> Any:
+        """The position state the last forward left on the model, to restore before continuing
+        that prompt's answer (:func:`egg_interp.models.answering.continue_greedy`); default
+        ``None`` (the model caches none)."""
+        return None
+
+    def restore_positions(self, state: Any) -> None:
+        """Put back a state from :meth:`saved_positions` (default: nothing to restore)."""
 
     def forward_features(
         self,

@@ -79,6 +79,13 @@ class Qwen2_5_VLAdapter(VLMAdapter):
         """Forget the rotary position offsets cached by the previous forward or generation."""
         self.model.model.rope_deltas = None
 
+    def saved_positions(self) -> torch.Tensor | None:
+        """The rotary offsets (``rope_deltas``) of the last forward's prompt."""
+        return self.model.model.rope_deltas
+
+    def restore_positions(self, state: torch.Tensor | None) -> None:
+        self.model.model.rope_deltas = state
+
     def compute_image_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
         out = self.model.model.get_image_features(
             pixel_values=inputs.batch["pixel_values"],

@@ -1,11 +1,4 @@
-"""Build tokenizers, processors and small random-weight VLMs offline.
-
-The model organism and the test-suite need complete Hugging Face checkpoints (config,
-weights, tokenizer, processor) without a model hub. These helpers build them from
-scratch with the ``tokenizers`` library and the PIL image processors, so the result loads
-through the same ``AutoModelForImageTextToText`` / ``AutoProcessor`` path as a real
-checkpoint.
-"""
+"""LLaVA-1.5: the tiny random-weight checkpoint and the pieces the model organism reuses."""
 
 from __future__ import annotations
 
@@ -13,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
@@ -24,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<image>")
+from egg_interp.models.offline.common import build_word_tokenizer
 
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -39,61 +31,6 @@ LLAVA_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 """LLaVA-1.5's conversation format, ``USER: <image>\\n{question}\\nASSISTANT:``."""
-
-
-def build_word_tokenizer(
-    words: Iterable[str],
-    special_tokens: Sequence[str] = (),
-    named_tokens: dict[str, str] | None = None,
-    *,
-    lowercase: bool = False,
-) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer: whitespace and punctuation split, one id per known word.
-
-    Parameters
-    ----------
-    words : iterable of str
-        The vocabulary (lower case is not enforced). Special tokens ``<pad> <unk> <s> </s>
-        <image>`` come first, with ids 0-4.
-    special_tokens : sequence of str
-        More special tokens (never split), e.g. ``<|vision_start|>``; they follow ``<image>``.
-    named_tokens : dict of str to str, optional
-        Special tokens also exposed as tokenizer attributes (``tok.<name>`` and
-        ``tok.<name>_id``), e.g. ``{"start_image_token": "<img>"}`` as InternVL's processor
-        expects.
-    lowercase : bool
-        Fold the text to lower case before the vocabulary lookup (the words are lower-cased
-        too), so "What" and "what" are one word. Special tokens are matched as written.
-
-    Returns
-    -------
-    PreTrainedTokenizerFast
-        With ``pad_token``, ``unk_token``, ``bos_token``, ``eos_token`` set and ``<image>``
-        plus ``special_tokens`` registered as special tokens.
-    """
-    named_tokens = dict(named_tokens or {})
-    extra = [t for t in (*special_tokens, *named_tokens.values()) if t not in SPECIAL_TOKENS]
-    vocab: dict[str, int] = {}
-    for word in (*SPECIAL_TOKENS, *extra, *(w.lower() if lowercase else w for w in words)):
-        vocab.setdefault(word, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    if lowercase:
-        tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        additional_special_tokens=["<image>"],
-        **({"extra_special_tokens": named_tokens} if named_tokens else {}),
-    )
-    fast.add_tokens(["<image>", *extra], special_tokens=True)  # never split (ids exist already)
-    fast.padding_side = "left"
-    return fast
 
 
 def build_llava_processor(
