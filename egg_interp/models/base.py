@@ -26,7 +26,7 @@ Required:
 
 Optional (the default is right for LLaVA-like models):
 
-* ``image_token``, ``pixel_keys`` (class data); :meth:`~VLMAdapter.fallback_prompt`
+* ``image_token``, ``pixel_keys``, ``max_images_per_prompt`` (class data); :meth:`~VLMAdapter.fallback_prompt`
   ``(n_images, text) -> str`` when the processor has no chat template.
 * :meth:`~VLMAdapter.encoder_outputs` ``(list of (T_i, H)) -> object``: how the model takes
   precomputed features (``mm_encoder_outputs["image"]``); default a
@@ -114,6 +114,10 @@ class VLMAdapter:
     images_nested_per_prompt: ClassVar[bool] = False
     """Whether the processor takes a batch's images as one list per prompt (SmolVLM) rather
     than one flat list (the others)."""
+    max_images_per_prompt: ClassVar[int | None] = None
+    """How many images one prompt may hold (``None``: no limit). The loop puts the original
+    images and their crops in one prompt; an architecture that takes fewer says so here, and
+    a prompt with more fails in one line (:class:`~egg_interp.errors.InputError`)."""
 
     def __init__(
         self,
@@ -233,6 +237,12 @@ class VLMAdapter:
                 self._warn_unknown_words(questions[-1])
             if not images:
                 raise InputError("at least one image is needed per prompt")
+            limit = self.max_images_per_prompt
+            if limit is not None and len(images) > limit:
+                raise InputError(
+                    f"{type(self).__name__} takes at most {limit} image(s) per prompt, got "
+                    f"{len(images)} (originals and crops together)"
+                )
             rgb = [im.convert("RGB") for im in images]
             for im in rgb:
                 if min(im.size) < 1:

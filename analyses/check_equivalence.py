@@ -1,0 +1,144 @@
+"""Check that a refactor leaves results unchanged: record a scripted set of runs, then compare.
+
+The runs go through the command line (the interface a refactor must keep): the model organism
+on its ``scenes`` benchmark, every map method and every answer pipeline, at batch 1 and at
+batch 8, each followed by ``egg-interp report``. ``record DIR`` writes them into ``DIR``;
+``compare DIR OTHER`` prints every difference between two recordings, after dropping what
+differs between any two runs of the same code (timings, run info, hashes and code versions)::
+
+    python analyses/check_equivalence.py record /tmp/before   # on the old commit
+    python analyses/check_equivalence.py record /tmp/after    # on the new one
+    python analyses/check_equivalence.py compare /tmp/before /tmp/after
+
+Exit status 0 when the two recordings hold the same results lines (as normalised JSON), the
+same report tables (CSV and markdown, byte for byte) and the same saved maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+METHODS = (
+    "egg,saliency,input_x_gradient,integrated_gradients,gradient_shap,smoothgrad,occlusion,"
+    "gradcam,raw_attention,attention_rollout,rel_att,grad_att,pure_grad"
+)
+PIPELINES = "base,egg,vicrop,oracle,oracle_one,random,random_egg"
+VOLATILE = {"timing", "run", "config_hash", "seconds", "code_version", "map_file"}
+"""Keys dropped at any depth: they differ between two runs of the same code."""
+
+
+def _cli(*args: str) -> None:
+    exe = Path(sys.executable).with_name("egg-interp")
+    env = {**os.environ, "EGG_INTERP_THREADS": os.environ.get("EGG_INTERP_THREADS", "1")}
+    subprocess.run([str(exe), *args], check=True, env=env)
+
+
+def record(out: Path, limit: int) -> None:
+    """Run the scripted evaluations and reports into ``out``."""
+    for batch in (1, 8):
+        run = out / f"batch{batch}"
+        run.mkdir(parents=True, exist_ok=True)
+        _cli(
+            "evaluate",
+            "--dataset",
+            "scenes",
+            "--limit",
+            str(limit),
+            "--methods",
+            METHODS,
+            "--pipelines",
+            PIPELINES,
+            "--batch-size",
+            str(batch),
+            "--out",
+            str(run / "results.jsonl"),
+            "--save-maps",
+            str(run / "maps"),
+            "--no-progress",
+        )
+        _cli("report", str(run / "results.jsonl"), "--out", str(run / "report"), "--grids", "0")
+
+
+def _normalised(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _normalised(v) for k, v in sorted(obj.items()) if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_normalised(v) for v in obj]
+    return obj
+
+
+def _lines(path: Path) -> list[str]:
+    rows = [_normalised(json.loads(line)) for line in path.read_text().splitlines() if line]
+    keyed = sorted(rows, key=lambda r: (r["sample_id"], r["kind"], r["name"]))
+    return [json.dumps(r, sort_keys=True) for r in keyed]
+
+
+def _maps(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Saved maps by ``method/sample`` (the config-hash folder left out)."""
+    out = {}
+    for f in sorted(root.glob("*/*/*.npz")):
+        with np.load(f) as z:
+            out[f"{f.parts[-3]}/{f.name}"] = {k: z[k] for k in z.files}
+    return out
+
+
+def compare(a: Path, b: Path) -> int:
+    """Print the differences between two recordings; return how many there are."""
+    problems = 0
+    for run in sorted(p.name for p in a.iterdir() if p.is_dir()):
+        la, lb = _lines(a / run / "results.jsonl"), _lines(b / run / "results.jsonl")
+        for x, y in zip(la, lb):
+            if x != y:
+                problems += 1
+                print(f"{run}: results line differs:\n  - {x[:400]}\n  + {y[:400]}")
+        if len(la) != len(lb):
+            problems += 1
+            print(f"{run}: {len(la)} lines against {len(lb)}")
+        for fa in sorted((a / run / "report").rglob("*")):
+            if fa.suffix not in (".csv", ".md") or not fa.is_file():
+                continue
+            fb = b / run / "report" / fa.relative_to(a / run / "report")
+            if not fb.exists() or fa.read_bytes() != fb.read_bytes():
+                problems += 1
+                print(f"{run}: report file differs or is missing: {fa.relative_to(a)}")
+        ma, mb = _maps(a / run / "maps"), _maps(b / run / "maps")
+        if sorted(ma) != sorted(mb):
+            problems += 1
+            print(f"{run}: saved maps differ in names: {sorted(set(ma) ^ set(mb))[:6]}")
+        for name in sorted(set(ma) & set(mb)):
+            za, zb = ma[name], mb[name]
+            same = sorted(za) == sorted(zb) and all(
+                np.array_equal(za[k], zb[k], equal_nan=za[k].dtype.kind == "f") for k in za
+            )
+            if not same:
+                problems += 1
+                print(f"{run}: saved map differs: {name}")
+    print(f"{problems} difference(s)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rec = sub.add_parser("record", help="run the scripted evaluations into DIR")
+    rec.add_argument("dir", type=Path)
+    rec.add_argument("--limit", type=int, default=16, help="scenes per run (default: 16)")
+    cmp = sub.add_parser("compare", help="differences between two recordings")
+    cmp.add_argument("before", type=Path)
+    cmp.add_argument("after", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "record":
+        record(args.dir, args.limit)
+        return 0
+    return 1 if compare(args.before, args.after) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
