@@ -11,7 +11,8 @@ differs between any two runs of the same code (timings, run info, hashes and cod
     python analyses/check_equivalence.py compare /tmp/before /tmp/after
 
 Exit status 0 when the two recordings hold the same results lines (as normalised JSON), the
-same report tables (CSV and markdown, byte for byte) and the same saved maps.
+same report tables (CSV and markdown, byte for byte) and the same saved maps. ``--skip``
+leaves methods out of the comparison (e.g. ones whose noise is not seeded).
 """
 
 from __future__ import annotations
@@ -74,26 +75,34 @@ def _normalised(obj: object) -> object:
     return obj
 
 
-def _lines(path: Path) -> list[str]:
+def _lines(path: Path, skip: frozenset[str] = frozenset()) -> list[str]:
     rows = [_normalised(json.loads(line)) for line in path.read_text().splitlines() if line]
+    rows = [r for r in rows if r["name"] not in skip]
     keyed = sorted(rows, key=lambda r: (r["sample_id"], r["kind"], r["name"]))
     return [json.dumps(r, sort_keys=True) for r in keyed]
 
 
 def _maps(root: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Saved maps by ``method/sample`` (the config-hash folder left out)."""
+    """Saved maps by ``method/sample`` (the config-hash folder left out); the JSON header's
+    volatile keys (seconds) dropped."""
     out = {}
     for f in sorted(root.glob("*/*/*.npz")):
         with np.load(f) as z:
-            out[f"{f.parts[-3]}/{f.name}"] = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files}
+        if "header" in arrays:
+            header = json.loads(arrays["header"].tobytes().decode())
+            arrays["header"] = np.frombuffer(
+                json.dumps(_normalised(header), sort_keys=True).encode(), np.uint8
+            )
+        out[f"{f.parts[-3]}/{f.name}"] = arrays
     return out
 
 
-def compare(a: Path, b: Path) -> int:
+def compare(a: Path, b: Path, skip: frozenset[str] = frozenset()) -> int:
     """Print the differences between two recordings; return how many there are."""
     problems = 0
     for run in sorted(p.name for p in a.iterdir() if p.is_dir()):
-        la, lb = _lines(a / run / "results.jsonl"), _lines(b / run / "results.jsonl")
+        la, lb = _lines(a / run / "results.jsonl", skip), _lines(b / run / "results.jsonl", skip)
         for x, y in zip(la, lb):
             if x != y:
                 problems += 1
@@ -109,6 +118,8 @@ def compare(a: Path, b: Path) -> int:
                 problems += 1
                 print(f"{run}: report file differs or is missing: {fa.relative_to(a)}")
         ma, mb = _maps(a / run / "maps"), _maps(b / run / "maps")
+        ma = {k: v for k, v in ma.items() if k.split("/")[0] not in skip}
+        mb = {k: v for k, v in mb.items() if k.split("/")[0] not in skip}
         if sorted(ma) != sorted(mb):
             problems += 1
             print(f"{run}: saved maps differ in names: {sorted(set(ma) ^ set(mb))[:6]}")
@@ -133,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     cmp = sub.add_parser("compare", help="differences between two recordings")
     cmp.add_argument("before", type=Path)
     cmp.add_argument("after", type=Path)
+    cmp.add_argument("--skip", default="", help="comma-separated methods left out")
     args = ap.parse_args(argv)
     if args.cmd == "record":
         record(args.dir, args.limit)
         return 0
-    return 1 if compare(args.before, args.after) else 0
+    skip = frozenset(m for m in args.skip.split(",") if m)
+    return 1 if compare(args.before, args.after, skip) else 0
 
 
 if __name__ == "__main__":

@@ -112,6 +112,27 @@ def test_smoothgrad_without_noise_is_saliency(tiny_llava):
     np.testing.assert_array_equal(noisy.grid, again.grid)  # seeded
 
 
+def test_gradient_shap_is_seeded_and_leaves_the_global_generators_alone(tiny_llava):
+    """captum draws GradientShap's points with numpy: the seed must cover numpy too, whatever
+    the global state before the call, and restore it after."""
+    image = noise_image(64, 64)
+    method = get_method("gradient_shap", n_samples=3, samples_per_batch=3)
+    np.random.seed(1)
+    first = method.attribute(tiny_llava, [image], QUESTION)
+    after_first = np.random.random()
+    np.random.seed(2)
+    second = method.attribute(tiny_llava, [image], QUESTION)
+    np.testing.assert_array_equal(first.grid, second.grid)
+    np.random.seed(1)
+    assert np.random.random() == after_first  # the call restored numpy's state
+    unseeded = get_method("gradient_shap", n_samples=3, samples_per_batch=3, seed=None)
+    np.random.seed(3)
+    a = unseeded.attribute(tiny_llava, [image], QUESTION)
+    np.random.seed(4)
+    b = unseeded.attribute(tiny_llava, [image], QUESTION)
+    assert not np.array_equal(a.grid, b.grid)
+
+
 # ----------------------------------------------------------------------------- occlusion toy
 class ToyAdapter(VLMAdapter):
     """A 4x4 token grid whose answer logit is decided by token 5 (cell (1, 1)) alone."""

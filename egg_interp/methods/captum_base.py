@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from egg_interp.errors import InputError
@@ -199,14 +200,20 @@ class CaptumMethod(AttributionMethod):
 
 @contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
-    """Run the body with torch's generators seeded, restoring the global random state after.
+    """Run the body with torch's and numpy's global generators seeded, restoring both after.
 
-    ``None`` leaves the random state alone.
+    Both are needed: captum draws GradientShap's interpolation points with ``np.random`` and
+    the noise tunnel's noise with torch. ``None`` leaves the random state alone.
     """
     if seed is None:
         yield
         return
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+    numpy_state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
