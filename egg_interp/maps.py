@@ -79,10 +79,6 @@ class GridView:
         b = self.cell_boxes
         return float(np.mean((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])))
 
-    def with_values(self, values: np.ndarray) -> GridView:
-        """The same geometry with other values."""
-        return GridView(values, self.cell_boxes, self.name)
-
 
 @dataclass
 class ImageMap:

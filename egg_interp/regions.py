@@ -12,7 +12,8 @@ Conventions used throughout this module:
 
 The pipeline of :func:`find_regions` is: smooth -> threshold -> mask -> connected components ->
 scores on the *unsmoothed* map -> top-k -> pixel boxes -> aspect cap -> margin / minimum side ->
-clip. The box functions live in :mod:`egg_interp.region_boxes` and are re-exported here.
+clip. The box geometry (cells to a box, aspect cap, margins, clipping) is
+:mod:`egg_interp.geometry`'s.
 """
 
 from __future__ import annotations

@@ -65,21 +65,6 @@ def check_split(split: str, valid: Sequence[str], dataset: str) -> None:
         raise InputError(f"{dataset}: unknown split {split!r}; valid splits: {', '.join(valid)}")
 
 
-def find_file(candidates: Sequence[Path], what: str) -> Path:
-    """Return the first existing path of ``candidates``.
-
-    Raises
-    ------
-    DatasetFormatError
-        When none exists; the message lists every path tried.
-    """
-    for path in candidates:
-        if path.exists():
-            return path
-    tried = ", ".join(str(p) for p in candidates)
-    raise DatasetFormatError(f"{what} not found; looked for: {tried}")
-
-
 def _read_text(path: Path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")

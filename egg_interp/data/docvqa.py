@@ -41,19 +41,16 @@ from egg_interp.data._common import (
     get_list,
     get_size,
     image_size_or_problem,
-    lazy_image,
-    ocr_proxy,
     polygon_to_box,
     read_json,
     warn_missing,
 )
+from egg_interp.data._ocr import OcrPage, OcrQuestion, ocr_proxy_samples
 from egg_interp.data._parquet import HF_SPLIT_NAMES, parquet_shards, question_samples
-from egg_interp.data.sample import Box, Sample
+from egg_interp.data.sample import Sample
 from egg_interp.errors import DatasetFormatError
 
 SPLITS = ("train", "val", "test")
-
-_Page = tuple[tuple[float, float] | None, list[tuple[str, Box]], str]
 
 
 @dataclass(frozen=True)
@@ -129,53 +126,26 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     has_ocr = layout.ocr_dir.is_dir()
     if data and not has_ocr:
         warn_missing("DocVQA OCR folder", layout.ocr_dir)
+    questions = [
+        _question(record, layout, f"data[{index}]", split, has_ocr)
+        for index, record in enumerate(data)
+    ]
+    return ocr_proxy_samples(questions, _read_page, "docvqa", split, vote=False)
 
-    pages: dict[Path, _Page] = {}
-    samples = []
-    for index, record in enumerate(data):
-        where = f"data[{index}]"
-        question_id = get_field(record, "questionId", questions_path, where, (str, int))
-        question = get_field(record, "question", questions_path, where, str)
-        image_rel = get_field(record, "image", questions_path, where, str)
-        answers = get_answers(record, questions_path, where, optional=split == "test")
-        image_path = layout.image_for(image_rel)
 
-        boxes: list[Box] = []
-        words: list[str] = []
-        dropped = 0
-        size = None
-        problem = ""
-        if has_ocr:
-            ocr_path = layout.ocr_dir / f"{Path(image_rel).stem}.json"
-            if ocr_path not in pages:
-                pages[ocr_path] = _read_page(ocr_path, image_path)
-            size, tokens, problem = pages[ocr_path]
-            if size is not None:
-                boxes, words, dropped = ocr_proxy(tokens, answers, *size, vote=False)
-        meta = {
-            "docId": record.get("docId"),
-            "question_types": record.get("question_types", []),
-            "image_size": size,
-            "proxy_words": words,
-            "dropped_boxes": dropped,
-        }
-        if problem:
-            meta["problem"] = problem
-        samples.append(
-            Sample(
-                id=str(question_id),
-                question=question,
-                answers=answers,
-                load_image=lazy_image(image_path),
-                boxes=boxes,
-                box_source="ocr-proxy" if has_ocr and not problem else "none",
-                dataset="docvqa",
-                family="",
-                split=split,
-                meta=meta,
-            )
-        )
-    return samples
+def _question(record: Any, layout: _Layout, where: str, split: str, has_ocr: bool) -> OcrQuestion:
+    """One question record; its page is ``(OCR file, image)`` when the OCR folder exists."""
+    path = layout.questions
+    image_rel = get_field(record, "image", path, where, str)
+    image = layout.image_for(image_rel)
+    return OcrQuestion(
+        id=str(get_field(record, "questionId", path, where, (str, int))),
+        question=get_field(record, "question", path, where, str),
+        answers=get_answers(record, path, where, optional=split == "test"),
+        image=image,
+        page=(layout.ocr_dir / f"{Path(image_rel).stem}.json", image) if has_ocr else None,
+        meta={"docId": record.get("docId"), "question_types": record.get("question_types", [])},
+    )
 
 
 def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:
@@ -194,17 +164,18 @@ def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sam
     )
 
 
-def _read_page(path: Path, image_path: Path) -> _Page:
-    """Page size, ``(word, pixel box)`` pairs and a problem (``""`` when none) of one OCR file."""
+def _read_page(page: tuple[Path, Path]) -> OcrPage:
+    """Page size, ``(word, pixel box)`` pairs and a problem of one ``(OCR file, image)``."""
+    path, image_path = page
     if not path.exists():
-        return None, [], f"ocr-missing: {path}"
+        return OcrPage(None, [], f"ocr-missing: {path}")
     if path.is_file() and not path.read_bytes().strip():
-        return None, [], f"ocr-empty: {path}"
+        return OcrPage(None, [], f"ocr-empty: {path}")
     content = read_json(path)
     results = get_list(content, "recognitionResults", path, "top level")
     if not results:
         status = content.get("status", "") if isinstance(content, dict) else ""
-        return None, [], f"ocr-failed: {path} (status {status!r}, no recognitionResults)"
+        return OcrPage(None, [], f"ocr-failed: {path} (status {status!r}, no recognitionResults)")
     page: Any = results[0]
     where = "recognitionResults[0]"
     if isinstance(page, dict) and "width" in page and "height" in page:
@@ -229,4 +200,4 @@ def _read_page(path: Path, image_path: Path) -> _Page:
             tokens.append((text, polygon_to_box(polygon, path, f"{word_where}.boundingBox")))
     if not tokens and not problem:
         problem = f"ocr-empty: {path} (no words)"
-    return size, tokens, problem
+    return OcrPage(size, tokens, problem)

@@ -44,13 +44,11 @@ from egg_interp.data._common import (
     get_field,
     get_list,
     image_size_or_problem,
-    lazy_image,
-    ocr_proxy,
     read_json,
-    scale_box,
     warn_missing,
     xywh_to_box,
 )
+from egg_interp.data._ocr import OcrPage, OcrQuestion, ocr_proxy_samples, page_in_pixels
 from egg_interp.data._parquet import HF_SPLIT_NAMES, parquet_shards, question_samples
 from egg_interp.data.sample import Box, Sample
 from egg_interp.errors import DatasetFormatError
@@ -133,62 +131,44 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     has_ocr = ocr_dir.is_dir()
     if data and not has_ocr:
         warn_missing("InfographicVQA OCR folder", ocr_dir)
+    questions = [
+        _question(record, layout, f"data[{index}]", split, has_ocr)
+        for index, record in enumerate(data)
+    ]
+    return ocr_proxy_samples(questions, _read_page, "infovqa", split, vote=False)
 
-    sizes: dict[Path, tuple[tuple[int, int] | None, str]] = {}
-    words_by_file: dict[Path, tuple[list[tuple[str, Box]], str]] = {}
-    samples = []
-    for index, record in enumerate(data):
-        where = f"data[{index}]"
-        question_id = get_field(record, "questionId", questions_path, where, (str, int))
-        question = get_field(record, "question", questions_path, where, str)
-        image_name = get_field(record, "image_local_name", questions_path, where, str)
-        answers = get_answers(record, questions_path, where, optional=split == "test")
-        image_path = image_dir / image_name
 
-        boxes: list[Box] = []
-        words: list[str] = []
-        dropped = 0
-        size = None
-        problem = ""
-        if has_ocr:
-            ocr_name = get_field(record, "ocr_output_file", questions_path, where, str)
-            ocr_path = ocr_dir / ocr_name
-            if ocr_path not in words_by_file:
-                words_by_file[ocr_path] = _read_words(ocr_path)
-            if image_path not in sizes:
-                sizes[image_path] = image_size_or_problem(image_path)
-            size, problem = sizes[image_path]
-            page_words, ocr_problem = words_by_file[ocr_path]
-            problem = problem or ocr_problem
-            if not problem and size is not None:
-                width, height = size
-                tokens = [(word, scale_box(box, width, height)) for word, box in page_words]
-                boxes, words, dropped = ocr_proxy(tokens, answers, width, height, vote=False)
-        meta = {
+def _question(
+    record: Any, layout: tuple[Path, Path, Path], where: str, split: str, has_ocr: bool
+) -> OcrQuestion:
+    """One question record; its page is ``(OCR file, image)`` when the OCR folder exists."""
+    path, image_dir, ocr_dir = layout
+    image = image_dir / get_field(record, "image_local_name", path, where, str)
+    page = None
+    if has_ocr:
+        page = (ocr_dir / get_field(record, "ocr_output_file", path, where, str), image)
+    return OcrQuestion(
+        id=str(get_field(record, "questionId", path, where, (str, int))),
+        question=get_field(record, "question", path, where, str),
+        answers=get_answers(record, path, where, optional=split == "test"),
+        image=image,
+        page=page,
+        meta={
             "answer_type": record.get("answer_type", []),
             "evidence": record.get("evidence", []),
             "operation/reasoning": record.get("operation/reasoning", []),
-            "image_size": size,
-            "proxy_words": words,
-            "dropped_boxes": dropped,
-        }
-        if problem:
-            meta["problem"] = problem
-        samples.append(
-            Sample(
-                id=str(question_id),
-                question=question,
-                answers=answers,
-                load_image=lazy_image(image_path),
-                boxes=boxes,
-                box_source="ocr-proxy" if has_ocr and not problem else "none",
-                dataset="infovqa",
-                family="",
-                split=split,
-                meta=meta,
-            )
-        )
-    return samples
+        },
+    )
+
+
+def _read_page(page: tuple[Path, Path]) -> OcrPage:
+    """The Textract words of ``(OCR file, image)`` scaled to the image file's size; the
+    image's problem (missing, unreadable) first, then the OCR file's."""
+    ocr_path, image = page
+    size, problem = image_size_or_problem(image)
+    words, ocr_problem = _read_words(ocr_path)
+    problem = problem or ocr_problem
+    return page_in_pixels(size, [] if problem else words, problem)
 
 
 def _load_parquet(shards: list[Path], split: str, limit: int | None) -> list[Sample]:

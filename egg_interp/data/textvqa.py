@@ -37,13 +37,12 @@ from egg_interp.data._common import (
     get_list,
     get_size,
     image_size_or_problem,
-    lazy_image,
     ocr_proxy,
     read_json,
-    scale_box,
     warn_missing,
     xywh_to_box,
 )
+from egg_interp.data._ocr import OcrPage, OcrQuestion, ocr_proxy_samples, page_in_pixels
 from egg_interp.data._parquet import (
     HF_SPLIT_NAMES,
     as_str_list,
@@ -91,70 +90,35 @@ def load(data_root: str | Path, split: str = "val", limit: int | None = None) ->
     data = get_list(read_json(questions_path), "data", questions_path, "top level")
     if limit is not None:
         data = data[:limit]
-
     image_dir = root / ("test_images" if split == "test" else "train_images")
     rows = [_question(record, questions_path, f"data[{i}]", split) for i, record in enumerate(data)]
-
     ocr_path = root / f"TextVQA_Rosetta_OCR_v0.2_{split}.json"
     ocr = None
     if rows and ocr_path.exists():
         ocr = _read_ocr(ocr_path, {row["image_id"] for row in rows})
     elif rows:
         warn_missing("TextVQA Rosetta OCR", ocr_path)
-
-    samples = []
-    sizes: dict[Path, tuple[tuple[int, int] | None, str]] = {}
-    for row in rows:
-        image_id = row["image_id"]
-        image_path = image_dir / f"{image_id}.jpg"
-        boxes: list[Box] = []
-        words: list[str] = []
-        dropped = 0
-        size: tuple[float, float] | None = (row["width"], row["height"])
-        problem = ""
-        if ocr is not None:
-            if image_id not in ocr:
-                raise DatasetFormatError(f"{ocr_path}: no entry with image_id '{image_id}'")
-            if image_path not in sizes:
-                sizes[image_path] = image_size_or_problem(image_path)
-            size, problem = sizes[image_path]
-            boxes, words, dropped = _proxy_boxes(ocr[image_id], row["answers"], size)
-        meta = {
-            "image_id": image_id,
-            "image_size": size,
-            "json_image_size": (row["width"], row["height"]),
-            "proxy_words": words,
-            "dropped_boxes": dropped,
-        }
-        if problem:
-            meta["problem"] = problem
-        samples.append(
-            Sample(
-                id=row["id"],
-                question=row["question"],
-                answers=row["answers"],
-                load_image=lazy_image(image_path),
-                boxes=boxes,
-                box_source="ocr-proxy" if ocr is not None and not problem else "none",
-                dataset="textvqa",
-                family="",
-                split=split,
-                meta=meta,
-            )
+    questions = [
+        OcrQuestion(
+            id=row["id"],
+            question=row["question"],
+            answers=row["answers"],
+            image=image_dir / f"{row['image_id']}.jpg",
+            page=row["image_id"] if ocr is not None else None,
+            meta={"image_id": row["image_id"], "json_image_size": (row["width"], row["height"])},
+            fallback_size=(row["width"], row["height"]),
         )
-    return samples
+        for row in rows
+    ]
 
+    def read_page(image_id: str) -> OcrPage:
+        assert ocr is not None
+        if image_id not in ocr:
+            raise DatasetFormatError(f"{ocr_path}: no entry with image_id '{image_id}'")
+        size, problem = image_size_or_problem(image_dir / f"{image_id}.jpg")
+        return page_in_pixels(size, ocr[image_id], problem)
 
-def _proxy_boxes(
-    tokens: list[tuple[str, Box]], answers: list[str], size: tuple[float, float] | None
-) -> tuple[list[Box], list[str], int]:
-    """OCR-proxy boxes of one question: Rosetta boxes (image fractions) scaled to ``size``
-    (the image file's own), matched to the answers; nothing when the size is unknown."""
-    if size is None:
-        return [], [], 0
-    width, height = size
-    scaled = [(word, scale_box(box, width, height)) for word, box in tokens]
-    return ocr_proxy(scaled, answers, width, height)
+    return ocr_proxy_samples(questions, read_page, "textvqa", split, vote=True)
 
 
 def _load_parquet(shards: list[Path], split: str, limit: int | None, root: Path) -> list[Sample]:
@@ -187,7 +151,10 @@ def _load_parquet(shards: list[Path], split: str, limit: int | None, root: Path)
             if image_id not in ocr:
                 raise DatasetFormatError(f"{ocr_path}: no entry with image_id '{image_id}'")
             size, problem = parquet_image_size_or_problem(record["_image_at"])
-            boxes, words, dropped = _proxy_boxes(ocr[image_id], answers, size)
+            words, dropped = [], 0
+            if size is not None:
+                tokens = page_in_pixels(size, ocr[image_id]).tokens
+                boxes, words, dropped = ocr_proxy(tokens, answers, *size)
             meta.update(
                 source="parquet export + Rosetta OCR",
                 image_size=size,

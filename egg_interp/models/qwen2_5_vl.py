@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.models.base import (
     ImageLayout,
@@ -93,10 +92,6 @@ class Qwen2_5_VLAdapter(VLMAdapter):
             return_dict=True,
         )
         return list(out.pooler_output)
-
-    def encoder_outputs(self, features: Sequence[torch.Tensor]) -> BaseModelOutputWithPooling:
-        """What the model takes as ``mm_encoder_outputs["image"]`` for these features."""
-        return BaseModelOutputWithPooling(pooler_output=tuple(features))
 
     def position_kwargs(self, batch: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """3-D rotary positions come from ``mm_token_type_ids`` and ``image_grid_thw``;
