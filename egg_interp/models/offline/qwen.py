@@ -1,5 +1,6 @@
-"""Qwen2.5-VL and Qwen3-VL: tiny random-weight checkpoints and the shared Qwen pieces
-(ChatML template, vision special tokens, text config with 3-D rotary sections, processor)."""
+"""The Qwen-VL family: tiny random-weight checkpoints of Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
+and Qwen3-VL-MoE, and the shared Qwen pieces (ChatML template, vision
+special tokens, text configs with 3-D rotary sections, processor)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,19 @@ def _qwen_text(tokenizer: Any, hidden: int, layers: int) -> dict[str, Any]:
     )
 
 
+def mute_placeholders(model: Any, token_ids: Iterable[int]) -> None:
+    """Zero the output rows of the image and video placeholders, in place.
+
+    A trained model never answers with its placeholders; a random one may (the tiny Qwen2-VL
+    does, first), and an answer token that is a placeholder has no image features, so the
+    prompt extended by it cannot run on precomputed features. A zero row gives the token a
+    logit of 0, below the maximum of the other random logits.
+    """
+    with torch.no_grad():
+        for i in token_ids:
+            model.lm_head.weight[i].zero_()
+
+
 def _qwen_processor(cls: type, tokenizer: Any, patch: int, max_tokens: int) -> Any:
     from transformers import Qwen2VLImageProcessorPil
 
@@ -80,6 +94,42 @@ def _qwen_processor(cls: type, tokenizer: Any, patch: int, max_tokens: int) -> A
     return image_only_processor_class(cls)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE
     )
+
+
+def build_tiny_qwen2_vl(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    patch: int = 14,
+    max_tokens: int = 64,
+    hidden: int = 32,
+    layers: int = 2,
+) -> Path:
+    """A Qwen2-VL checkpoint: full-attention ViT with 2-D rotary positions, 2x2 patch merger,
+    Qwen2 LM with 3-D rotary positions. Arguments as :func:`build_tiny_qwen2_5_vl`."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    tokenizer = _qwen_tokenizer(words)
+    cfg = Qwen2VLConfig(
+        text_config=_qwen_text(tokenizer, hidden, layers),
+        vision_config=dict(
+            depth=layers,
+            embed_dim=hidden,
+            hidden_size=hidden,
+            mlp_ratio=2,
+            num_heads=2,
+            patch_size=patch,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        **_qwen_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
+    processor = _qwen_processor(Qwen2VLProcessor, tokenizer, patch, max_tokens)
+    return save_checkpoint(directory, model, processor)
 
 
 def build_tiny_qwen2_5_vl(
@@ -149,33 +199,91 @@ def build_tiny_qwen3_vl(
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 
     tokenizer = _qwen_tokenizer(words)
-    text = _qwen_text(tokenizer, hidden, layers)
-    head_dim = hidden // 2
-    half = head_dim // 2
-    text["head_dim"] = head_dim
-    text["rope_parameters"] = {
-        "rope_type": "default",
-        "rope_theta": 10000.0,
-        "mrope_section": [half - 2 * (half // 4), half // 4, half // 4],
-        "mrope_interleaved": True,
-    }
     cfg = Qwen3VLConfig(
-        text_config=text,
-        vision_config=dict(
-            depth=layers,
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_heads=2,
-            patch_size=patch,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=hidden,
-            num_position_embeddings=64,
-            deepstack_visual_indexes=list(range(max(layers - 1, 1))),
-        ),
+        text_config=_qwen3_text(tokenizer, hidden, layers),
+        vision_config=_qwen3_vision(hidden, layers, patch, deepstack=True),
         **_qwen_ids(tokenizer),
     )
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(cfg).eval()
+    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    return save_checkpoint(directory, model, processor)
+
+
+def _qwen3_text(
+    tokenizer: Any, hidden: int, layers: int, rotary_fraction: float = 1.0
+) -> dict[str, Any]:
+    """Qwen3's text config: ``head_dim`` explicit, interleaved 3-D rotary sections over the
+    rotated part of each head (``rotary_fraction`` of it: Qwen3.5 rotates a quarter)."""
+    text = _qwen_text(tokenizer, hidden, layers)
+    head_dim = hidden // 2
+    half = int(head_dim * rotary_fraction) // 2
+    text["head_dim"] = head_dim
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 10000.0,
+        "mrope_section": [half - 2 * (half // 4 or 1), half // 4 or 1, half // 4 or 1],
+        "mrope_interleaved": True,
+        **({"partial_rotary_factor": rotary_fraction} if rotary_fraction != 1.0 else {}),
+    }
+    return text
+
+
+def _qwen3_vision(hidden: int, layers: int, patch: int, deepstack: bool) -> dict[str, Any]:
+    """Qwen3-VL's vision tower (also Qwen3.5's, which has no deepstack mergers)."""
+    vision = dict(
+        depth=layers,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_heads=2,
+        patch_size=patch,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=hidden,
+        num_position_embeddings=64,
+    )
+    if deepstack:
+        vision["deepstack_visual_indexes"] = list(range(max(layers - 1, 1)))
+    return vision
+
+
+def _moe(experts: int, top_k: int, hidden: int) -> dict[str, Any]:
+    """A small mixture of experts: ``experts`` experts of width ``hidden``, ``top_k`` per token."""
+    return dict(num_experts=experts, num_experts_per_tok=top_k, moe_intermediate_size=hidden)
+
+
+# ---------------------------------------------------------------------------- Qwen3-VL-MoE
+def build_tiny_qwen3_vl_moe(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    patch: int = 16,
+    max_tokens: int = 64,
+    hidden: int = 32,
+    layers: int = 2,
+    experts: int = 4,
+    top_k: int = 2,
+) -> Path:
+    """A Qwen3-VL-MoE checkpoint: Qwen3-VL's vision tower with deepstack, a Qwen3 MoE LM
+    (every layer sparse, ``experts`` experts, ``top_k`` routed per token). Other arguments as
+    :func:`build_tiny_qwen2_5_vl`.
+    """
+    from transformers import (
+        Qwen3VLMoeConfig,
+        Qwen3VLMoeForConditionalGeneration,
+        Qwen3VLProcessor,
+    )
+
+    tokenizer = _qwen_tokenizer(words)
+    text = {**_qwen3_text(tokenizer, hidden, layers), **_moe(experts, top_k, hidden)}
+    cfg = Qwen3VLMoeConfig(
+        text_config=text,
+        vision_config=_qwen3_vision(hidden, layers, patch, deepstack=True),
+        **_qwen_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLMoeForConditionalGeneration(cfg).eval()
+    mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
     processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
