@@ -18,6 +18,8 @@ from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen2_vl import Qwen2VLAdapter
+from egg_interp.models.qwen3_5 import Qwen3_5Adapter
+from egg_interp.models.qwen3_5_moe import Qwen3_5MoeAdapter
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 from egg_interp.models.qwen3_vl_moe import Qwen3VLMoeAdapter
 
@@ -34,6 +36,8 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Qwen2VLAdapter,
         Glm4vAdapter,
         Qwen3VLMoeAdapter,
+        Qwen3_5Adapter,
+        Qwen3_5MoeAdapter,
     )
     for t in cls.model_types
 }

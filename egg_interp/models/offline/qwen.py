@@ -1,5 +1,5 @@
 """The Qwen-VL family: tiny random-weight checkpoints of Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
-and Qwen3-VL-MoE, and the shared Qwen pieces (ChatML template, vision
+Qwen3-VL-MoE, Qwen3.5 and Qwen3.5-MoE, and the shared Qwen pieces (ChatML template, vision
 special tokens, text configs with 3-D rotary sections, processor)."""
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from typing import Any
 
 import torch
 
-from egg_interp.models.offline.common import MEAN_STD, build_word_tokenizer, save_checkpoint
+from egg_interp.models.offline.common import (
+    MEAN_STD,
+    SPECIAL_TOKENS,
+    build_word_tokenizer,
+    save_checkpoint,
+)
 
 QWEN_SPECIAL = (
     "<|im_start|>",
@@ -34,6 +39,45 @@ QWEN_CHAT_TEMPLATE = (
 
 def _qwen_tokenizer(words: Iterable[str]) -> Any:
     return build_word_tokenizer([*words, "user", "assistant"], special_tokens=QWEN_SPECIAL)
+
+
+def _byte_level_bpe_tokenizer(words: Iterable[str]) -> Any:
+    """A byte-level BPE tokenizer with Qwen's pre-tokenizer, trained until every word (alone
+    or after a space) is one token.
+
+    Qwen3.5's ``AutoTokenizer`` always rebuilds its tokenizer as ``Qwen3_5Tokenizer`` (a
+    byte-level BPE) from the vocabulary and merges in ``tokenizer.json``, whatever class the
+    checkpoint names; a word-level vocabulary would lose its words there, a BPE one keeps them.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX
+
+    words = [*words, "user", "assistant"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=100_000,  # a bound only: training stops once every word is one token
+        special_tokens=[*SPECIAL_TOKENS, *QWEN_SPECIAL],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([*words, *(f" {w}" for w in words), "\n"], trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+    )
+    fast.padding_side = "left"
+    return fast
 
 
 def _qwen_ids(tokenizer: Any) -> dict[str, int]:
@@ -284,6 +328,103 @@ def build_tiny_qwen3_vl_moe(
     )
     torch.manual_seed(seed)
     model = Qwen3VLMoeForConditionalGeneration(cfg).eval()
+    mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
+    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    return save_checkpoint(directory, model, processor)
+
+
+# ---------------------------------------------------------------------------- Qwen3.5
+def _qwen3_5_text(
+    tokenizer: Any, hidden: int, layers: int, full_attention_interval: int
+) -> dict[str, Any]:
+    """Qwen3.5's hybrid text config: Gated DeltaNet linear attention in every layer but each
+    ``full_attention_interval``-th (the released models: 4), gated full attention there.
+    Half of each head is rotated (the released models rotate a quarter of 256 dimensions; a
+    quarter of the tiny heads' 16 leaves too few frequencies for three rotary sections)."""
+    text = _qwen3_text(tokenizer, hidden, layers, rotary_fraction=0.5)
+    text.update(
+        linear_conv_kernel_dim=4,
+        linear_key_head_dim=hidden // 4,
+        linear_value_head_dim=hidden // 4,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+        layer_types=[
+            "full_attention" if (i + 1) % full_attention_interval == 0 else "linear_attention"
+            for i in range(layers)
+        ],
+    )
+    return text
+
+
+def build_tiny_qwen3_5(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    patch: int = 16,
+    max_tokens: int = 64,
+    hidden: int = 32,
+    layers: int = 4,
+    full_attention_interval: int = 2,
+) -> Path:
+    """A Qwen3.5 checkpoint: Qwen3-VL's vision tower without deepstack, a hybrid LM.
+
+    Parameters
+    ----------
+    layers, full_attention_interval : int
+        Every ``full_attention_interval``-th layer has full attention, the others Gated
+        DeltaNet linear attention. The released models use 4 (three linear layers in four);
+        the default 2 over 4 layers gives two full-attention layers (1 and 3), so that tests
+        can tell which layer an attention map came from.
+    patch, max_tokens, hidden : int
+        As :func:`build_tiny_qwen2_5_vl`.
+    """
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3VLProcessor
+
+    tokenizer = _byte_level_bpe_tokenizer(words)
+    cfg = Qwen3_5Config(
+        text_config=_qwen3_5_text(tokenizer, hidden, layers, full_attention_interval),
+        vision_config=_qwen3_vision(hidden, layers, patch, deepstack=False),
+        **_qwen_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    model = Qwen3_5ForConditionalGeneration(cfg).eval()
+    mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
+    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    return save_checkpoint(directory, model, processor)
+
+
+def build_tiny_qwen3_5_moe(
+    directory: str | Path,
+    words: Iterable[str],
+    *,
+    seed: int = 0,
+    patch: int = 16,
+    max_tokens: int = 64,
+    hidden: int = 32,
+    layers: int = 4,
+    full_attention_interval: int = 2,
+    experts: int = 4,
+    top_k: int = 2,
+) -> Path:
+    """A Qwen3.5-MoE checkpoint: :func:`build_tiny_qwen3_5`'s hybrid LM with a mixture of
+    ``experts`` experts (``top_k`` per token) plus a shared expert in every layer."""
+    from transformers import (
+        Qwen3_5MoeConfig,
+        Qwen3_5MoeForConditionalGeneration,
+        Qwen3VLProcessor,
+    )
+
+    tokenizer = _byte_level_bpe_tokenizer(words)
+    text = _qwen3_5_text(tokenizer, hidden, layers, full_attention_interval)
+    text.update(_moe(experts, top_k, hidden), shared_expert_intermediate_size=hidden)
+    cfg = Qwen3_5MoeConfig(
+        text_config=text,
+        vision_config=_qwen3_vision(hidden, layers, patch, deepstack=False),
+        **_qwen_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    model = Qwen3_5MoeForConditionalGeneration(cfg).eval()
     mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
     processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
