@@ -31,6 +31,10 @@ from egg_interp.models.offline.glm4v import build_tiny_glm4v
 
 ARCH = TinyArch(build_tiny_glm4v, tower="visual")
 
+# transformers' Glm4vProcessor.create_mm_token_type_ids calls np.array on each row of ids,
+# which numpy 2 answers with a DeprecationWarning per prompt (harmless: the array is right)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "glm4v"
