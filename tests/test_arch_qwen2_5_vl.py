@@ -24,6 +24,8 @@ from arch_checks import (
 )
 from conftest import TinyArch, noise_image
 
+from egg_interp.methods import get_method
+from egg_interp.models.answering import answer, record_prefixes
 from egg_interp.models.offline.qwen import build_tiny_qwen2_5_vl
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
@@ -102,3 +104,17 @@ def test_every_registered_method(adapter, square_and_tall):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+def test_a_recorded_forward_serves_only_its_own_images(adapter):
+    """Two crops of the same size give the same token ids; a forward recorded for one must
+    not answer for the other (the loop keeps several steps' forwards)."""
+    image = noise_image(120, 90, 7)
+    left, right = image.crop((0, 0, 60, 60)), image.crop((60, 30, 120, 90))
+    question = "what colour is the square ?"
+    mine, other = (adapter.build_inputs([image, c], question) for c in (left, right))
+    assert torch.equal(mine.input_ids, other.input_ids)
+    with record_prefixes(adapter) as recorded:
+        get_method("egg").attribute(adapter, mine.images, question, inputs=mine)
+    assert recorded[0].matches(mine) and not recorded[0].matches(other)
+    assert answer(adapter, other, recorded, 3) == adapter.generate(other, 3)

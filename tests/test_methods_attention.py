@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import noise_image
 
-from egg_interp.errors import InputError
+from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.methods import get_method, make_target
 from egg_interp.methods.attention import GENERIC_PROMPT, resolve_layers
 from egg_interp.methods.attention_rollout import rollout_last_row
@@ -85,6 +85,27 @@ def test_rollout_on_controlled_attention(tiny_llava):
     amap = get_method("attention_rollout").attribute(tiny_llava, [image], QUESTION)
     pos = tiny_llava.visual_positions(inputs)[0].numpy()
     np.testing.assert_allclose(amap.grid.ravel(), expected[pos], rtol=1e-5)
+
+
+def test_hybrid_models_are_read_at_their_attention_layers_only(tiny_llava):
+    """An adapter that lists fewer attention layers than the model has (a hybrid
+    linear-attention model, played here by LLaVA with layer 0 declared weightless): the
+    default is the middle attention layer, the metadata says so, a weightless layer and the
+    rollout are refused in one line. A model with attention everywhere keeps its metadata."""
+    image = noise_image(64, 64)
+    plain = get_method("raw_attention").attribute(tiny_llava, [image], QUESTION)
+    assert "attention_layers" not in plain.meta and "attention_note" not in plain.meta
+    hybrid = type("Hybrid", (type(tiny_llava),), {"attention_layers": property(lambda s: [1])})
+    tiny_llava.__class__ = hybrid
+    amap = get_method("raw_attention").attribute(tiny_llava, [image], QUESTION)
+    assert amap.meta["layers"] == [1] and amap.meta["attention_layers"] == [1]
+    assert "only 1 of the 2" in amap.meta["attention_note"]
+    np.testing.assert_allclose(amap.grid, plain.grid)
+    assert resolve_layers(tiny_llava, "all") == [1]
+    with pytest.raises(UnsupportedModelError, match=r"layer\(s\) \[0\] .* no attention weights"):
+        get_method("raw_attention", layers=0).attribute(tiny_llava, [image], QUESTION)
+    with pytest.raises(UnsupportedModelError, match="attention_rollout multiplies"):
+        get_method("attention_rollout").attribute(tiny_llava, [image], QUESTION)
 
 
 def test_rollout_last_row_matches_the_matrix_product():

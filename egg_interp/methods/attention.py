@@ -9,6 +9,12 @@ Layer indices count the language model's decoder layers from 0 and may be negati
 default is the middle layer, ``num_lm_layers // 2``, read from the config (16 of 32 for
 LLaVA-1.5; ViCrop used 14 there and 22 of 28 for Qwen2.5-VL: pass ``layers=14`` to reproduce
 it).
+
+Hybrid models (:attr:`VLMAdapter.attention_layers <egg_interp.models.base.VLMAdapter.attention_layers>`
+lists fewer layers than the model has, e.g. Qwen3.5 whose Gated DeltaNet layers have no
+attention weights) are read at their attention layers only: the default is the middle one of
+those, ``"all"`` means all of those, a layer without weights is refused in one line, and the
+map's metadata says which layers exist and which were read.
 """
 
 from __future__ import annotations
@@ -30,12 +36,19 @@ Layers = int | Sequence[int] | str | None
 
 
 def resolve_layers(adapter: VLMAdapter, layers: Layers) -> list[int]:
-    """Layer indices (0-based, non-negative) from ``None`` (middle), an int, a list or ``"all"``."""
+    """Layer indices (0-based, non-negative) from ``None`` (the middle one of the layers with
+    attention weights), an int, a list or ``"all"`` (every layer with attention weights).
+
+    Raises :class:`UnsupportedModelError` for a layer without attention weights (hybrid models).
+    """
     n = adapter.num_lm_layers
+    have = adapter.attention_layers
+    if not have:
+        raise UnsupportedModelError(f"{_who(adapter)} has no layer with attention weights")
     if layers is None:
-        chosen = [n // 2]
+        chosen = [have[len(have) // 2]]
     elif layers == "all":
-        chosen = list(range(n))
+        chosen = list(have)
     elif isinstance(layers, int):
         chosen = [layers]
     elif isinstance(layers, str):
@@ -47,7 +60,17 @@ def resolve_layers(adapter: VLMAdapter, layers: Layers) -> list[int]:
     for x in chosen:
         if not -n <= x < n:
             raise InputError(f"layer {x} out of range: the language model has {n} layers")
-    return [x % n for x in chosen]
+    chosen = [x % n for x in chosen]
+    if missing := [x for x in chosen if x not in have]:
+        raise UnsupportedModelError(
+            f"layer(s) {missing} of {_who(adapter)} have no attention weights (they mix tokens "
+            f"by linear attention or convolution); layers with attention weights: {have}"
+        )
+    return chosen
+
+
+def _who(adapter: VLMAdapter) -> str:
+    return adapter.name or type(adapter).__name__
 
 
 def image_columns(adapter: VLMAdapter, inputs: PromptInputs) -> tuple[torch.Tensor, list[int]]:
@@ -61,16 +84,24 @@ def forward_with_attentions(
 ) -> Any:
     """One language-model forward with eager attention; ``out.attentions`` checked non-empty.
 
-    Gradients follow the caller's mode (and ``features``' ``requires_grad``).
+    ``out.attentions[i]`` is layer ``i``'s weights; on a hybrid model (fewer
+    :attr:`~egg_interp.models.base.VLMAdapter.attention_layers` than layers) the entries
+    the model returned for its attention layers are put at those layers' indices, with
+    ``None`` at the others. Gradients follow the caller's mode (and ``features``'
+    ``requires_grad``).
     """
     feats = adapter.image_features(inputs) if features is None else list(features)
     with adapter.attention_implementation("eager"):
         out = adapter.forward_features(inputs, feats, last_only=True, output_attentions=True)
     atts = getattr(out, "attentions", None)
-    if not atts or any(a is None for a in atts):
+    have, n = adapter.attention_layers, adapter.num_lm_layers
+    if atts and len(have) < n and len(atts) == len(have):
+        by_layer = dict(zip(have, atts, strict=True))
+        atts = out.attentions = tuple(by_layer.get(i) for i in range(n))
+    if not atts or len(atts) != n or any(atts[i] is None for i in have):
         raise UnsupportedModelError(
-            f"{adapter.name or type(adapter).__name__} returned no attention weights even with "
-            "eager attention; attention maps are not available for this model"
+            f"{_who(adapter)} returned no attention weights even with eager attention; "
+            "attention maps are not available for this model"
         )
     return out
 
@@ -121,5 +152,16 @@ class AttentionMethod(AttributionMethod):
         self.layers = layers
 
     def layer_meta(self, adapter: VLMAdapter) -> dict[str, Any]:
-        """The resolved layers and the depth, for the map's metadata."""
-        return {"layers": resolve_layers(adapter, self.layers), "num_layers": adapter.num_lm_layers}
+        """The resolved layers and the depth, for the map's metadata; on a hybrid model also
+        the layers that have attention weights and a note that the others are not read."""
+        layers, n = resolve_layers(adapter, self.layers), adapter.num_lm_layers
+        meta: dict[str, Any] = {"layers": layers, "num_layers": n}
+        have = adapter.attention_layers
+        if len(have) < n:
+            meta["attention_layers"] = have
+            meta["attention_note"] = (
+                f"only {len(have)} of the {n} language-model layers have attention weights (the "
+                f"others mix tokens by linear attention or convolution, which this map cannot "
+                f"see); it reads layer(s) {layers}"
+            )
+        return meta

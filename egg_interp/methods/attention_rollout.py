@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from egg_interp.errors import UnsupportedModelError
 from egg_interp.methods.attention import (
     AttentionMethod,
     forward_with_attentions,
@@ -69,6 +70,19 @@ class AttentionRollout(AttentionMethod):
     ) -> None:
         super().__init__(target, answer_step, layers if layers is not None else "all")
         self.residual = residual
+
+    def check_supported(self, adapter: VLMAdapter) -> None:
+        """Also refuses hybrid models: the rollout is a product over every layer's token
+        mixing, and their linear-attention (or convolution) layers have no mixing matrix."""
+        super().check_supported(adapter)
+        have, n = adapter.attention_layers, adapter.num_lm_layers
+        if len(have) < n:
+            raise UnsupportedModelError(
+                f"attention_rollout multiplies the token mixing of every layer, but {n - len(have)} "
+                f"of the {n} language-model layers of {adapter.name or type(adapter).__name__} mix "
+                "tokens without attention weights (linear attention or convolution); use "
+                "raw_attention, rel_att or grad_att (attention layers only) or a gradient method"
+            )
 
     def relevance(
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,11 +48,27 @@ class PrefixState:
     logits: torch.Tensor
     cache: Any
     positions: Any = None
+    visual_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The prompt's other tensors (``pixel_values``, grids...): two prompts whose crops differ
+    but have the same sizes have the same ``input_ids``; these tell them apart."""
 
     def matches(self, inputs: PromptInputs) -> bool:
+        """Whether ``inputs`` is the prompt this forward ran on (same tokens and images)."""
         ids = inputs.input_ids
         same = ids.shape == self.input_ids.shape and bool((ids == self.input_ids).all())
-        return same and self.cache is not None
+        return same and self.cache is not None and _same(visual_inputs(inputs), self.visual_inputs)
+
+
+def visual_inputs(inputs: PromptInputs) -> dict[str, torch.Tensor]:
+    """The tensors of a built prompt other than ``input_ids`` and ``attention_mask``."""
+    skip = ("input_ids", "attention_mask")
+    return {k: v for k, v in inputs.batch.items() if torch.is_tensor(v) and k not in skip}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a
+    )
 
 
 @contextmanager
@@ -79,12 +95,24 @@ def offer_prefix(adapter: VLMAdapter, inputs: PromptInputs, logits: torch.Tensor
     if sink is None or cache is None or inputs.batch_size != 1:
         return
     for layer in getattr(cache, "layers", ()):
-        for name in ("keys", "values"):
-            t = getattr(layer, name, None)
-            if torch.is_tensor(t):
-                setattr(layer, name, t.detach())
+        _detach_layer(layer)
     positions = adapter.saved_positions()
-    sink.append(PrefixState(inputs.input_ids, logits.detach().reshape(-1), cache, positions))
+    state = PrefixState(inputs.input_ids, logits.detach().reshape(-1), cache, positions)
+    state.visual_inputs = visual_inputs(inputs)
+    sink.append(state)
+
+
+def _detach_layer(layer: Any) -> None:
+    """Cut a cache layer's tensors from the map's autograd graph, in place: keys and values,
+    and the convolution and recurrent states of linear-attention layers (Qwen3.5's Gated
+    DeltaNet), which would otherwise keep the whole forward's graph alive."""
+    for name, value in vars(layer).items():
+        if torch.is_tensor(value) and value.requires_grad:
+            setattr(layer, name, value.detach())
+        elif isinstance(value, dict):
+            for key, t in value.items():
+                if torch.is_tensor(t) and t.requires_grad:
+                    value[key] = t.detach()
 
 
 def continue_greedy(

@@ -47,6 +47,9 @@ Optional (the default is right for LLaVA-like models):
 * :meth:`~VLMAdapter.perturbed_logits` ``(inputs, list of (B, T_i, H)) -> (B, V)`` and
   :meth:`~VLMAdapter.perturbed_pixel_logits` ``(inputs, (B, *pixel_values.shape)) -> (B, V)``:
   one batched forward instead of ``B`` (default: a loop).
+* :attr:`~VLMAdapter.attention_layers` (list of int): the language model's layers that have
+  attention weights (default: all); a hybrid model (linear attention, convolutions) lists
+  only its attention layers, and the attention maps read only those.
 * :attr:`~VLMAdapter.input_side` (int, ViCrop's crop unit), :meth:`~VLMAdapter.forward`,
   :meth:`~VLMAdapter.generate` when the model needs a reset before each call.
 
@@ -542,6 +545,17 @@ class VLMAdapter:
     def num_lm_layers(self) -> int:
         """Number of decoder layers of the language model (read from the text config)."""
         return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @property
+    def attention_layers(self) -> list[int]:
+        """Indices (from 0) of the language model's decoder layers that compute attention
+        weights, in order; default all of them.
+
+        Hybrid models override it: their other layers mix tokens without attention weights
+        (e.g. Qwen3.5's Gated DeltaNet linear attention), and an eager forward's
+        ``attentions`` then holds one entry per listed layer, in this order.
+        """
+        return list(range(self.num_lm_layers))
 
     @property
     def input_side(self) -> int:

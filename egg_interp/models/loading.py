@@ -10,13 +10,18 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from egg_interp.models.qwen2_vl import Qwen2VLAdapter
+from egg_interp.models.qwen3_5 import Qwen3_5Adapter
+from egg_interp.models.qwen3_5_moe import Qwen3_5MoeAdapter
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
+from egg_interp.models.qwen3_vl_moe import Qwen3VLMoeAdapter
 
 ADAPTERS: dict[str, type[VLMAdapter]] = {
     t: cls
@@ -28,6 +33,11 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         InternVLAdapter,
         Idefics3Adapter,
         SmolVLMAdapter,
+        Qwen2VLAdapter,
+        Glm4vAdapter,
+        Qwen3VLMoeAdapter,
+        Qwen3_5Adapter,
+        Qwen3_5MoeAdapter,
     )
     for t in cls.model_types
 }

@@ -39,6 +39,49 @@ from egg_interp.models.base import (
 )
 
 
+def merged_grid_view(
+    size: tuple[int, int],
+    patch_grid: tuple[int, int],
+    patch: int,
+    merge: int,
+    first_token: int = 0,
+    name: str = "base",
+) -> ViewLayout:
+    """The token grid of one image (or one temporal slice of a video) of a Qwen-style model.
+
+    Parameters
+    ----------
+    size : (width, height)
+        The original image's size in pixels.
+    patch_grid : (rows, cols)
+        Patches per side of the resized image (``image_grid_thw[1:]``), multiples of
+        ``merge``: the resized image is ``rows * patch`` x ``cols * patch`` pixels, the whole
+        original image squashed to it (no crop, no padding).
+    patch, merge : int
+        Patch side in pixels and merge factor per side (a token covers ``patch * merge``
+        resized pixels).
+    first_token : int
+        Feature row of the grid's first token (a video's later slices start further on).
+    name : str
+        The view's name.
+
+    Returns
+    -------
+    ViewLayout
+        ``(rows / merge, cols / merge)`` tokens, row-major from ``first_token``; token
+        ``(r, c)`` covers ``x in [c s W / rw, (c+1) s W / rw)`` with ``s = patch * merge`` and
+        ``rw = cols * patch``, likewise y, in original pixels.
+    """
+    gh, gw = patch_grid
+    width, height = size
+    rows, cols = gh // merge, gw // merge
+    cell = patch * merge
+    sx, sy = width / (gw * patch), height / (gh * patch)
+    boxes = regular_cell_boxes(rows, cols, 0.0, 0.0, cell * sx, cell * sy)
+    index = first_token + np.arange(rows * cols).reshape(rows, cols)
+    return ViewLayout(name, index, boxes)
+
+
 class Qwen2_5_VLAdapter(VLMAdapter):
     """Qwen2.5-VL: one view per image, the merged token grid over the whole image."""
 
@@ -59,19 +102,12 @@ class Qwen2_5_VLAdapter(VLMAdapter):
 
     def layouts(self, images: Sequence[Image.Image], batch: dict[str, Any]) -> list[ImageLayout]:
         out = []
-        cell = self.patch_size * self.merge_size
         for im, thw in zip(images, batch["image_grid_thw"].tolist(), strict=True):
             t, gh, gw = (int(v) for v in thw)
             if t != 1:
                 raise RuntimeError(f"an image with {t} temporal patches: only still images work")
-            rows, cols = gh // self.merge_size, gw // self.merge_size
-            width, height = im.size
-            sx, sy = width / (gw * self.patch_size), height / (gh * self.patch_size)
-            boxes = regular_cell_boxes(rows, cols, 0.0, 0.0, cell * sx, cell * sy)
-            index = np.arange(rows * cols).reshape(rows, cols)
-            out.append(
-                ImageLayout((width, height), rows * cols, [ViewLayout("base", index, boxes)])
-            )
+            view = merged_grid_view(im.size, (gh, gw), self.patch_size, self.merge_size)
+            out.append(ImageLayout(im.size, view.token_index.size, [view]))
         return out
 
     def reset_positions(self) -> None:

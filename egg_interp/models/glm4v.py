@@ -1,0 +1,38 @@
+"""Adapter for ``glm4v`` checkpoints (GLM-4.1V-Thinking and its successors of that type).
+
+Layout: the processor resizes each image with GLM's ``smart_resize`` to ``rh x rw``, multiples
+of 28 (patch 14 times the 2x2 downsample), without crop or padding (slightly anisotropic;
+images under 28 px per side are scaled up first, and a still image counts twice against the
+pixel budget, as two temporal copies). Placeholders: ``<|begin_of_image|>`` + ``<|image|>`` x
+``t h w / 4`` + ``<|end_of_image|>``; tokens row-major over the merged grid
+``(rh/28) x (rw/28)``, token ``(r, c)`` covering ``x in [28 c W / rw, 28 (c+1) W / rw)``,
+likewise y, read from the ``image_grid_thw`` the processor returned (the same geometry as
+Qwen2-VL: :func:`~egg_interp.models.qwen2_5_vl.merged_grid_view`).
+
+Hook: ``get_image_features(...).pooler_output``, one tensor per image: a ViT with 2-D rotary
+positions and a learned position table resampled (bicubic) at each patch's own coordinates,
+then a 2x2 strided convolution joins each block of patches into one token and a gated MLP
+projects it. Positions: 3-D rotary (mRoPE) from ``input_ids``, ``image_grid_thw`` and
+``mm_token_type_ids`` (the processor types ``<|image|>`` as 1 outside video segments), with
+cached ``rope_deltas``, handled as for Qwen2.5-VL (:mod:`egg_interp.models.qwen2_5_vl`).
+
+What maps cannot show: detail finer than a 28 x 28 resized-pixel token. Pixel-space methods are
+refused (``pixel_values`` holds flattened patches). Video, not handled here, uses the same
+``<|image|>`` placeholder per frame pair inside ``<|begin_of_video|>``/``<|end_of_video|>``
+with a timestamp after each frame (type 2 in ``mm_token_type_ids``).
+"""
+
+from __future__ import annotations
+
+from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+
+
+class Glm4vAdapter(Qwen2_5_VLAdapter):
+    """GLM-4V: Qwen2-VL's geometry and positions with GLM's tokens (module docstring)."""
+
+    model_types = ("glm4v",)
+    image_token = "<|image|>"
+
+    def fallback_prompt(self, n_images: int, text: str) -> str:
+        image = "<|begin_of_image|><|image|><|end_of_image|>"
+        return f"[gMASK]<sop><|user|>\n{image * n_images}{text}<|assistant|>\n"

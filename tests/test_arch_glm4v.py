@@ -1,0 +1,126 @@
+"""GLM-4V adapter on a tiny random-weight checkpoint.
+
+Patch 14 and a 2x2 convolution downsample (a token covers 28 processed pixels), pixel budget 4
+to 64 tokens (GLM counts a still image's two temporal copies against it, so the builder
+doubles the budget): 96x96 -> 84x84 (3x3 tokens), 150x100 -> 140x112 (5x4), 80x200 ->
+84x196 (3x7). Placeholders ``<|begin_of_image|>`` + ``<|image|>`` x n + ``<|end_of_image|>``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from arch_checks import (
+    check_answers_from_the_maps_forward,
+    check_attention_columns,
+    check_batched_maps_equal_single,
+    check_egg_map,
+    check_entropy_gradient,
+    check_every_method,
+    check_extend_matches_generate,
+    check_layout_by_perturbation,
+    check_zoom_and_reground,
+)
+from conftest import TinyArch, noise_image
+from transformers.models.glm4v.image_processing_pil_glm4v import smart_resize
+
+from egg_interp.models.glm4v import Glm4vAdapter
+from egg_interp.models.offline.glm4v import build_tiny_glm4v
+
+ARCH = TinyArch(build_tiny_glm4v, tower="visual")
+
+# transformers' Glm4vProcessor.create_mm_token_type_ids calls np.array on each row of ids,
+# which numpy 2 answers with a DeprecationWarning per prompt (harmless: the array is right)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
+    assert json.loads((ckpt / "config.json").read_text())["model_type"] == "glm4v"
+    assert isinstance(adapter, Glm4vAdapter)
+
+
+@pytest.mark.parametrize(
+    "size,grid",
+    [((96, 96), (3, 3)), ((150, 100), (4, 5)), ((80, 200), (7, 3)), ((20, 300), (15, 1))],
+)
+def test_layout_follows_glm_smart_resize(adapter, size, grid):
+    """The grid is GLM's ``smart_resize`` (a side under 28 px is scaled up first: 20x300 ->
+    28x420 -> 15 x 1 tokens, where Qwen2-VL gives 11 x 1), and the cells tile the image."""
+    ip = adapter.processor.image_processor
+    resized = smart_resize(
+        2, size[1], size[0], 2, 28, ip.size["shortest_edge"], ip.size["longest_edge"]
+    )
+    assert (resized[0] // 28, resized[1] // 28) == grid
+    inputs = adapter.build_inputs([noise_image(*size)], "what ?")
+    (view,) = inputs.layouts[0].views
+    assert view.token_index.shape == grid
+    assert view.cell_boxes[0, 0, :2].tolist() == [0, 0]
+    assert view.cell_boxes[-1, -1, 2:] == pytest.approx(size)
+
+
+def test_placeholders_and_token_types(adapter):
+    """Each image is ``<|begin_of_image|>``, its tokens, ``<|end_of_image|>``; only the
+    ``<|image|>`` tokens are typed as image (1), so two images never merge into one grid."""
+    inputs = adapter.build_inputs([noise_image(96, 96), noise_image(40, 70, 3)], "what ?")
+    tokens = adapter.tokenizer.convert_ids_to_tokens(inputs.input_ids[0])
+    text = " ".join(t for t in tokens if t != "<|image|>")
+    assert "<|begin_of_image|> <|end_of_image|> <|begin_of_image|> <|end_of_image|>" in text
+    types = inputs.batch["mm_token_type_ids"][0]
+    image = inputs.input_ids[0] == adapter.image_token_id
+    assert bool((types[image] == 1).all()) and bool((types[~image] == 0).all())
+    assert int(image.sum()) == sum(lay.n_tokens for lay in inputs.layouts) == 9 + 2 * 3
+
+
+@pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])
+def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
+    check_layout_by_perturbation(local_adapter, size, cell_px={"base": 28})
+
+
+def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
+    check_entropy_gradient(adapter64, square_and_tall)
+
+
+def test_positions_are_3d_and_not_stale(adapter):
+    inputs = adapter.build_inputs([noise_image(150, 100), noise_image(40, 70, 3)], "what ?")
+    feats = adapter.image_features(inputs)
+    with torch.no_grad():
+        ref = adapter.forward_features(inputs, feats).logits[0, -1]
+        adapter.generate(adapter.build_inputs([noise_image(80, 200)], "what ?"), 2)
+        again = adapter.forward_features(inputs, feats).logits[0, -1]
+        no_types = {
+            k: v for k, v in inputs.batch.items() if k not in ("mm_token_type_ids", "pixel_values")
+        }
+        adapter.reset_positions()
+        with pytest.raises(ValueError, match="mm_token_type_ids"):
+            adapter.model(**no_types, mm_encoder_outputs={"image": adapter.encoder_outputs(feats)})
+    torch.testing.assert_close(again, ref)
+
+
+def test_extend_matches_generate(adapter, wide_and_tall):
+    check_extend_matches_generate(adapter, wide_and_tall)
+
+
+def test_egg_map(adapter):
+    check_egg_map(adapter, noise_image(150, 100))
+
+
+def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
+    check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
+
+
+def test_attention_columns(adapter, square_and_tall):
+    check_attention_columns(adapter, square_and_tall)
+
+
+def test_batched_maps_equal_single(adapter):
+    check_batched_maps_equal_single(adapter)
+
+
+def test_every_registered_method(adapter, square_and_tall):
+    check_every_method(adapter, square_and_tall, pixel_space=False)
+
+
+def test_answers_from_the_maps_forward_equal_generate(adapter):
+    check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))

@@ -1,0 +1,122 @@
+"""Qwen3-VL-MoE adapter on a tiny random-weight checkpoint, deepstack and experts included.
+
+Qwen3-VL's geometry (patch 16, 2x2 merge: a token covers 32 processed pixels; 96x96 -> 3x3
+tokens, 150x100 -> 5x3, 80x200 -> 2x6) and one deepstack layer (each feature row is
+``[main, deepstack]``, 2 x 32 wide); every language-model layer routes each token to 2 of 4
+experts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from arch_checks import (
+    check_answers_from_the_maps_forward,
+    check_attention_columns,
+    check_batched_maps_equal_single,
+    check_egg_map,
+    check_entropy_gradient,
+    check_every_method,
+    check_extend_matches_generate,
+    check_layout_by_perturbation,
+    check_zoom_and_reground,
+)
+from conftest import TinyArch, noise_image
+
+from egg_interp.methods import make_target
+from egg_interp.methods.base import visual_token_gradients
+from egg_interp.models.offline.qwen import build_tiny_qwen3_vl_moe
+from egg_interp.models.qwen3_vl_moe import Qwen3VLMoeAdapter
+
+ARCH = TinyArch(build_tiny_qwen3_vl_moe, tower="visual")
+
+
+def test_load_model_picks_the_adapter_from_config(ckpt, adapter):
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["model_type"] == "qwen3_vl_moe"
+    assert config["text_config"]["num_local_experts"] == 4
+    assert isinstance(adapter, Qwen3VLMoeAdapter)
+
+
+@pytest.mark.parametrize(
+    "size,grid", [((96, 96), (3, 3)), ((150, 100), (3, 5)), ((80, 200), (6, 2))]
+)
+def test_layout_grid_covers_the_whole_image(adapter, size, grid):
+    inputs = adapter.build_inputs([noise_image(*size)], "what ?")
+    (view,) = inputs.layouts[0].views
+    assert view.token_index.shape == grid
+    assert view.cell_boxes[-1, -1, 2:] == pytest.approx(size)
+    (feats,) = adapter.image_features(inputs)
+    assert feats.shape == (grid[0] * grid[1], 2 * adapter.hidden_size)  # main + 1 deepstack
+
+
+@pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])
+def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
+    check_layout_by_perturbation(local_adapter, size, cell_px={"base": 32})
+
+
+def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
+    check_entropy_gradient(adapter64, square_and_tall)
+
+
+def test_tokens_are_routed_to_different_experts(adapter):
+    """The language model is a mixture: visual tokens of one prompt use several experts."""
+    inputs = adapter.build_inputs([noise_image(150, 100)], "what ?")
+    chosen = []
+    gate = adapter.language_model.layers[0].mlp.gate
+    handle = gate.register_forward_hook(lambda mod, args, out: chosen.append(out[2]))
+    try:
+        with torch.no_grad():
+            adapter.forward_features(inputs, adapter.image_features(inputs))
+    finally:
+        handle.remove()
+    (experts,) = chosen
+    assert experts.shape[-1] == 2 and len(torch.unique(experts)) > 2
+
+
+def test_egg_relevance_combines_main_and_deepstack_paths(adapter):
+    image = noise_image(150, 100)
+    m = check_egg_map(adapter, image)
+    inputs = adapter.build_inputs([image], "what colour is the square ?")
+    _, grads, _, _ = visual_token_gradients(adapter, inputs, make_target("entropy"))
+    d = adapter.hidden_size
+    main, deep = grads[0][:, :d].norm(dim=-1), grads[0][:, d:].norm(dim=-1)
+    assert deep.max() > 0
+    np.testing.assert_allclose(m.grid.ravel(), (main**2 + deep**2).sqrt().numpy(), rtol=1e-5)
+
+
+def test_positions_are_not_stale(adapter):
+    inputs = adapter.build_inputs([noise_image(150, 100), noise_image(40, 70, 3)], "what ?")
+    feats = adapter.image_features(inputs)
+    with torch.no_grad():
+        ref = adapter.forward_features(inputs, feats).logits[0, -1]
+        adapter.generate(adapter.build_inputs([noise_image(80, 200)], "what ?"), 2)
+        again = adapter.forward_features(inputs, feats).logits[0, -1]
+    torch.testing.assert_close(again, ref)
+
+
+def test_extend_matches_generate(adapter, wide_and_tall):
+    check_extend_matches_generate(adapter, wide_and_tall)
+
+
+def test_zoom_and_reground_with_crops_in_one_prompt(adapter):
+    check_zoom_and_reground(adapter, noise_image(150, 100, seed=4))
+
+
+def test_attention_columns(adapter, square_and_tall):
+    check_attention_columns(adapter, square_and_tall)
+
+
+def test_batched_maps_equal_single(adapter):
+    check_batched_maps_equal_single(adapter)
+
+
+def test_every_registered_method(adapter, square_and_tall):
+    check_every_method(adapter, square_and_tall, pixel_space=False)
+
+
+def test_answers_from_the_maps_forward_equal_generate(adapter):
+    check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
