@@ -115,8 +115,9 @@ class VLMAdapter:
     model_types: ClassVar[tuple[str, ...]] = ()
     image_token: ClassVar[str] = "<image>"
     images_nested_per_prompt: ClassVar[bool] = False
-    """Whether the processor takes a batch's images as one list per prompt (SmolVLM) rather
-    than one flat list (the others)."""
+    """Whether the processor takes the images as one list per prompt (SmolVLM; LLaVA-OneVision,
+    whose processor reads a prompt's image count from it) rather than one flat list (the
+    others); a single prompt is then a list of one list."""
     max_images_per_prompt: ClassVar[int | None] = None
     """How many images one prompt may hold (``None``: no limit). The loop puts the original
     images and their crops in one prompt; an architecture that takes fewer says so here, and
@@ -262,7 +263,8 @@ class VLMAdapter:
                 images = nested if self.images_nested_per_prompt else flat
                 batch = self.processor(images=images, text=texts, return_tensors="pt", padding=True)
             else:
-                batch = self.processor(images=flat, text=texts[0], return_tensors="pt")
+                images = nested if self.images_nested_per_prompt else flat
+                batch = self.processor(images=images, text=texts[0], return_tensors="pt")
         except ValueError as exc:  # e.g. an image too small for the processor's patch size
             raise InputError(
                 f"{type(self).__name__}: the processor rejects the input: {exc}"
