@@ -15,6 +15,7 @@ from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
+from egg_interp.models.llava_onevision import LlavaOnevisionAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen2_vl import Qwen2VLAdapter
@@ -28,6 +29,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
     for cls in (
         LlavaAdapter,
         LlavaNextAdapter,
+        LlavaOnevisionAdapter,
         Qwen2_5_VLAdapter,
         Qwen3VLAdapter,
         InternVLAdapter,
