@@ -28,6 +28,10 @@ Optional (the default is right for LLaVA-like models):
 
 * ``image_token``, ``pixel_keys``, ``max_images_per_prompt`` (class data); :meth:`~VLMAdapter.fallback_prompt`
   ``(n_images, text) -> str`` when the processor has no chat template.
+* :meth:`~VLMAdapter.processor_without_torchvision` ``(source) -> processor or None``
+  (classmethod): the checkpoint's processor built without torchvision, where transformers'
+  own cannot load without it even when stripped of its video slot (Pixtral's processor,
+  Llama 4's image processor).
 * :meth:`~VLMAdapter.encoder_outputs` ``(list of (T_i, H)) -> object``: how the model takes
   precomputed features (``mm_encoder_outputs["image"]``); default a
   ``BaseModelOutputWithPooling`` with the tuple as ``pooler_output``.
@@ -51,7 +55,9 @@ Optional (the default is right for LLaVA-like models):
   attention weights (default: all); a hybrid model (linear attention, convolutions) lists
   only its attention layers, and the attention maps read only those.
 * :attr:`~VLMAdapter.input_side` (int, ViCrop's crop unit), :meth:`~VLMAdapter.forward`,
-  :meth:`~VLMAdapter.generate` when the model needs a reset before each call.
+  :meth:`~VLMAdapter.generate` when the model needs a reset before each call;
+  :meth:`~VLMAdapter.generate_ids` ``(batch, max_new_tokens, cache=None) -> (rows, seq + new)``
+  when the model's own ``generate`` cannot run (every answer path decodes through it).
 
 What methods call (shared, not overridden): :meth:`~VLMAdapter.build_inputs` /
 :meth:`~VLMAdapter.build_batch` (prompts), :meth:`~VLMAdapter.image_features`,
@@ -122,6 +128,17 @@ class VLMAdapter:
     """How many images one prompt may hold (``None``: no limit). The loop puts the original
     images and their crops in one prompt; an architecture that takes fewer says so here, and
     a prompt with more fails in one line (:class:`~egg_interp.errors.InputError`)."""
+
+    @classmethod
+    def processor_without_torchvision(cls, source: str) -> Any:
+        """The processor of checkpoint ``source`` built without torchvision, or ``None``.
+
+        :func:`~egg_interp.models.processors.load_processor` calls it when transformers'
+        processor does not load (the default ``None``: the processor without its video slot
+        is tried instead). Architectures whose processor needs torchvision itself build an
+        equivalent one here, from the checkpoint's image processor settings and tokenizer.
+        """
+        return None
 
     def __init__(
         self,
@@ -479,15 +496,30 @@ class VLMAdapter:
 
     def generate(self, inputs: PromptInputs, max_new_tokens: int = 20) -> str:
         """Greedy answer text for a built prompt."""
+        out = self.generate_ids(inputs.batch, max_new_tokens)
+        new = out[0, inputs.input_ids.shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+    def generate_ids(
+        self, batch: dict[str, Any], max_new_tokens: int, cache: Any = None
+    ) -> torch.Tensor:
+        """Greedy decoding of a processor batch: token ids ``(rows, seq + new)``, prompt first.
+
+        Rows that end early are padded with the pad token, as ``generate`` does. ``cache``:
+        the key/value cache of all of the batch's tokens but the last ones (a recorded
+        forward, whose answer this continues); the batch then holds no pixels. Default
+        ``model.generate``, without gradients; adapters of a model whose ``generate`` cannot
+        run decode here themselves.
+        """
+        extra = {} if cache is None else {"cache": cache}
         with torch.no_grad():
-            out = self.model.generate(
-                **inputs.batch,
+            return self.model.generate(
+                **batch,
+                **extra,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        new = out[0, inputs.input_ids.shape[1] :]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def answer(
         self,

@@ -232,7 +232,7 @@ def load_model(
         model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
     except OSError as exc:
         raise InputError(f"cannot load model {source!r}: {exc}") from exc
-    processor = load_processor(source, model_type)
+    processor = load_processor(source, model_type, cls.processor_without_torchvision)
     if device_map is None:
         model = model.to(device)
     model.eval()
