@@ -16,6 +16,7 @@ from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.llava_onevision import LlavaOnevisionAdapter
+from egg_interp.models.mistral3 import Mistral3Adapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen2_vl import Qwen2VLAdapter
@@ -30,6 +31,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         LlavaAdapter,
         LlavaNextAdapter,
         LlavaOnevisionAdapter,
+        Mistral3Adapter,
         Qwen2_5_VLAdapter,
         Qwen3VLAdapter,
         InternVLAdapter,
