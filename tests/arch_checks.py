@@ -32,8 +32,9 @@ ATTENTION_OUTPUTS = ("out_proj", "proj", "o_proj", "projection_layer")
 
 
 def make_vision_token_local(adapter, tower: str) -> None:
-    """Zero the output projection of every attention block of ``model.model.<tower>``."""
-    vision = getattr(adapter.model.model, tower)
+    """Zero the output projection of every attention block of ``model.model.<tower>`` (or of
+    ``model.<tower>`` when the model has no inner ``model``, as Llama 4)."""
+    vision = getattr(getattr(adapter.model, "model", adapter.model), tower)
     n = 0
     for name, module in vision.named_modules():
         if "attn" not in name.rsplit(".", 1)[-1] and "attention" not in name.rsplit(".", 1)[-1]:
