@@ -13,6 +13,7 @@ from egg_interp.models.base import VLMAdapter
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
+from egg_interp.models.llama4 import Llama4Adapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.llava_onevision import LlavaOnevisionAdapter
@@ -32,6 +33,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         LlavaNextAdapter,
         LlavaOnevisionAdapter,
         Mistral3Adapter,
+        Llama4Adapter,
         Qwen2_5_VLAdapter,
         Qwen3VLAdapter,
         InternVLAdapter,
