@@ -61,6 +61,18 @@ def test_layout_counts_and_newlines(adapter, size, highres_shape):
     assert sorted(newlines) == [36 + r * (cols + 1) + cols for r in range(rows)]
 
 
+def test_unpadding_keeps_whole_rows_counted_at_the_nominal_pitch(adapter):
+    """80x200 on a 120x240 canvas (scale 1.2, 12 px of padding left and right): the image is
+    9.6 nominal columns wide, the model keeps columns 1-10 of 12. Column 1 starts in the
+    padding (canvas x 9); column 10 ends at canvas x 105, so the image's last 3 canvas px
+    (2.5 image px) have no high-resolution token."""
+    inputs = adapter.build_inputs([noise_image(80, 200)], "what ?")
+    boxes = inputs.layouts[0].views[1].cell_boxes
+    assert boxes.shape[:2] == (24, 10)
+    assert boxes[0, 0].tolist() == pytest.approx([0, 0, (18 - 12) / 1.2, 9 / 1.2])
+    assert boxes[0, -1, 2] == pytest.approx((105 - 12) / 1.2)  # 77.5 of 80
+
+
 def test_several_images_are_padded_squares_of_36_tokens_and_a_newline(adapter):
     inputs = adapter.build_inputs([noise_image(150, 100), noise_image(40, 70, 3)], "what ?")
     assert [lay.n_tokens for lay in inputs.layouts] == [37, 37]
