@@ -77,11 +77,14 @@ def test_several_images_are_padded_squares_of_36_tokens_and_a_newline(adapter):
     inputs = adapter.build_inputs([noise_image(150, 100), noise_image(40, 70, 3)], "what ?")
     assert [lay.n_tokens for lay in inputs.layouts] == [37, 37]
     assert all([v.name for v in lay.views] == ["base"] for lay in inputs.layouts)
-    wide = inputs.layouts[0].views[0].cell_boxes
-    # 150x100 padded to 150x150 (25 px above and below), squashed to 60: 2.5 px per px
-    assert wide[0, 0].tolist() == pytest.approx([0, 0, 22.5, 0])  # all padding: no area
-    assert wide[2, 0].tolist() == pytest.approx([0, 45 - 25, 22.5, 67.5 - 25])
-    assert wide[-1, -1].tolist() == pytest.approx([112.5, 87.5, 135, 100])  # unseen beyond 135
+    wide = inputs.layouts[0].views[0]
+    # 150x100 padded to 150x150 (25 px above and below), squashed to 60: 2.5 px per px; the
+    # first token row (-25 to -2.5) is wholly padding and in no view
+    assert wide.token_index.shape == (5, 6) and wide.token_index[0, 0] == 6
+    assert wide.cell_boxes[0, 0].tolist() == pytest.approx([0, 0, 22.5, 20])
+    assert wide.cell_boxes[1, 0].tolist() == pytest.approx([0, 45 - 25, 22.5, 67.5 - 25])
+    # the last row reaches the padding below; nothing beyond 135 px across is seen
+    assert wide.cell_boxes[-1, -1].tolist() == pytest.approx([112.5, 87.5, 135, 100])
 
 
 def test_several_images_layout_by_perturbation(local_adapter):
@@ -94,7 +97,7 @@ def test_several_images_layout_by_perturbation(local_adapter):
     view = inputs.layouts[0].views[0]
     boxes = view.cell_boxes.reshape(-1, 4)
     reach = 2 * 2.5 + 1
-    for r, c in [(2, 0), (3, 4), (4, 2)]:
+    for r, c in [(1, 0), (2, 4), (3, 2)]:
         x0, y0, x1, y1 = view.cell_boxes[r, c]
         for x, y in [(int((x0 + x1) / 2) - 1, int((y0 + y1) / 2) - 1), (int(x0) + 1, int(y0) + 1)]:
             moved = local_adapter.build_inputs([_invert(image, x, y), other], QUESTION)
@@ -106,7 +109,8 @@ def test_several_images_layout_by_perturbation(local_adapter):
             )
             near = (boxes[:, 0] < x + 2 + reach) & (boxes[:, 2] > x - reach)
             near &= (boxes[:, 1] < y + 2 + reach) & (boxes[:, 3] > y - reach)
-            assert r * 6 + c in changed and changed <= set(np.flatnonzero(near).tolist()), (x, y)
+            covering = set(view.token_index.ravel()[near].tolist())
+            assert view.token_index[r, c] in changed and changed <= covering, (x, y)
 
 
 @pytest.mark.parametrize("size", [(96, 96), (150, 100), (80, 200)])

@@ -12,11 +12,14 @@ holds ``<|image_start|>``, the tiles' ``s^2`` ``<|patch|>`` tokens each with
 of tiles, then ``<|image|>`` and the global tile's ``s^2`` ``<|patch|>`` tokens (or the only
 tile's, for a one-tile image), ``<|image_end|>``: the global view comes **last**.
 
-Views: ``"tiles"``, the tiles' grids stitched into one ``(rows s) x (cols s)`` grid over
-the canvas (finer: the map's :attr:`~egg_interp.maps.ImageMap.primary`), and ``"global"``,
-an ``s x s`` grid over the whole image, when there is more than one tile. Tokens over the
-canvas' padding cover nothing (their boxes are clipped to zero area); the separators and
-``<|image|>`` are text tokens and cover nothing either.
+Views: ``"tiles"``, the tiles' grids stitched into one grid over the canvas (finer: the
+map's :attr:`~egg_interp.maps.ImageMap.primary`), and ``"global"``, an ``s x s`` grid over
+the whole image, when there is more than one tile. Tokens over the canvas' padding cover
+nothing: the rows and columns of the stitched grid that lie wholly in the padding are left
+out of the view (their feature rows stay, as LLaVA's newlines do: methods see and
+differentiate them, maps and regions never use them), and the boxes of those partly in it
+are clipped to the image. The separators and ``<|image|>`` are text tokens and cover nothing
+either.
 
 Driving the model: in transformers 5.24 ``Llama4ForConditionalGeneration.forward`` raises on
 every call after running the language model (it reads ``image_outputs`` from an output that
@@ -42,6 +45,7 @@ pixels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,11 +106,13 @@ class Llama4Adapter(VLMAdapter):
         )
         rows, cols = canvas[0] // tile, canvas[1] // tile
         s = self.tokens_per_side
-        r, c = np.meshgrid(np.arange(rows * s), np.arange(cols * s), indexing="ij")
-        index = ((r // s) * cols + c // s) * s * s + (r % s) * s + c % s
         cell = tile / s
+        # the stitched grid, less the rows and columns that lie wholly in the padding
+        kept_rows, kept_cols = math.ceil(h / cell), math.ceil(w / cell)
+        r, c = np.meshgrid(np.arange(kept_rows), np.arange(kept_cols), indexing="ij")
+        index = ((r // s) * cols + c // s) * s * s + (r % s) * s + c % s
         boxes = regular_cell_boxes(
-            rows * s, cols * s, 0.0, 0.0, cell * width / w, cell * height / h, (width, height)
+            kept_rows, kept_cols, 0.0, 0.0, cell * width / w, cell * height / h, (width, height)
         )
         views = [ViewLayout("tiles", index, boxes)]
         n_tiles = rows * cols

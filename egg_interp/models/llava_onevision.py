@@ -38,7 +38,9 @@ What each token covers, read from the processor's geometry (tested by perturbing
   (about 2 p wide at a pitch of ``p * ratio``), so neighbouring boxes overlap; on a tile
   seam the hull also spans the unseen strip between the two patches it blends;
 * newline tokens cover nothing: their feature rows (the learned ``image_newline``) stay in
-  the image's features, so methods see and differentiate them, but no view points at them.
+  the image's features, so methods see and differentiate them, but no view points at them;
+  nor at the outer rows and columns wholly in padding (a padded square's bands), while the
+  boxes of those partly in it are clipped to the image.
 
 Hook: ``get_image_features(...).pooler_output`` (one tensor per image, newlines included),
 with ``batch_num_images`` so the multi-image path matches the prompt. Positions are 1-D.
@@ -101,11 +103,19 @@ def _boxes(xs: tuple[np.ndarray, np.ndarray], ys: tuple[np.ndarray, np.ndarray])
     ).reshape(rows, cols, 4)
 
 
+def without_padding(index: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A grid less its outer rows and columns whose boxes have no area (wholly padding)."""
+    rows = np.flatnonzero((boxes[..., 3] > boxes[..., 1]).any(axis=1))
+    cols = np.flatnonzero((boxes[..., 2] > boxes[..., 0]).any(axis=0))
+    keep = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return index[keep], boxes[keep]
+
+
 def squashed_view(
     width: int, height: int, tile: int, patch: int, pad_to_square: bool = False
 ) -> np.ndarray:
     """Boxes of the g x g tokens of an image squashed to ``tile x tile`` (optionally padded to
-    a centred square first), in the image's pixels, clipped to it."""
+    a centred square first), in the image's pixels, clipped to it (padding: no area)."""
     side = max(width, height) if pad_to_square else None
     pad_x = (side - width) // 2 if side else 0
     pad_y = (side - height) // 2 if side else 0
@@ -196,9 +206,10 @@ class LlavaOnevisionAdapter(VLMAdapter):
         width, height = image.size
         s, p = self.tile_size, self.patch_size
         g = s // p
-        base = ViewLayout(
-            "base", np.arange(g * g).reshape(g, g), squashed_view(width, height, s, p, not alone)
+        index, boxes = without_padding(
+            np.arange(g * g).reshape(g, g), squashed_view(width, height, s, p, not alone)
         )
+        base = ViewLayout("base", index, boxes)
         if not alone:  # g * g tokens, then one newline
             return ImageLayout((width, height), g * g + 1, [base])
         grid = anyres_grid(
@@ -207,7 +218,7 @@ class LlavaOnevisionAdapter(VLMAdapter):
         rows, cols = grid["shape"]
         # row r starts after the base tokens and r earlier rows of cols tokens + newline
         index = g * g + np.arange(rows)[:, None] * (cols + 1) + np.arange(cols)[None, :]
-        highres = ViewLayout("highres", index, grid["boxes"], pixel_slices=grid)
+        highres = ViewLayout("highres", *without_padding(index, grid["boxes"]), grid)
         return ImageLayout((width, height), g * g + rows * (cols + 1), [base, highres])
 
     def layouts(self, images: Sequence[Image.Image], batch: dict[str, Any]) -> list[ImageLayout]:
