@@ -11,6 +11,7 @@ import torch
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
 from egg_interp.models.gemma3 import Gemma3Adapter
+from egg_interp.models.gemma4 import Gemma4Adapter
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
@@ -40,6 +41,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Qwen3_5Adapter,
         Qwen3_5MoeAdapter,
         Gemma3Adapter,
+        Gemma4Adapter,
     )
     for t in cls.model_types
 }
