@@ -17,6 +17,7 @@ from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
+from egg_interp.models.paligemma import PaliGemmaAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen2_vl import Qwen2VLAdapter
@@ -42,6 +43,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Qwen3_5MoeAdapter,
         Gemma3Adapter,
         Gemma4Adapter,
+        PaliGemmaAdapter,
     )
     for t in cls.model_types
 }
