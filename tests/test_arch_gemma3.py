@@ -2,8 +2,9 @@
 
 SigLIP at 48 px with patch 4 (12 x 12 patches), average-pooled 2 x 2 to a 6 x 6 grid: a
 token covers 8 processed pixels, ``W / 6 x H / 6`` original ones (the image is squashed).
-Sliding window 48 in every other layer, so with two images (36 tokens each) the window cuts
-across the blocks. Pan and scan (switched on per test, minimum crop 32 px): 150x100 -> 2 crops
+Layers alternate sliding (window 128) and full attention: prompts of four images or with
+pan-and-scan crops are longer than the window, as the loop's prompts are on the released
+models. Pan and scan (switched on per test, minimum crop 32 px): 150x100 -> 2 crops
 of 75x100 side by side, 80x200 -> 3 stacked crops of 67, 67 and 66 rows, 96x96 -> none.
 """
 
@@ -28,7 +29,7 @@ from arch_checks import (
 )
 from conftest import TinyArch, noise_image
 
-from egg_interp.methods import attribute
+from egg_interp.methods import attribute, get_method
 from egg_interp.models import load_model
 from egg_interp.models.gemma3 import Gemma3Adapter
 from egg_interp.models.offline.gemma import build_tiny_gemma3
@@ -152,6 +153,37 @@ def test_each_image_is_one_bidirectional_block(adapter):
     moved = [feats[0], feats[1].clone()]
     moved[1][-1] += 1.0  # the second image's last token: not in the first image's block
     assert (hidden(moved) - ref).abs().amax(-1)[pos[0]].max() == 0
+
+
+def test_sliding_layers_miss_image_tokens_beyond_the_window(adapter):
+    """The answer row of a sliding-window layer (layer 0 here, 5 of 6 in the released models)
+    gives exactly 0 attention to image tokens more than ``sliding_window`` (128) positions
+    back, so rel-att divides 0 by 0 there; the full-attention layer sees every token."""
+    images = [
+        noise_image(96, 96),
+        noise_image(60, 40, 1),
+        noise_image(70, 50, 2),
+        noise_image(50, 50, 3),
+    ]
+    inputs = adapter.build_inputs(images, "what ?")
+    first = adapter.visual_positions(inputs)[0]
+    np.testing.assert_array_equal(inputs.layouts[0].views[0].token_index.ravel(), np.arange(36))
+    far = inputs.input_ids.shape[1] - 1 - first >= 128
+    assert 0 < int(far.sum()) < len(first)
+    for layer, sees_all in ((0, False), (1, True)):
+        raw = get_method("raw_attention", layers=layer).attribute(
+            adapter, images, "what ?", inputs=inputs
+        )
+        values = raw.images[0].primary.values.ravel()  # the global view: token k at cell k
+        rel = get_method("rel_att", layers=layer).attribute(
+            adapter, images, "what ?", inputs=inputs
+        )
+        nan = np.isnan(rel.images[0].primary.values)
+        if sees_all:
+            assert (values > 0).all() and not nan.any()
+        else:
+            assert (values[far.numpy()] == 0).all() and (values[~far.numpy()] > 0).all()
+            assert nan.sum() == int(far.sum())
 
 
 def test_map_views_with_pan_and_scan(scan_adapter):

@@ -30,6 +30,15 @@ of 6 layers, where the block is cut by the window); appended answer tokens are t
 What maps cannot show: anything finer than a token's 4 x 4 patches, and (the image being
 squashed) the aspect ratio: on a wide image a token is a wide rectangle. Pixel-space methods
 pool the per-pixel map over each token's square of its S x S frame.
+
+Attention heuristics (raw attention, rel-att, grad-att, rollout) read one layer's answer
+row. At a sliding-window layer (``config.text_config.layer_types``) that row sees only the
+last ``sliding_window`` positions (1024 in the released models): on a long prompt (crops,
+pan and scan) the earlier image tokens get exactly 0 there and rel-att 0 / 0 = NaN. The
+default middle layer is a full-attention one in Gemma 3 4B (layer 17 of 34) but a sliding
+one in 12B and 27B; pass ``layers=`` a full-attention layer (every sixth: 5, 11, ...) to read
+every token. Gradient maps (EGG) are unaffected: every token reaches the answer through the
+full-attention layers.
 """
 
 from __future__ import annotations
@@ -174,7 +183,6 @@ class Gemma3Adapter(VLMAdapter):
     def extend_extra(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
         """Answer tokens are text: ``token_type_ids`` 0 (causal, outside every image block)."""
         return extend_token_types(batch, "token_type_ids", n, 0)
-
 
     def pixel_relevance_to_tokens(
         self, inputs: PromptInputs, pixel_map: torch.Tensor

@@ -29,6 +29,12 @@ without torchvision it is built image-only
 tensors. Video (per frame ``mm:ss <|image>`` + 70 ``<|video|>`` + ``<image|>``) is not
 handled here; :func:`gemma4_grid_layout` is the per-frame layout a video path can reuse.
 
+Attention heuristics read one layer's answer row; at a sliding-window layer it sees only the
+last ``sliding_window`` positions (512 or 1024 in the released models), so on a long prompt
+(the loop's original plus crops, 280 tokens each by default) earlier image tokens get exactly
+0 there and rel-att 0 / 0 = NaN: pass ``layers=`` a full-attention layer
+(``config.text_config.layer_types``) to read every token (see :mod:`egg_interp.models.gemma3`).
+
 Not supported: pixel-space methods (``pixel_values`` are flattened patches, not an image),
 ``gemma4_unified`` (no vision encoder). What maps cannot show: anything finer than 48 x 48
 processed pixels, i.e. ``48 W / w`` original pixels per token side (at 280 tokens: 5.6 px
