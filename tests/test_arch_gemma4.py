@@ -4,7 +4,8 @@ Patch 4 and 3x3 pooling (a token covers 12 processed pixels), 70 soft tokens at 
 96x96 -> 96x96 (8x8 tokens), 150x100 -> 120x72 (10 x 6), 80x200 -> 60x156 (5 x 13): sides
 floored to multiples of 12, so the two scales differ. Four decoder layers (sliding, full,
 sliding, full), the last two reusing the first two's keys and values; per-layer inputs of
-width 8; ``use_bidirectional_attention="vision"``.
+width 8; ``use_bidirectional_attention="vision"``. A second checkpoint adds a
+mixture-of-experts block (4 experts, top 2) to every layer, as Gemma 4 26B-A4B has.
 """
 
 from __future__ import annotations
@@ -185,3 +186,26 @@ def test_features_differ_per_image(adapter):
     both = adapter.image_features(adapter.build_inputs(images, "what ?"))
     alone = adapter.image_features(adapter.build_inputs(images[1:], "what ?"))
     np.testing.assert_allclose(both[1].numpy(), alone[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def moe_ckpt(tmp_path_factory):
+    """The mixture-of-experts variant (every layer: 4 experts, 2 per token)."""
+    from conftest import WORDS
+
+    return build_tiny_gemma4(tmp_path_factory.mktemp("gemma4_moe"), WORDS, experts=4)
+
+
+def test_moe_variant_decodes_like_generate(moe_ckpt, wide_and_tall):
+    adapter = load_model(moe_ckpt, device="cpu")
+    assert adapter.model.model.language_model.layers[0].enable_moe_block
+    check_extend_matches_generate(adapter, wide_and_tall)
+
+
+def test_moe_variant_entropy_gradient(moe_ckpt):
+    """float64 through the experts' eager path (transformers' grouped matmul takes no
+    float64 on the CPU); the top-2 routing stays put within the finite-difference step."""
+    adapter = load_model(
+        moe_ckpt, device="cpu", dtype=torch.float64, experts_implementation="eager"
+    )
+    check_entropy_gradient(adapter, [noise_image(96, 96)], n_checks=2)

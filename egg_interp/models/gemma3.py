@@ -130,18 +130,21 @@ class Gemma3Adapter(VLMAdapter):
         """The pan-and-scan crops of ``image`` as ``(x0, y0, x1, y1)`` original pixels, in
         prompt order (row-major); empty when pan and scan is off or does not trigger.
 
-        Runs the image processor's own ``pan_and_scan`` on (read-only, broadcast) arrays of
-        the pixels' x and y coordinates: each crop's first element is its offset.
+        Runs the image processor's own pan and scan (``pan_and_scan`` of the PIL processor,
+        ``pan_and_scan_batched`` of the torchvision one: the same crops) on read-only
+        broadcast arrays of the pixels' x and y coordinates: each crop's first element is its
+        offset.
         """
         settings = self.pan_and_scan_settings()
         if settings is None:
             return []
         width, height = image.size
         ip = self.processor.image_processor
+        scan = getattr(ip, "pan_and_scan", None) or ip.pan_and_scan_batched
         xs = np.broadcast_to(np.arange(width)[None, None, :], (1, height, width))
         ys = np.broadcast_to(np.arange(height)[None, :, None], (1, height, width))
         boxes = []
-        for cx, cy in zip(ip.pan_and_scan(xs, **settings), ip.pan_and_scan(ys, **settings)):
+        for cx, cy in zip(scan(xs, **settings), scan(ys, **settings), strict=True):
             x0, y0 = int(cx[0, 0, 0]), int(cy[0, 0, 0])
             boxes.append((float(x0), float(y0), float(x0 + cx.shape[2]), float(y0 + cx.shape[1])))
         return boxes

@@ -22,6 +22,9 @@ image's tokens attend to each other in the sliding-window layers (``mm_token_typ
 on them), never in the full-attention ones; appended answer tokens are text (type 0). The
 last ``num_kv_shared_layers`` layers reuse earlier layers' keys and values; with
 ``logits_to_keep=1`` they run on the last position only, which changes nothing upstream.
+Mixture-of-experts variants (26B-A4B) need nothing more: the routing is part of the
+language model the gradient runs through (piecewise: top-k choices do not move within a
+gradient step).
 
 The processor wants an audio ``feature_extractor`` and a ``video_processor`` (torchvision);
 without torchvision it is built image-only

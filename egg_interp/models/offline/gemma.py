@@ -183,6 +183,7 @@ def build_tiny_gemma4(
     kv_shared_layers: int = 2,
     sliding_window: int = 128,
     bidirectional_vision: bool = True,
+    experts: int = 0,
 ) -> Path:
     """A Gemma 4 checkpoint: Gemma 4 vision encoder (3x3 pooling by patch position), the
     multimodal embedder, and a Gemma 4 LM with per-layer inputs and shared KV.
@@ -200,6 +201,9 @@ def build_tiny_gemma4(
     bidirectional_vision : bool
         ``use_bidirectional_attention="vision"`` (each image's tokens attend to each other in
         the sliding layers, as in the larger released models; ``mm_token_type_ids`` drive it).
+    experts : int
+        With ``experts > 0``, every decoder layer also has a mixture-of-experts block of that
+        many experts, two per token (Gemma 4 26B-A4B's layout); 0: dense (the default).
     """
     from transformers import (
         Gemma4Config,
@@ -225,6 +229,16 @@ def build_tiny_gemma4(
         num_kv_shared_layers=kv_shared_layers,
         final_logit_softcapping=30.0,
         use_bidirectional_attention="vision" if bidirectional_vision else None,
+        **(
+            dict(
+                enable_moe_block=True,
+                num_experts=experts,
+                top_k_experts=2,
+                moe_intermediate_size=hidden // 2,
+            )
+            if experts
+            else {}
+        ),
     )
     vision = dict(
         hidden_size=hidden,
