@@ -681,17 +681,37 @@ class VLMAdapter:
     # ------------------------------------------------------------------ hygiene
     @contextmanager
     def attention_implementation(self, impl: str) -> Iterator[None]:
-        """Temporarily switch the attention implementation (e.g. to ``"eager"``)."""
-        before = getattr(self.model.config, "_attn_implementation", None)
-        if before == impl:
+        """Temporarily switch the attention implementation (e.g. to ``"eager"``).
+
+        What was set is restored per sub-model: a composite model may mix implementations
+        (PaliGemma 2: its Gemma 2 language model supports only eager attention, its vision
+        tower and the wrapper sdpa), and restoring one name everywhere would fail.
+        """
+        before = _attention_settings(self.model.config)
+        if _leaves(before) <= {impl}:
             yield
             return
         self.model.set_attn_implementation(impl)
         try:
             yield
         finally:
-            if before is not None:
+            if _leaves(before) - {None}:
                 self.model.set_attn_implementation(before)
+
+
+def _attention_settings(config: Any) -> Any:
+    """A config's attention implementation, as ``set_attn_implementation`` takes it back: the
+    name, or ``{"": name, sub_config: ...}`` when it has sub-configs."""
+    name = getattr(config, "_attn_implementation", None)
+    subs = {k: getattr(config, k, None) for k in getattr(config, "sub_configs", {})}
+    subs = {k: _attention_settings(c) for k, c in subs.items() if c is not None}
+    return {"": name, **subs} if subs else name
+
+
+def _leaves(settings: Any) -> set:
+    if isinstance(settings, dict):
+        return set().union(*(_leaves(v) for v in settings.values()))
+    return {settings}
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

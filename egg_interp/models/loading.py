@@ -10,6 +10,8 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.gemma3 import Gemma3Adapter
+from egg_interp.models.gemma4 import Gemma4Adapter
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
@@ -18,6 +20,7 @@ from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.llava_onevision import LlavaOnevisionAdapter
 from egg_interp.models.mistral3 import Mistral3Adapter
+from egg_interp.models.paligemma import PaliGemmaAdapter
 from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen2_vl import Qwen2VLAdapter
@@ -44,6 +47,9 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Qwen3VLMoeAdapter,
         Qwen3_5Adapter,
         Qwen3_5MoeAdapter,
+        Gemma3Adapter,
+        Gemma4Adapter,
+        PaliGemmaAdapter,
     )
     for t in cls.model_types
 }
