@@ -28,6 +28,9 @@ Optional (the default is right for LLaVA-like models):
 
 * ``image_token``, ``pixel_keys``, ``max_images_per_prompt`` (class data); :meth:`~VLMAdapter.fallback_prompt`
   ``(n_images, text) -> str`` when the processor has no chat template.
+* :meth:`~VLMAdapter.load_processor` ``(source, model_type) -> processor`` (class method):
+  how :func:`~egg_interp.models.load_model` builds the processor; override where the
+  transformers processor cannot be built without torchvision.
 * :meth:`~VLMAdapter.encoder_outputs` ``(list of (T_i, H)) -> object``: how the model takes
   precomputed features (``mm_encoder_outputs["image"]``); default a
   ``BaseModelOutputWithPooling`` with the tuple as ``pooler_output``.
@@ -170,6 +173,18 @@ class VLMAdapter:
         """
         value = getattr(self.model.config, "egg_region_sigma", None)
         return DEFAULT_SIGMA if value is None else float(value)
+
+    @classmethod
+    def load_processor(cls, source: str, model_type: str) -> Any:
+        """The processor of checkpoint ``source`` (a local directory or a hub id).
+
+        Default: :func:`egg_interp.models.processors.load_processor` (``AutoProcessor``, else
+        the processor without its video slot). Architectures whose image processor needs
+        torchvision override it to build an equivalent without torchvision when it is missing.
+        """
+        from egg_interp.models.processors import load_processor
+
+        return load_processor(source, model_type)
 
     # ------------------------------------------------------------------ prompts
     def prompt_text(self, n_images: int, question: str) -> str:

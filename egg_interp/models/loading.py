@@ -14,7 +14,6 @@ from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
-from egg_interp.models.processors import load_processor
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
@@ -220,7 +219,7 @@ def load_model(
         model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
     except OSError as exc:
         raise InputError(f"cannot load model {source!r}: {exc}") from exc
-    processor = load_processor(source, model_type)
+    processor = cls.load_processor(source, model_type)
     if device_map is None:
         model = model.to(device)
     model.eval()
