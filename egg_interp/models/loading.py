@@ -14,6 +14,7 @@ from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
+from egg_interp.models.molmo2 import Molmo2Adapter
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
@@ -27,6 +28,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         InternVLAdapter,
         Idefics3Adapter,
         SmolVLMAdapter,
+        Molmo2Adapter,
     )
     for t in cls.model_types
 }
