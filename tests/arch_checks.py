@@ -282,12 +282,17 @@ def _hook_count(model) -> int:
     )
 
 
-def check_every_method(adapter, images, pixel_space):
+def check_every_method(adapter, images, pixel_space, refused=None):
     """Every registered method gives a finite map on every view; pixel-space variants run
-    when ``pixel_space`` and are refused with :class:`UnsupportedModelError` otherwise."""
+    when ``pixel_space`` and are refused with :class:`UnsupportedModelError` otherwise.
+
+    ``refused`` maps the names of methods the architecture refuses (in token space too) to a
+    pattern their one-line :class:`UnsupportedModelError` must match (default: none refused).
+    """
     from egg_interp.errors import UnsupportedModelError
     from egg_interp.methods import METHODS, get_method
 
+    refused = dict(refused or {})
     runs = [(name, {}) for name in sorted(METHODS)]
     runs += [(name, {"space": "pixels"}) for name in PIXEL_VARIANTS]
     inputs = adapter.build_inputs(images, QUESTION)
@@ -298,6 +303,11 @@ def check_every_method(adapter, images, pixel_space):
         if getattr(method, "space", method.needs.space) == "pixels" and not pixel_space:
             with pytest.raises(UnsupportedModelError):
                 method.attribute(adapter, images, QUESTION)
+            continue
+        if name in refused:
+            with pytest.raises(UnsupportedModelError, match=refused[name]) as info:
+                method.attribute(adapter, images, QUESTION)
+            assert "\n" not in str(info.value), name  # one line
             continue
         amap = method.attribute(adapter, images, QUESTION)
         assert [[v.shape for v in im.views] for im in amap.images] == shapes, name
