@@ -12,6 +12,7 @@ from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
+from egg_interp.models.lfm2_vl import Lfm2VlAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.molmo2 import Molmo2Adapter
@@ -29,6 +30,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Idefics3Adapter,
         SmolVLMAdapter,
         Molmo2Adapter,
+        Lfm2VlAdapter,
     )
     for t in cls.model_types
 }
