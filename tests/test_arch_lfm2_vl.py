@@ -30,8 +30,9 @@ from PIL import Image
 
 from egg_interp.errors import UnsupportedModelError
 from egg_interp.methods import METHODS
-from egg_interp.models import lfm2_vl
-from egg_interp.models.lfm2_vl import Lfm2VlAdapter, Lfm2VlImageProcessor
+from egg_interp.models import lfm2_vl_image_processing
+from egg_interp.models.lfm2_vl import Lfm2VlAdapter
+from egg_interp.models.lfm2_vl_image_processing import Lfm2VlImageProcessor
 from egg_interp.models.offline.lfm2_vl import build_tiny_lfm2_vl
 
 ARCH = TinyArch(build_tiny_lfm2_vl, tower="vision_tower")
@@ -54,7 +55,7 @@ def test_load_model_builds_the_processor_without_torchvision(ckpt, adapter):
 
 
 def test_docstring_examples():
-    assert doctest.testmod(lfm2_vl).failed == 0
+    assert doctest.testmod(lfm2_vl_image_processing).failed == 0
 
 
 @pytest.mark.parametrize("size", list(VIEWS))

@@ -74,7 +74,7 @@ def build_tiny_lfm2_vl(
     """
     from transformers import Lfm2VlConfig, Lfm2VlForConditionalGeneration, Lfm2VlProcessor
 
-    from egg_interp.models.lfm2_vl import Lfm2VlImageProcessor
+    from egg_interp.models.lfm2_vl_image_processing import Lfm2VlImageProcessor
 
     tokenizer = build_word_tokenizer(
         [*words, "user", "assistant"], special_tokens=lfm2_vl_special_tokens(max_tiles)
