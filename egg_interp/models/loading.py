@@ -10,6 +10,7 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.deepseek_vl import DeepseekVLAdapter
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.lfm2_vl import Lfm2VlAdapter
@@ -31,6 +32,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         SmolVLMAdapter,
         Molmo2Adapter,
         Lfm2VlAdapter,
+        DeepseekVLAdapter,
     )
     for t in cls.model_types
 }
