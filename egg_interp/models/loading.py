@@ -11,6 +11,7 @@ import torch
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
 from egg_interp.models.deepseek_vl import DeepseekVLAdapter
+from egg_interp.models.idefics2 import REFUSED as IDEFICS2_REFUSED
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
 from egg_interp.models.lfm2_vl import Lfm2VlAdapter
@@ -37,6 +38,10 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
     for t in cls.model_types
 }
 """``model_type`` -> adapter class."""
+
+REFUSED: dict[str, str] = {**IDEFICS2_REFUSED}
+"""``model_type`` -> why it is refused (architectures whose tokens have no place in the
+image); :func:`adapter_class` raises with the reason, before any weight is loaded."""
 
 ORGANISM = "organism"
 """Name that selects the embedded model organism (the default of every command)."""
@@ -165,7 +170,10 @@ def _native_hint(source: str, model_type: str) -> str:
 
 
 def adapter_class(model_type: str) -> type[VLMAdapter]:
-    """The adapter for ``model_type``, or :class:`UnsupportedModelError` naming the supported ones."""
+    """The adapter for ``model_type``, or :class:`UnsupportedModelError` naming the supported
+    ones (or, for a refused architecture, why it is refused)."""
+    if model_type in REFUSED:
+        raise UnsupportedModelError(f"architecture {model_type!r}: {REFUSED[model_type]}")
     if model_type not in ADAPTERS:
         raise UnsupportedModelError(
             f"architecture {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}"
