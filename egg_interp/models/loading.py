@@ -18,6 +18,7 @@ from egg_interp.models.lfm2_vl import Lfm2VlAdapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.molmo2 import Molmo2Adapter
+from egg_interp.models.ovis2 import Ovis2Adapter
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
@@ -34,6 +35,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Molmo2Adapter,
         Lfm2VlAdapter,
         DeepseekVLAdapter,
+        Ovis2Adapter,
     )
     for t in cls.model_types
 }
