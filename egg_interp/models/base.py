@@ -26,6 +26,8 @@ Required:
 
 Optional (the default is right for LLaVA-like models):
 
+* ``auto_class`` (class data): the transformers auto class that loads the model (default
+  ``"AutoModelForImageTextToText"``; Phi-4-multimodal: ``"AutoModelForCausalLM"``).
 * ``image_token``, ``pixel_keys``, ``max_images_per_prompt`` (class data); :meth:`~VLMAdapter.fallback_prompt`
   ``(n_images, text) -> str`` when the processor has no chat template.
 * :meth:`~VLMAdapter.load_processor` ``(source, model_type) -> processor`` (class method):
@@ -113,6 +115,8 @@ class VLMAdapter:
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
+    auto_class: ClassVar[str] = "AutoModelForImageTextToText"
+    """Name of the transformers auto class :func:`~egg_interp.models.load_model` loads with."""
     image_token: ClassVar[str] = "<image>"
     images_nested_per_prompt: ClassVar[bool] = False
     """Whether the processor takes a batch's images as one list per prompt (SmolVLM) rather

@@ -215,7 +215,7 @@ def load_model(
         In eval mode, with every parameter's ``requires_grad`` switched off: methods take
         gradients at the visual token embeddings or the pixels only.
     """
-    from transformers import AutoModelForImageTextToText
+    import transformers
 
     source = str(source)
     if source == ORGANISM:
@@ -232,7 +232,7 @@ def load_model(
     if attn_implementation is not None:
         load_kwargs["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
+        model = getattr(transformers, cls.auto_class).from_pretrained(source, **load_kwargs)
     except OSError as exc:
         raise InputError(f"cannot load model {source!r}: {exc}") from exc
     processor = cls.load_processor(source, model_type)
