@@ -19,6 +19,7 @@ from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
 from egg_interp.models.molmo2 import Molmo2Adapter
 from egg_interp.models.ovis2 import Ovis2Adapter
+from egg_interp.models.phi4_multimodal import Phi4MultimodalAdapter
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen3_vl import Qwen3VLAdapter
 
@@ -36,6 +37,7 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Lfm2VlAdapter,
         DeepseekVLAdapter,
         Ovis2Adapter,
+        Phi4MultimodalAdapter,
     )
     for t in cls.model_types
 }
