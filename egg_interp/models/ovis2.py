@@ -94,20 +94,18 @@ class Ovis2Adapter(VLMAdapter):
         each tile side shortened when the vision tower padded its patch grid."""
         vc = self.model.config.vision_config
         side, step = int(vc.image_size), int(vc.patch_size) * int(vc.hidden_stride)
-        t = self.tokens_per_side
-        edges = np.minimum(np.arange(t + 1) * step, side)  # token edges within one tile
-        xs = (
-            (np.arange(cols)[:, None] * side + edges[None, :-1]).ravel(),
-            (np.arange(cols)[:, None] * side + edges[None, 1:]).ravel(),
-        )
-        ys = (
-            (np.arange(rows)[:, None] * side + edges[None, :-1]).ravel(),
-            (np.arange(rows)[:, None] * side + edges[None, 1:]).ravel(),
-        )
+        within = np.minimum(np.arange(self.tokens_per_side + 1) * step, side)  # one tile
+
+        def edges(n_tiles: int) -> tuple[np.ndarray, np.ndarray]:
+            """Start and end of every token along an axis of ``n_tiles`` tiles (canvas px)."""
+            offsets = np.arange(n_tiles)[:, None] * side
+            return (offsets + within[None, :-1]).ravel(), (offsets + within[None, 1:]).ravel()
+
+        (x0, x1), (y0, y1) = edges(cols), edges(rows)
         sx, sy = width / (cols * side), height / (rows * side)
-        x0, y0 = np.meshgrid(xs[0] * sx, ys[0] * sy)
-        x1, y1 = np.meshgrid(xs[1] * sx, ys[1] * sy)
-        return np.stack([x0, y0, x1, y1], axis=-1)
+        bx0, by0 = np.meshgrid(x0 * sx, y0 * sy)
+        bx1, by1 = np.meshgrid(x1 * sx, y1 * sy)
+        return np.stack([bx0, by0, bx1, by1], axis=-1)
 
     def image_layout(self, image: Image.Image, rows: int, cols: int) -> ImageLayout:
         """Views of one image: the S x S view first, then the stitched tiles if tiled."""
