@@ -83,7 +83,7 @@ def test_high_res_tokens_tile_the_canvas_although_the_crops_overlap(adapter):
     assert high.token_index.shape == (6, 6)  # 192 / 16 / 2 tokens per side: no overlap
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SIZES[:3])  # one crop, 1 x 2 and 3 x 1 overlapping crops
 def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
     check_layout_by_perturbation(local_adapter, size, cell_px={"low_res": 32, "high_res": 32})
 

@@ -78,15 +78,6 @@ def test_layout_useful_grid_separators_and_global_view(adapter, size):
         assert (area > 0).all() and area.sum() == pytest.approx(size[0] * size[1])
 
 
-def test_features_are_the_rows_the_model_writes(adapter):
-    """Running the LM on the precomputed rows equals the model's own forward from pixels."""
-    inputs = adapter.build_inputs([noise_image(150, 100), noise_image(40, 70, 3)], "what ?")
-    with torch.no_grad():
-        mine = adapter.forward_features(inputs, adapter.image_features(inputs), last_only=False)
-        ref = adapter.forward(inputs)
-    torch.testing.assert_close(mine.logits, ref.logits)
-
-
 @pytest.mark.parametrize("size", [(96, 96), (200, 100), (100, 200)])
 def test_perturbed_patch_changes_exactly_the_covering_tokens(local_adapter, size):
     check_layout_by_perturbation(local_adapter, size, cell_px={"highres": 8, "global": 8})
