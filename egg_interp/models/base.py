@@ -26,12 +26,13 @@ Required:
 
 Optional (the default is right for LLaVA-like models):
 
+* ``auto_class`` (class data): the transformers auto class that loads the model (default
+  ``"AutoModelForImageTextToText"``; Phi-4-multimodal: ``"AutoModelForCausalLM"``).
 * ``image_token``, ``pixel_keys``, ``max_images_per_prompt`` (class data); :meth:`~VLMAdapter.fallback_prompt`
   ``(n_images, text) -> str`` when the processor has no chat template.
-* :meth:`~VLMAdapter.processor_without_torchvision` ``(source) -> processor or None``
-  (classmethod): the checkpoint's processor built without torchvision, where transformers'
-  own cannot load without it even when stripped of its video slot (Pixtral's processor,
-  Llama 4's image processor).
+* :meth:`~VLMAdapter.load_processor` ``(source, model_type) -> processor`` (class method):
+  how :func:`~egg_interp.models.load_model` builds the processor; override where the
+  transformers processor cannot be built without torchvision.
 * :meth:`~VLMAdapter.encoder_outputs` ``(list of (T_i, H)) -> object``: how the model takes
   precomputed features (``mm_encoder_outputs["image"]``); default a
   ``BaseModelOutputWithPooling`` with the tuple as ``pooler_output``.
@@ -119,6 +120,8 @@ class VLMAdapter:
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
+    auto_class: ClassVar[str] = "AutoModelForImageTextToText"
+    """Name of the transformers auto class :func:`~egg_interp.models.load_model` loads with."""
     image_token: ClassVar[str] = "<image>"
     images_nested_per_prompt: ClassVar[bool] = False
     """Whether the processor takes the images as one list per prompt (SmolVLM; LLaVA-OneVision,
@@ -128,17 +131,6 @@ class VLMAdapter:
     """How many images one prompt may hold (``None``: no limit). The loop puts the original
     images and their crops in one prompt; an architecture that takes fewer says so here, and
     a prompt with more fails in one line (:class:`~egg_interp.errors.InputError`)."""
-
-    @classmethod
-    def processor_without_torchvision(cls, source: str) -> Any:
-        """The processor of checkpoint ``source`` built without torchvision, or ``None``.
-
-        :func:`~egg_interp.models.processors.load_processor` calls it when transformers'
-        processor does not load (the default ``None``: the processor without its video slot
-        is tried instead). Architectures whose processor needs torchvision itself build an
-        equivalent one here, from the checkpoint's image processor settings and tokenizer.
-        """
-        return None
 
     def __init__(
         self,
@@ -191,6 +183,18 @@ class VLMAdapter:
         """
         value = getattr(self.model.config, "egg_region_sigma", None)
         return DEFAULT_SIGMA if value is None else float(value)
+
+    @classmethod
+    def load_processor(cls, source: str, model_type: str) -> Any:
+        """The processor of checkpoint ``source`` (a local directory or a hub id).
+
+        Default: :func:`egg_interp.models.processors.load_processor` (``AutoProcessor``, else
+        the processor without its video slot). Architectures whose image processor needs
+        torchvision override it to build an equivalent without torchvision when it is missing.
+        """
+        from egg_interp.models.processors import load_processor
+
+        return load_processor(source, model_type)
 
     # ------------------------------------------------------------------ prompts
     def prompt_text(self, n_images: int, question: str) -> str:

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers.utils import is_torchvision_available
 
 from egg_interp.models.base import (
     ImageLayout,
@@ -74,8 +75,11 @@ class Llama4Adapter(VLMAdapter):
     image_token = "<|image|>"
 
     @classmethod
-    def processor_without_torchvision(cls, source: str) -> Any:
-        """``Llama4Processor`` with :class:`Llama4ImageProcessorPil` for the pixels."""
+    def load_processor(cls, source: str, model_type: str) -> Any:
+        """``AutoProcessor`` with torchvision; without it, ``Llama4Processor`` with
+        :class:`Llama4ImageProcessorPil` for the pixels."""
+        if is_torchvision_available():
+            return super().load_processor(source, model_type)
         from transformers import AutoTokenizer, Llama4Processor
 
         args = [

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, PixtralImageProcessorPil
 from transformers.processing_utils import ProcessorMixin
+from transformers.utils import is_torchvision_available
 
 from egg_interp.models.base import (
     ImageLayout,
@@ -119,7 +120,11 @@ class Mistral3Adapter(VLMAdapter):
     image_token = "[IMG]"
 
     @classmethod
-    def processor_without_torchvision(cls, source: str) -> PixtralImageOnlyProcessor:
+    def load_processor(cls, source: str, model_type: str) -> Any:
+        """``AutoProcessor`` with torchvision; without it (``PixtralProcessor`` imports it),
+        :class:`PixtralImageOnlyProcessor`, the same prompt expansion on the PIL processor."""
+        if is_torchvision_available():
+            return super().load_processor(source, model_type)
         return PixtralImageOnlyProcessor.from_checkpoint(source)
 
     @property

@@ -12,7 +12,6 @@ the tokenizer. Nothing in transformers is patched; with torchvision installed
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -106,23 +105,18 @@ def _declared_processor_class(source: str, model_type: str) -> type | None:
     return getattr(transformers, name, None) if isinstance(name, str) else None
 
 
-def load_processor(
-    source: str, model_type: str, without_torchvision: Callable[[str], Any] | None = None
-) -> Any:
+def load_processor(source: str, model_type: str) -> Any:
     """``AutoProcessor.from_pretrained(source)``, or its image-only variant without torchvision.
 
-    ``without_torchvision(source)``, when given, is tried first when ``AutoProcessor`` fails
-    (an adapter's :meth:`~egg_interp.models.base.VLMAdapter.processor_without_torchvision`);
-    ``None`` from it means "no such processor". Raises :class:`InputError` when none loads.
+    Raises :class:`InputError` when neither loads. (Adapters whose processor needs torchvision
+    even without its video slot override
+    :meth:`~egg_interp.models.base.VLMAdapter.load_processor` instead.)
     """
     from transformers import AutoProcessor
 
     try:
         return AutoProcessor.from_pretrained(source)
     except (OSError, ImportError, AttributeError, TypeError, ValueError) as exc:
-        substitute = without_torchvision(source) if without_torchvision is not None else None
-        if substitute is not None:
-            return substitute
         cls = _declared_processor_class(source, model_type)
         if cls is None or "video_processor" not in cls.get_attributes():
             raise InputError(f"cannot load the processor of {source!r}: {exc}") from exc
