@@ -14,7 +14,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from arch_checks import (
     check_answers_from_the_maps_forward,
     check_batched_maps_equal_single,
@@ -26,10 +25,10 @@ from arch_checks import (
     check_zoom_and_reground,
 )
 from conftest import TinyArch, noise_image
+from linear_attention_checks import check_attention_maps_read_attention_layers
 from PIL import Image
 
-from egg_interp.errors import UnsupportedModelError
-from egg_interp.methods import METHODS
+from egg_interp.methods import METHODS, get_method
 from egg_interp.models import lfm2_vl_image_processing
 from egg_interp.models.lfm2_vl import Lfm2VlAdapter
 from egg_interp.models.lfm2_vl_image_processing import Lfm2VlImageProcessor
@@ -98,21 +97,10 @@ def test_tiles_are_an_antialiased_bilinear_resize(adapter):
     assert out["pixel_attention_mask"][-1].sum() == 6 * 8  # the 24 x 32 thumbnail's patches
 
 
-def test_attention_methods_are_refused_naming_the_convolution_layers(adapter):
-    """Only the attention layer returns weights (the reason for the refusal)."""
-    inputs = adapter.build_inputs([noise_image(30, 30)], "what ?")
-    adapter.model.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            out = adapter.forward_features(
-                inputs, adapter.image_features(inputs), output_attentions=True
-            )
-    finally:
-        adapter.model.set_attn_implementation("sdpa")
-    assert adapter.attention_layers == [1] and len(out.attentions) == 1 < adapter.num_lm_layers
-    with pytest.raises(UnsupportedModelError, match=r"convolutions in 1 of 2 layers"):
-        with adapter.attention_implementation("eager"):
-            pass
+def test_attention_maps_read_the_attention_layer_only(adapter, square_and_tall):
+    """Raw attention equals the attention layer's weights; the convolution layer has none
+    (refused), nor has the rollout; the metadata names the layers."""
+    check_attention_maps_read_attention_layers(adapter, square_and_tall, [1])
 
 
 def test_entropy_gradient_matches_finite_differences(adapter64, square_and_tall):
@@ -139,9 +127,10 @@ def test_batched_maps_equal_single(adapter):
 
 
 def test_every_registered_method(adapter):
-    """Attention methods are refused in one line; pixel-space variants too (``pixel_values``
-    are flattened, padded patches)."""
-    refused = {name: "short convolutions" for name in ATTENTION_METHODS}
+    """The rollout is refused in one line (the convolution layer has no attention weights);
+    pixel-space variants too (``pixel_values`` are flattened, padded patches)."""
+    get_method("raw_attention").attribute(adapter, [noise_image(60, 40)], "what ?")  # warm-up
+    refused = {"attention_rollout": "without attention weights"}
     check_every_method(adapter, [noise_image(60, 40)], pixel_space=False, refused=refused)
 
 

@@ -26,11 +26,12 @@ per image. The features replace the ``<image>`` placeholders (masked scatter).
 Language model: LFM2, a hybrid of short causal convolutions and grouped-query attention
 (10 of 16 layers are convolutions in LFM2-VL-1.6B). Gradients, hence EGG and the gradient
 baselines, pass through both kinds of layer. Attention weights exist only in the attention
-layers, so an attention map (raw attention, rollout, rel-att, grad-att) would leave out how
-the convolution layers move information between positions: the attention methods are
-**refused** in one line (:class:`~egg_interp.errors.UnsupportedModelError`, naming the
-layers), see :meth:`Lfm2VlAdapter.attention_implementation`. Positions are 1-D; with left
-padding the convolution layers zero the padded states, so batched rows equal single prompts.
+layers (:attr:`Lfm2VlAdapter.attention_layers`): raw attention, rel-att and grad-att read
+those layers only and say so in the map's metadata (``attention_layers``,
+``attention_note``), as on Qwen3.5; they cannot show how the convolution layers move
+information between positions. Attention rollout, which needs every layer's mixing, is
+refused in one line. Positions are 1-D; with left padding the convolution layers zero the
+padded states, so batched rows equal single prompts.
 
 Pixel-space methods are refused: ``pixel_values`` holds flattened, padded patches.
 
@@ -43,8 +44,7 @@ uses ``AutoProcessor`` as is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,7 +52,6 @@ import torch
 from PIL import Image
 from transformers.utils import is_torchvision_available
 
-from egg_interp.errors import UnsupportedModelError
 from egg_interp.models.base import (
     ImageLayout,
     PromptInputs,
@@ -188,18 +187,3 @@ class Lfm2VlAdapter(VLMAdapter):
         )
         flat = torch.cat(list(out.pooler_output))
         return list(torch.split(flat, [lay.n_tokens for lay in inputs.layouts]))
-
-    @contextmanager
-    def attention_implementation(self, impl: str) -> Iterator[None]:
-        """As the base, but eager attention (which only the attention methods ask for) is
-        refused: the convolution layers mix positions without attention weights."""
-        if impl == "eager":
-            n = self.num_lm_layers
-            raise UnsupportedModelError(
-                f"{self.name or 'LFM2-VL'}: attention maps are refused: its language model mixes "
-                f"positions by short convolutions in {n - len(self.attention_layers)} of {n} "
-                f"layers and has attention weights only in layers {self.attention_layers}, so an "
-                "attention map would leave the convolutions out; use a gradient method (e.g. 'egg')"
-            )
-        with super().attention_implementation(impl):
-            yield
