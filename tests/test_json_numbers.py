@@ -74,12 +74,3 @@ def test_report_and_summaries_decode_a_line_alike(tmp_path):
     assert math.isnan(maps.set_index("sample_id").loc["s3", "pointing_game"])
     assert math.isnan(rows["s3"]["pointing"]["egg"])
     assert step_values(records[0]) == [math.inf] and step_values(records[2]) == [-math.inf]
-
-
-def test_docstring_examples():
-    import doctest
-
-    from egg_interp import io
-
-    result = doctest.testmod(io)
-    assert result.attempted >= 3 and result.failed == 0

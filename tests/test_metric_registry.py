@@ -159,10 +159,3 @@ def test_pope_figures_come_from_the_registry():
         "pope_f1": 0.5,
         "pope_yes_ratio": 0.5,
     }
-
-
-def test_docstring_examples():
-    import doctest
-
-    result = doctest.testmod(registry)
-    assert result.attempted > 0 and result.failed == 0

@@ -345,12 +345,3 @@ def test_default_targets_mirror_the_methods():
 
     expected = {n: c.default_target if c.uses_target else "none" for n, c in METHODS.items()}
     assert DEFAULT_TARGETS == expected
-
-
-@pytest.mark.parametrize("module", ["egg_interp.report", "egg_interp.titles"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0 and result.failed == 0
