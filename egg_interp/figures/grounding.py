@@ -40,27 +40,46 @@ def plot_grounding(
     matplotlib.figure.Figure
         Panel 1: the map of step 0 over the image with a colour bar, the ranked regions
         (dashed cyan, ``#1``, ``#2``), the evidence and a legend; title: the question and the
-        answers (wrapped, at most a few lines). Then one panel per shown step with its crops.
+        answers, the grounded one labelled by the loop's method (wrapped, at most a few
+        lines). Then one panel per shown step with its crops.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     shown = _steps_to_show(result, max_steps_shown)
     n_crop_cols = max((len(s.crop_boxes) for s in shown), default=0)
     ncols = 1 + max(1, len(shown)) if n_crop_cols else 1
     fig, axes = plt.subplots(1, ncols, figsize=(3.2 * ncols + 0.6, 3.9), squeeze=False)
     ax0 = axes[0, 0]
+    _draw_map_panel(fig, ax0, image, result, gt_boxes)
+    ax0.set_title(_title(result), fontsize=8)
+    if n_crop_cols:
+        for ax, step in zip(axes[0, 1:], shown):
+            _draw_step_panel(ax, image, result, step)
+        fig.text(
+            0.99, 0.01, wrap(_steps_note(result, shown), 90, 2), ha="right", va="bottom", fontsize=7
+        )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def _draw_map_panel(
+    fig: Any, ax: Any, image: Image.Image, result: GroundingResult, gt_boxes: Sequence[Box]
+) -> None:
+    """Step 0's map over the image with its colour bar, the ranked regions, the evidence and
+    a legend below."""
+    from matplotlib.lines import Line2D
+
     amap = result.maps[0] if result.maps else None
     if amap is not None:
-        amap.plot(image=image, ax=ax0, boxes=list(gt_boxes), title="")
-        bar = fig.colorbar(ax0.images[-1], ax=ax0, fraction=0.046, pad=0.02)
+        amap.plot(image=image, ax=ax, boxes=list(gt_boxes), title="")
+        bar = fig.colorbar(ax.images[-1], ax=ax, fraction=0.046, pad=0.02)
         bar.set_label(f"{amap.method} relevance (step 0)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     else:
-        ax0.imshow(image)
-        draw_boxes(ax0, gt_boxes)
+        ax.imshow(image)
+        draw_boxes(ax, gt_boxes)
     draw_boxes(
-        ax0,
+        ax,
         [r.box for r in result.regions],
         color="cyan",
         labels=[f"#{r.rank + 1}" for r in result.regions],
@@ -69,7 +88,7 @@ def plot_grounding(
     handles = [Line2D([], [], color="cyan", linestyle="--", label="region (#rank)")]
     if len(gt_boxes):
         handles.insert(0, Line2D([], [], color="lime", label="evidence (ground truth)"))
-    ax0.legend(
+    ax.legend(
         handles=handles,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.02),
@@ -77,29 +96,35 @@ def plot_grounding(
         frameon=False,
         ncol=len(handles),
     )
+    ax.set_axis_off()
+
+
+def _title(result: GroundingResult) -> str:
+    """The question, then the base answer and the grounded one labelled by the loop's method
+    (wrapped, a few lines at most)."""
     title = wrap(result.question, width=44, max_lines=4)
     if result.answer is not None:
         title += "\n" + wrap(f"base: {result.base_answer!r}", 44, 2)
-        title += "\n" + wrap(f"egg: {result.answer!r}", 44, 2)
-    ax0.set_title(title, fontsize=8)
-    ax0.set_axis_off()
-    if n_crop_cols:
-        for j, step in enumerate(shown):
-            ax = axes[0, 1 + j]
-            _crop_mosaic(ax, image, step.crop_boxes)
-            kept = " (kept)" if step.step == result.decision.keep else ""
-            se = step.spatial_entropy
-            ax.set_title(f"step {step.step}{kept}\nH_s={se:.2f}", fontsize=8)
-        numbers = [s.step for s in shown]
-        if len(shown) < len(result.steps):
-            note = f"crops of steps {', '.join(map(str, numbers))} of 0-{len(result.steps) - 1}"
-        else:
-            note = f"crops of every step (0-{len(result.steps) - 1})"
-        keep = result.decision.keep
-        note += "; kept: " + (f"step {keep}" if keep is not None else "none (original alone)")
-        fig.text(0.99, 0.01, wrap(note, 90, 2), ha="right", va="bottom", fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
+        title += "\n" + wrap(f"{result.method or 'grounded'}: {result.answer!r}", 44, 2)
+    return title
+
+
+def _draw_step_panel(ax: Any, image: Image.Image, result: GroundingResult, step: LoopStep) -> None:
+    """One step's crops side by side, titled with the step, whether it was kept, and H_s."""
+    _crop_mosaic(ax, image, step.crop_boxes)
+    kept = " (kept)" if step.step == result.decision.keep else ""
+    ax.set_title(f"step {step.step}{kept}\nH_s={step.spatial_entropy:.2f}", fontsize=8)
+
+
+def _steps_note(result: GroundingResult, shown: Sequence[LoopStep]) -> str:
+    """Which steps' crops the figure shows, and which step was kept."""
+    numbers = [s.step for s in shown]
+    if len(shown) < len(result.steps):
+        note = f"crops of steps {', '.join(map(str, numbers))} of 0-{len(result.steps) - 1}"
+    else:
+        note = f"crops of every step (0-{len(result.steps) - 1})"
+    keep = result.decision.keep
+    return note + "; kept: " + (f"step {keep}" if keep is not None else "none (original alone)")
 
 
 def _steps_to_show(result: GroundingResult, n: int) -> list[LoopStep]:
