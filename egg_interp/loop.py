@@ -9,6 +9,12 @@ inside a crop zooms further). The new crops replace the previous ones. A stoppin
 crops to keep; the default stops when the spatial entropy of the *original image's* map
 rises. The kept crops go back to the model as extra images after the original.
 
+One loop, batch first: :func:`zoom_and_reground_batch` runs several samples at once (each
+step maps every sample still running in one padded batch when the method batches; each
+sample then takes its own regions, crops and stopping decision); :func:`zoom_and_reground`
+is the batch of one and :func:`ground` adds the base and grounded answers. The loop's
+settings are one :class:`~egg_interp.settings.LoopSettings`.
+
 Degenerate maps (all zeros, NaN): at step 0 the whole image becomes the only region and no
 crop is made (the answer comes from the original alone); at a later step the loop stops and
 keeps the previous step. Either way the step log says so in ``degenerate``.
@@ -19,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +37,16 @@ from egg_interp.geometry import Box, crop_image, pixel_box, to_original
 from egg_interp.maps import AttributionMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
-from egg_interp.models import answering
-from egg_interp.models.answering import PrefixState, record_prefixes
+from egg_interp.models.answering import ForwardRecorder, RecordedPrompt, answer_prompts
 from egg_interp.models.base import VLMAdapter
 from egg_interp.regions import Region, find_regions, rank_regions
 from egg_interp.settings import LoopSettings
 from egg_interp.stopping import Decision, StoppingRule
+
+KEEP_FORWARDS = ("first", "last")
+"""Which maps' forwards the loop can keep for answering (``keep_forwards``): ``"first"``
+(step 0, whose prompt ``[original, question]`` is the base answer's) and ``"last"`` (the last
+step, kept only when its prompt holds the crops the rule kept: the final answer's prompt)."""
 
 
 @dataclass
@@ -87,7 +97,13 @@ class LoopStep:
 
 @dataclass
 class GroundingResult:
-    """What the loop found: ranked regions of step 0, the kept crops and the step log."""
+    """What the loop found: ranked regions of step 0, the kept crops and the step log.
+
+    ``maps`` holds every step's map when the loop kept them; ``forwards`` the recorded map
+    forwards it was asked to keep (``keep_forwards``: the first step's, whose prompt is the
+    base answer's, and the last step's when its prompt holds the kept crops), which
+    :func:`answer_batch` continues instead of prefilling those prompts again.
+    """
 
     question: str
     image_size: tuple[int, int]
@@ -99,6 +115,7 @@ class GroundingResult:
     maps: list[AttributionMap] = field(default_factory=list, repr=False)
     base_answer: str | None = None
     answer: str | None = None
+    forwards: list[RecordedPrompt] = field(default_factory=list, repr=False)
 
     @property
     def regions(self) -> list[Region]:
@@ -123,6 +140,285 @@ class GroundingResult:
         }
 
 
+def zoom_and_reground_batch(
+    adapter: VLMAdapter,
+    images: Sequence[Image.Image],
+    questions: Sequence[str],
+    *,
+    settings: LoopSettings | None = None,
+    keep_maps: bool = False,
+    region_kwargs: dict[str, Any] | None = None,
+    keep_forwards: Collection[str] = (),
+) -> list[GroundingResult]:
+    """Run the zoom-and-reground loop on several samples at once, one result per sample.
+
+    Every step computes the maps of all samples still running in one padded batch (methods
+    that batch, e.g. ``egg``; others, and a step with one sample running, map one prompt at
+    a time), then each sample takes its step alone: its own regions, crop count and stopping
+    decision. Results equal one-by-one runs (tested), up to the last digits of a padded
+    batch's maps.
+
+    Parameters
+    ----------
+    adapter : VLMAdapter
+    images : sequence of PIL.Image.Image
+        One original image per sample.
+    questions : sequence of str
+        One question per sample.
+    settings : LoopSettings, optional
+        Method and its options, target, stopping rule, top-k, steps, crop policy (default
+        ``LoopSettings()``: EGG, the spatial-entropy rule, 2 crops a step, at most 15 steps).
+    keep_maps : bool, default False
+        Keep every step's map on the results (for figures).
+    region_kwargs : dict, optional
+        Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
+        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``, ...); ``sigma`` and
+        ``min_side`` default to the settings' (``sigma``: the model's own, see
+        :attr:`LoopSettings.sigma <egg_interp.settings.LoopSettings>`).
+    keep_forwards : collection of {"first", "last"}
+        Maps' forwards to keep on the results (:data:`KEEP_FORWARDS`,
+        :attr:`GroundingResult.forwards`), for answers that continue them; empty (default):
+        nothing is recorded.
+
+    Returns
+    -------
+    list of GroundingResult
+    """
+    method, settings = _loop_method(adapter, settings)
+    unknown = set(keep_forwards) - set(KEEP_FORWARDS)
+    if unknown:
+        raise ValueError(f"keep_forwards takes {KEEP_FORWARDS}, got {sorted(unknown)}")
+    region_kwargs = _region_kwargs(settings, region_kwargs)
+    for image in images:
+        _warn_if_too_small(image, region_kwargs["min_side"])
+    states = [_LoopState(im, q, settings.rule()) for im, q in zip(images, questions, strict=True)]
+    while running := [st for st in states if not st.decision.stop]:
+        start = time.perf_counter()
+        maps = _step_maps(adapter, method, running, record=bool(keep_forwards))
+        share = (time.perf_counter() - start) / len(running)
+        for st, (amap, recorded) in zip(running, maps):
+            st.advance(amap, settings.top_k, region_kwargs, keep_maps, time.perf_counter() - share)
+            st.note_forward(recorded, keep_forwards)
+    return [st.result(method.name) for st in states]
+
+
+def zoom_and_reground(
+    adapter: VLMAdapter,
+    image: Image.Image,
+    question: str,
+    *,
+    settings: LoopSettings | None = None,
+    keep_maps: bool = True,
+    region_kwargs: dict[str, Any] | None = None,
+    keep_forwards: Collection[str] = (),
+    **deprecated: Any,
+) -> GroundingResult:
+    """:func:`zoom_and_reground_batch` on one image and question (keeps the maps by default).
+
+    ``method=``, ``stop=``, ``top_k=`` and ``max_steps=`` are deprecated (a
+    ``DeprecationWarning``): pass ``settings=LoopSettings(...)``.
+    """
+    settings = _with_deprecated(settings, deprecated, "zoom_and_reground")
+    [result] = zoom_and_reground_batch(
+        adapter,
+        [image],
+        [question],
+        settings=settings,
+        keep_maps=keep_maps,
+        region_kwargs=region_kwargs,
+        keep_forwards=keep_forwards,
+    )
+    return result
+
+
+def ground(
+    adapter: VLMAdapter,
+    image: Image.Image,
+    question: str,
+    *,
+    settings: LoopSettings | None = None,
+    max_new_tokens: int = 20,
+    region_kwargs: dict[str, Any] | None = None,
+    reuse_forward: bool = True,
+    **deprecated: Any,
+) -> GroundingResult:
+    """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer.
+
+    Parameters
+    ----------
+    adapter : VLMAdapter
+        A loaded model (:func:`egg_interp.models.load_model`).
+    image : PIL.Image.Image
+        The original image.
+    question : str
+        Must not be empty.
+    settings : LoopSettings, optional
+        All the loop's settings (default ``LoopSettings()``):
+
+        - ``method`` (default ``"egg"``) and ``method_options``: the map that chooses the
+          crops, any registered method (:func:`egg_interp.methods.attribute`); ``target``;
+        - ``stop``: when to stop zooming and which step's crops to keep: ``"ent"`` (default;
+          stop when the spatial entropy of the original image's map rises, keep the step
+          before the rise, or when it reaches 0), ``"fixed:N"`` (exactly ``N`` steps, keep the
+          last), ``"area:PX"`` (stop once the crops' area is at most ``PX`` pixels, default
+          4000), ``"prob"`` (stop when the top-1 probability stops rising), ``"pixels"`` /
+          ``"pixels:P"`` (``max(image side) // P`` steps, default P = 1000), ``"none"``
+          (step 0 only, its crops kept). Every rule also stops after ``max_steps`` (default
+          15) steps, step 0 included, and the loop stops when a step's crops repeat the
+          previous ones (nothing left to zoom into);
+        - ``top_k`` (default 2): regions (crops) chosen per step; ``min_crop_side``,
+          ``sigma``: the crop policy and the maps' smoothing.
+    max_new_tokens : int, default 20
+        Longest answer, in generated tokens.
+    region_kwargs : dict, optional
+        Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
+        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``).
+    reuse_forward : bool, default True
+        Both answers continue from the maps' own forwards where the prompts agree
+        (:mod:`egg_interp.models.answering`; the same answers, one prefill less each);
+        ``False`` prefills every answer afresh (the old path, kept for the benchmark).
+    **deprecated
+        ``method=``, ``stop=``, ``top_k=``, ``max_steps=`` (names only) still work with a
+        ``DeprecationWarning``; use ``settings``.
+
+    Returns
+    -------
+    GroundingResult
+        ``base_answer`` (original image alone), ``answer`` (with the kept crops), ``crops``
+        (kept boxes, original-image pixels), ``regions`` (ranked regions of step 0), ``steps``
+        (the step log), ``decision`` (why it stopped, which step was kept), ``maps`` (every
+        step's map); ``to_dict()`` is the log written to ``steps.json``.
+
+    Warns
+    -----
+    UserWarning
+        When the image is no larger than the smallest crop side (nothing to zoom into), and
+        (from the adapter, once per model) when words of the question are unknown to the
+        model's tokenizer.
+    """
+    settings = _with_deprecated(settings, deprecated, "ground")
+    result = zoom_and_reground(
+        adapter,
+        image,
+        question,
+        settings=settings,
+        region_kwargs=region_kwargs,
+        keep_forwards=KEEP_FORWARDS if reuse_forward else (),
+    )
+    kept, n = result.forwards, max_new_tokens
+    result.base_answer = answer_with_crops(adapter, image, question, (), n, kept)
+    result.answer = answer_with_crops(adapter, image, question, result.crops, n, kept)
+    return result
+
+
+def answer_with_crops(
+    adapter: VLMAdapter,
+    image: Image.Image,
+    question: str,
+    crops: Sequence[Box] = (),
+    max_new_tokens: int = 20,
+    recorded: Sequence[RecordedPrompt] = (),
+) -> str:
+    """Greedy answer with the crops (original-image boxes) as extra images after the original.
+
+    ``recorded``: map forwards kept by the loop (:attr:`GroundingResult.forwards`); one of the
+    same prompt is continued instead of prefilling again (the same tokens as ``generate``).
+    """
+    return answer_batch(adapter, [(image, crops, question)], max_new_tokens, [recorded])[0]
+
+
+def answer_batch(
+    adapter: VLMAdapter,
+    prompts: Sequence[tuple[Image.Image, Sequence[Box], str]],
+    max_new_tokens: int = 20,
+    recorded: Sequence[Sequence[RecordedPrompt]] | None = None,
+) -> list[str]:
+    """:func:`answer_with_crops` for several ``(image, crops, question)`` at once.
+
+    ``recorded``: for each prompt, the forwards it may continue (its sample's
+    :attr:`GroundingResult.forwards`); the rows of one forward continue together. The others
+    are prefilled in one left-padded batch (rows may hold different numbers of crops). The
+    same answers as one by one (tested).
+    """
+    items = [([im, *[crop_image(im, b) for b in crops]], q) for im, crops, q in prompts]
+    return answer_prompts(adapter, items, max_new_tokens, recorded)
+
+
+# ------------------------------------------------------------------------------ the loop's steps
+
+
+def _loop_method(
+    adapter: VLMAdapter, settings: LoopSettings | None
+) -> tuple[AttributionMethod, LoopSettings]:
+    """The loop's map method and its settings completed for this model (``sigma``)."""
+    settings = settings or LoopSettings()
+    method = get_method(settings.method_for("egg"), **settings.method_kwargs())
+    return method, settings.for_model(adapter)
+
+
+_DEPRECATED = ("method", "stop", "top_k", "max_steps")
+
+
+def _with_deprecated(
+    settings: LoopSettings | None, deprecated: dict[str, Any], caller: str
+) -> LoopSettings | None:
+    """The settings with the old keyword forms folded in (with a ``DeprecationWarning``)."""
+    if not deprecated:
+        return settings
+    unknown = sorted(set(deprecated) - set(_DEPRECATED))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {unknown}")
+    objects = [k for k, v in deprecated.items() if isinstance(v, (AttributionMethod, StoppingRule))]
+    if objects:
+        raise TypeError(
+            f"{caller}(): name the method and the stopping rule in LoopSettings (e.g. "
+            "LoopSettings(method='egg', method_options={...}, stop='fixed:2')), not as objects"
+        )
+    warnings.warn(
+        f"{caller}({', '.join(f'{k}=...' for k in deprecated)}) is deprecated: pass "
+        f"settings=LoopSettings({', '.join(f'{k}=...' for k in deprecated)})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return (settings or LoopSettings()).replace(**deprecated)
+
+
+def _region_kwargs(settings: LoopSettings, given: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`find_regions` keyword arguments: the settings' crop side and smoothing, then
+    ``given`` (whose ``sigma``, if any, also smooths the spatial entropy)."""
+    return {"min_side": settings.min_crop_side, "sigma": settings.sigma, **(given or {})}
+
+
+def _step_maps(
+    adapter: VLMAdapter, method: AttributionMethod, running: Sequence[_LoopState], record: bool
+) -> list[tuple[AttributionMap, RecordedPrompt | None]]:
+    """The maps of one step of every running sample, with each map's recorded forward (when
+    ``record`` and the method ran one on the sample's prompt)."""
+    if method.batched and len(running) > 1:
+        items = [(st.images(), st.question) for st in running]
+        recorder = ForwardRecorder() if record else None
+        maps = method.attribute_batch(adapter, items, record=recorder)
+        for st, amap in zip(running, maps):
+            for im, box in zip(amap.images[1:], st.crops, strict=True):
+                im.origin_box = box  # build_batch gives each image its own rectangle
+        forward = recorder.last if recorder is not None else None
+        if forward is None or len(recorder.forwards) != 1 or forward.rows != len(items):
+            return [(amap, None) for amap in maps]
+        return [
+            (amap, RecordedPrompt(forward, row, tuple(ims), q))
+            for row, (amap, (ims, q)) in enumerate(zip(maps, items))
+        ]
+    out = []
+    for st in running:
+        images, inputs = st.prompt(adapter)
+        recorder = ForwardRecorder() if record else None
+        amap = method.attribute(adapter, images, st.question, inputs=inputs, record=recorder)
+        forward = recorder.last if recorder is not None else None
+        prompt = RecordedPrompt(forward, 0, tuple(images), st.question) if forward else None
+        out.append((amap, prompt))
+    return out
+
+
 def _image_regions(
     amap: AttributionMap, top_k: int, region_kwargs: dict[str, Any]
 ) -> list[list[Region]]:
@@ -145,147 +441,6 @@ def _image_regions(
     return out
 
 
-def zoom_and_reground(
-    adapter: VLMAdapter,
-    image: Image.Image,
-    question: str,
-    method: str | AttributionMethod = "egg",
-    stop: str | StoppingRule = "ent",
-    top_k: int = 2,
-    max_steps: int = 15,
-    keep_maps: bool = True,
-    region_kwargs: dict[str, Any] | None = None,
-    *,
-    settings: LoopSettings | None = None,
-    prefixes: list[PrefixState] | None = None,
-) -> GroundingResult:
-    """Run the zoom-and-reground loop on one image and question.
-
-    Parameters
-    ----------
-    adapter : VLMAdapter
-    image : PIL.Image.Image
-        The original image.
-    question : str
-    method : str or AttributionMethod
-        Any registered map method (default ``"egg"``).
-    stop : str or StoppingRule
-        ``"ent"`` (default), ``"fixed:N"``, ``"area:PX"``, ``"prob"``, ``"pixels"``, ``"none"``.
-    top_k : int
-        Regions (crops) chosen per step.
-    max_steps : int
-        Upper bound on the steps, step 0 included (when ``stop`` is a name).
-    keep_maps : bool
-        Keep every step's map on the result (for figures).
-    region_kwargs : dict, optional
-        Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
-        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``, ...); ``sigma`` and
-        ``min_side`` default to the settings' (``sigma``: the model's own, see
-        :attr:`LoopSettings.sigma <egg_interp.settings.LoopSettings>`).
-    settings : LoopSettings, optional
-        All of the loop's settings at once (method and its options, target, stopping rule,
-        top-k, steps, crop policy); when given, ``method``, ``stop``, ``top_k`` and
-        ``max_steps`` are ignored unless they are objects (a method or rule instance).
-    prefixes : list, optional
-        When given, the maps' own forwards of the first step (``[original]``) and of the
-        last step are appended to it (:mod:`egg_interp.models.answering`), so that the base
-        answer and the final answer (whose prompt is the last step's when the rule kept the
-        step before it) need no second prefill.
-
-    Returns
-    -------
-    GroundingResult
-    """
-    method_obj, rule, settings = _resolve(adapter, method, stop, top_k, max_steps, settings)
-    region_kwargs = _region_kwargs(settings, region_kwargs)
-    _warn_if_too_small(image, region_kwargs["min_side"])
-    state = _LoopState(image, question, rule)
-    while not state.decision.stop:
-        start = time.perf_counter()
-        images, inputs = state.prompt(adapter)
-        if prefixes is None:
-            amap = method_obj.attribute(adapter, images, question, inputs=inputs)
-        else:
-            with record_prefixes(adapter) as recorded:
-                amap = method_obj.attribute(adapter, images, question, inputs=inputs)
-            del prefixes[1 if state.steps else 0 :]  # keep the first step's and this step's
-            prefixes.extend(recorded[-1:])
-        state.advance(amap, settings.top_k, region_kwargs, keep_maps, start)
-    return state.result(method_obj.name)
-
-
-def zoom_and_reground_batch(
-    adapter: VLMAdapter,
-    images: Sequence[Image.Image],
-    questions: Sequence[str],
-    *,
-    settings: LoopSettings | None = None,
-    keep_maps: bool = False,
-    region_kwargs: dict[str, Any] | None = None,
-) -> list[GroundingResult]:
-    """:func:`zoom_and_reground` on several samples at once, one result per sample.
-
-    Every step computes the maps of all samples still running in one padded batch (methods
-    that batch, e.g. ``egg``; others loop), then each sample takes its step alone: its own
-    regions, crop count and stopping decision. Results equal one-by-one runs (tested), up to
-    the last digits of a padded batch's maps.
-    """
-    method_obj, _, settings = _resolve(adapter, "egg", "ent", 2, 15, settings)
-    region_kwargs = _region_kwargs(settings, region_kwargs)
-    for im in images:
-        _warn_if_too_small(im, region_kwargs["min_side"])
-    states = [_LoopState(im, q, settings.rule()) for im, q in zip(images, questions, strict=True)]
-    while running := [st for st in states if not st.decision.stop]:
-        start = time.perf_counter()
-        if method_obj.batched and len(running) > 1:
-            maps = method_obj.attribute_batch(
-                adapter, [(st.images(), st.question) for st in running]
-            )
-            for st, amap in zip(running, maps):
-                for im, box in zip(amap.images[1:], st.crops, strict=True):
-                    im.origin_box = box  # build_batch gives each image its own rectangle
-        else:
-            maps = [
-                method_obj.attribute(adapter, ims, st.question, inputs=inputs)
-                for st in running
-                for ims, inputs in [st.prompt(adapter)]
-            ]
-        share = (time.perf_counter() - start) / len(running)
-        for st, amap in zip(running, maps):
-            st.advance(amap, settings.top_k, region_kwargs, keep_maps, time.perf_counter() - share)
-    return [st.result(method_obj.name) for st in states]
-
-
-def _region_kwargs(settings: LoopSettings, given: dict[str, Any] | None) -> dict[str, Any]:
-    """:func:`find_regions` keyword arguments: the settings' crop side and smoothing, then
-    ``given`` (whose ``sigma``, if any, also smooths the spatial entropy)."""
-    return {"min_side": settings.min_crop_side, "sigma": settings.sigma, **(given or {})}
-
-
-def _resolve(
-    adapter: VLMAdapter,
-    method: str | AttributionMethod,
-    stop: str | StoppingRule,
-    top_k: int,
-    max_steps: int,
-    settings: LoopSettings | None,
-) -> tuple[AttributionMethod, StoppingRule, LoopSettings]:
-    """The loop's method object, stopping rule and settings from either way of passing them."""
-    if settings is None:
-        settings = LoopSettings(
-            method=method if isinstance(method, str) else None,
-            stop=stop if isinstance(stop, str) else "ent",
-            top_k=top_k,
-            max_steps=max_steps,
-        )
-    if isinstance(method, AttributionMethod):
-        method_obj = method
-    else:
-        method_obj = get_method(settings.method_for("egg"), **settings.method_kwargs())
-    rule = stop if isinstance(stop, StoppingRule) else settings.rule()
-    return method_obj, rule, settings.for_model(adapter)
-
-
 class _LoopState:
     """One sample's loop: its crops, step log and the stopping rule's latest decision."""
 
@@ -297,6 +452,8 @@ class _LoopState:
         self.steps: list[LoopStep] = []
         self.maps: list[AttributionMap] = []
         self.decision = rule.decide(self.steps)
+        self.first: RecordedPrompt | None = None
+        self.last: RecordedPrompt | None = None
 
     def images(self) -> list[Image.Image]:
         """The images of the next step's prompt: ``[original, current crops]``."""
@@ -355,8 +512,26 @@ class _LoopState:
             self.decision = Decision(True, steps[-1].step, "crops repeat: nothing left to zoom")
         self.crops = new_crops
 
+    def note_forward(self, recorded: RecordedPrompt | None, keep: Collection[str]) -> None:
+        """Keep the forward of the step just taken as the first and/or the last one (the last
+        only while it may still be the final answer's prompt)."""
+        if recorded is not None and "first" in keep and len(self.steps) == 1:
+            self.first = recorded
+        if "last" in keep:
+            self.last = recorded
+        if self.decision.stop and self.last is not None:
+            if self.kept_crops() != self.steps[-1].crops_in:
+                self.last = None  # the final prompt was never mapped: nothing to continue
+
+    def kept_crops(self) -> list[Box]:
+        """The crops of the step the rule keeps (none when it keeps no step)."""
+        return next((s.crop_boxes for s in self.steps if s.step == self.decision.keep), [])
+
     def result(self, method_name: str) -> GroundingResult:
-        kept = next((s.crop_boxes for s in self.steps if s.step == self.decision.keep), [])
+        kept = self.kept_crops()
+        forwards = [self.first] if self.first is not None else []
+        if self.last is not None and self.last is not self.first:
+            forwards.append(self.last)
         return GroundingResult(
             question=self.question,
             image_size=self.image.size,
@@ -366,6 +541,7 @@ class _LoopState:
             method=method_name,
             stop_rule=repr(self.rule),
             maps=self.maps,
+            forwards=forwards,
         )
 
 
@@ -386,134 +562,3 @@ def _whole_image_region(amap: AttributionMap, full: Box) -> Region:
     view = amap.images[0].primary
     rows, cols = view.shape
     return Region(0.0, 0, np.ones((rows, cols), bool), (0, 0, rows, cols), full, 0, "original")
-
-
-def answer_with_crops(
-    adapter: VLMAdapter,
-    image: Image.Image,
-    question: str,
-    crops: Sequence[Box] = (),
-    max_new_tokens: int = 20,
-    prefixes: Sequence[PrefixState] = (),
-) -> str:
-    """Greedy answer with the crops (original-image boxes) as extra images after the original.
-
-    ``prefixes``: recorded forwards (:mod:`egg_interp.models.answering`); one of the same
-    prompt is continued instead of prefilling again (same tokens as a fresh ``generate``).
-    """
-    images = [image, *[crop_image(image, b) for b in crops]]
-    if not prefixes:
-        return adapter.answer(image, question, images[1:], max_new_tokens=max_new_tokens)
-    return answering.answer(
-        adapter, adapter.build_inputs(images, question), prefixes, max_new_tokens
-    )
-
-
-def answer_batch(
-    adapter: VLMAdapter,
-    prompts: Sequence[tuple[Image.Image, Sequence[Box], str]],
-    max_new_tokens: int = 20,
-) -> list[str]:
-    """:func:`answer_with_crops` for several ``(image, crops, question)`` at once.
-
-    One left-padded batch and one ``generate`` (rows may hold different numbers of crops);
-    the same answers as one by one (tested).
-    """
-    if len(prompts) == 1:
-        image, crops, question = prompts[0]
-        return [answer_with_crops(adapter, image, question, crops, max_new_tokens)]
-    items = [([im, *[crop_image(im, b) for b in crops]], q) for im, crops, q in prompts]
-    return answering.generate_batch(adapter, adapter.build_batch(items), max_new_tokens)
-
-
-def ground(
-    adapter: VLMAdapter,
-    image: Image.Image,
-    question: str,
-    method: str | AttributionMethod = "egg",
-    stop: str | StoppingRule = "ent",
-    top_k: int = 2,
-    max_steps: int = 15,
-    max_new_tokens: int = 20,
-    region_kwargs: dict[str, Any] | None = None,
-    *,
-    settings: LoopSettings | None = None,
-    reuse_forward: bool = True,
-) -> GroundingResult:
-    """The whole EGG pipeline: base answer, zoom-and-reground loop, grounded answer.
-
-    Parameters
-    ----------
-    adapter : VLMAdapter
-        A loaded model (:func:`egg_interp.models.load_model`).
-    image : PIL.Image.Image
-        The original image.
-    question : str
-        Must not be empty.
-    method : str or AttributionMethod, default "egg"
-        The map that chooses the crops: any registered method (see
-        :func:`egg_interp.methods.attribute`) or an instance with its options.
-    stop : str or StoppingRule, default "ent"
-        When to stop zooming and which step's crops to keep:
-
-        - ``"ent"``: stop when the spatial entropy of the original image's map rises (keep
-          the step before the rise) or reaches 0;
-        - ``"fixed:N"``: exactly ``N`` steps, keep the last;
-        - ``"area:PX"``: stop once the crops' area is at most ``PX`` pixels (default 4000);
-        - ``"prob"``: stop when the top-1 probability stops rising;
-        - ``"pixels"`` / ``"pixels:P"``: ``max(image side) // P`` steps (default P = 1000);
-        - ``"none"``: step 0 only (its crops are kept).
-
-        Every rule also stops after ``max_steps`` steps, and the loop stops when a step's
-        crops repeat the previous ones (nothing left to zoom into).
-    top_k : int, default 2
-        Regions (crops) chosen per step.
-    max_steps : int, default 15
-        Upper bound on the steps, step 0 included.
-    max_new_tokens : int, default 20
-        Longest answer, in generated tokens.
-    region_kwargs : dict, optional
-        Passed to :func:`egg_interp.regions.find_regions` (``sigma``, ``threshold``,
-        ``connectivity``, ``max_aspect``, ``margin``, ``min_side``).
-    settings : LoopSettings, optional
-        All loop settings at once (method and its options, target, stopping rule, top-k,
-        steps, crop policy); then ``method``, ``stop``, ``top_k`` and ``max_steps`` are
-        ignored unless they are objects.
-    reuse_forward : bool, default True
-        Both answers continue from the maps' own forwards where the prompts agree
-        (:mod:`egg_interp.models.answering`; the same answers, one prefill less each);
-        ``False`` prefills every answer afresh (the old path, kept for the benchmark).
-
-    Returns
-    -------
-    GroundingResult
-        ``base_answer`` (original image alone), ``answer`` (with the kept crops), ``crops``
-        (kept boxes, original-image pixels), ``regions`` (ranked regions of step 0), ``steps``
-        (the step log), ``decision`` (why it stopped, which step was kept), ``maps`` (every
-        step's map); ``to_dict()`` is the log written to ``steps.json``.
-
-    Warns
-    -----
-    UserWarning
-        When the image is no larger than the smallest crop side (nothing to zoom into), and
-        (from the adapter, once per model) when words of the question are unknown to the
-        model's tokenizer.
-    """
-    prefixes: list[PrefixState] | None = [] if reuse_forward else None
-    result = zoom_and_reground(
-        adapter,
-        image,
-        question,
-        method,
-        stop,
-        top_k,
-        max_steps,
-        True,
-        region_kwargs,
-        settings=settings,
-        prefixes=prefixes,
-    )
-    kept = prefixes or ()
-    result.base_answer = answer_with_crops(adapter, image, question, (), max_new_tokens, kept)
-    result.answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens, kept)
-    return result

@@ -43,9 +43,7 @@ def run_ground(args: argparse.Namespace) -> int:
     from egg_interp.figures.grounding import plot_grounding
     from egg_interp.loop import ground
 
-    result = ground(
-        adapter, image, question, method, max_new_tokens=args.max_new_tokens, settings=settings
-    )
+    result = ground(adapter, image, question, settings=settings, max_new_tokens=args.max_new_tokens)
     print(f"question:        {question}")
     print(f"base answer:     {result.base_answer}")
     print(f"grounded answer: {result.answer}")
