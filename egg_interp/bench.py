@@ -402,14 +402,15 @@ answers continued from the maps' own forwards (after); name -> ``reuse_forward``
 
 
 def bench_runner_batches(
-    adapter: VLMAdapter, n: int = 16, batch: int = 8, repeat: int = 3
+    adapter: VLMAdapter, n: int = 16, batch: int = 8, repeat: int = 3, label: str = ""
 ) -> dict[str, Any]:
     """The runner at batch 1 and at ``batch``, with answers prefilled afresh and continued
     from the maps' forwards, side by side on the same ``n`` scenes.
 
     The four configurations run interleaved ``repeat`` times after one warm-up run (so a
     change in the load of a shared machine falls on all of them); each figure is the median
-    samples per second of its runs.
+    samples per second of its runs. ``label`` names the model in the table (default: the
+    adapter's name).
     """
     from egg_interp.pipelines import PipelineOptions
 
@@ -422,10 +423,11 @@ def bench_runner_batches(
             runs[b, path].append(bench_runner(adapter, n, b, options))
     rate = {c: statistics.median(r["samples_per_second"] for r in rs) for c, rs in runs.items()}
     return {
-        "model": adapter.name,
+        "model": label or adapter.name,
         "samples": n,
         "batch": batch,
         "repeat": max(1, repeat),
+        "threads": torch.get_num_threads(),
         "samples_per_second": {
             f"batch_{b}": {path: rate[b, path] for path in RUNNER_PATHS} for b in (1, batch)
         },
@@ -579,7 +581,9 @@ def _sections(
         "batch": lambda: bench_batch(adapter, repeat=half),
         "cache": lambda: bench_cache(adapter, cheap, repeat=half),
         "runner": lambda: bench_runner(adapter),
-        "runner_batch": lambda: bench_runner_batches(organism(), repeat=max(3, half)),
+        "runner_batch": lambda: bench_runner_batches(
+            organism(), repeat=max(3, repeat), label="organism"
+        ),
     }
 
 
@@ -741,6 +745,7 @@ def _md_runner_batches(rb: dict[str, Any]) -> list[str]:
     return [
         f"Runner on {rb['model']}, {rb['samples']} scenes (EGG map + EGG pipeline per sample), "
         f"samples/s, medians of {rb['repeat']} interleaved runs"
+        + (f" ({rb['threads']} threads)" if "threads" in rb else "")
         + (f"; {rb['errors']} errors" if rb.get("errors") else "")
         + ":",
         "",
