@@ -10,7 +10,9 @@ Every adapter must pass the same four checks on a tiny random-weight checkpoint:
 * **entropy gradient = central finite differences** (float64 model, eps 1e-3 on the most
   sensitive coordinate of a token);
 * **zoom-and-reground**: two steps of the loop, the second with the original and its crops
-  in one prompt, then an answer with the crops as extra images;
+  in one prompt, then an answer with the crops as extra images; and the same with two user
+  images in one prompt (one grid per image, crops cut from their own image, answers on the
+  images then the crops), or a one-line refusal where the model takes fewer images;
 * **answers from the maps' forward**: answers continued from a map's recorded forward (one
   prompt, rows of a left-padded batch, the loop's kept forwards one by one and in batches)
   equal ``generate`` one prompt at a time;
@@ -26,9 +28,11 @@ import torch
 from conftest import noise_image
 from PIL import Image
 
+from egg_interp.errors import InputError
 from egg_interp.loop import (
     KEEP_FORWARDS,
     answer_batch,
+    answer_images,
     answer_with_crops,
     ground,
     zoom_and_reground,
@@ -200,6 +204,38 @@ def check_zoom_and_reground(adapter, image, question=QUESTION):
         assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
     answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens=3)
     assert isinstance(answer, str)
+    check_several_images(adapter, image, noise_image(90, 120, seed=9), question)
+    return result
+
+
+def check_several_images(adapter, first, second, question=QUESTION, n=3):
+    """Two user images in one prompt: the map has one grid per image on its own pixels; the
+    loop's crops lie in the image each says it comes from; the answers equal ``generate`` on
+    the images then the crops. A model that takes fewer images per prompt than two images
+    plus the crops refuses in one line."""
+    images = [first, second]
+    settings = LoopSettings(stop="fixed:2")
+    limit = adapter.max_images_per_prompt
+    if limit is not None and len(images) + settings.top_k > limit:
+        with pytest.raises(InputError, match="per prompt") as info:
+            ground(adapter, images, question, settings=settings, max_new_tokens=n)
+        assert "\n" not in str(info.value)
+        return None
+    amap = attribute(adapter, images, question)
+    assert [im.image_size for im in amap.images] == [first.size, second.size]
+    assert [im.origin_box for im in amap.images] == [(0, 0, *first.size), (0, 0, *second.size)]
+    result = ground(adapter, images, question, settings=settings, max_new_tokens=n)
+    step0, step1 = result.steps
+    assert step1.sources_in == step0.crop_sources and step1.crops_in == step0.crop_boxes
+    assert len(result.maps[1].images) == 2 + len(step0.crop_boxes)
+    for im, box in zip(result.maps[1].images[2:], step0.crop_boxes):
+        assert im.origin_box == box
+    for box, source in zip(result.crops, result.crop_sources):
+        w, h = images[source].size
+        assert 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h
+    grounded = answer_images(images, result.crops, result.crop_sources)
+    assert result.answer == adapter.generate(adapter.build_inputs(grounded, question), n)
+    assert result.base_answer == adapter.generate(adapter.build_inputs(images, question), n)
     return result
 
 

@@ -64,10 +64,10 @@ def test_loop_logs_every_step_and_crops_zoom_into_previous_crops(tiny_llava):
 
 def test_spatial_entropy_rule_keeps_the_crops_before_the_rise(tiny_llava, monkeypatch):
     """Script the spatial entropy: 2.0, 1.0, 1.5 -> stop at step 2, keep step 1's crops."""
-    import egg_interp.loop as loop
+    import egg_interp.loop.state as state
 
     values = iter([2.0, 1.0, 1.5, 0.5])
-    monkeypatch.setattr(loop, "spatial_entropy", lambda grid, sigma: next(values))
+    monkeypatch.setattr(state, "spatial_entropy", lambda grid, sigma: next(values))
     result = zoom_and_reground(tiny_llava, noise_image(96, 96), "what colour ?")
     assert len(result.steps) == 3
     assert result.decision.keep == 1 and result.crops == result.steps[1].crop_boxes

@@ -11,7 +11,7 @@ Shared arguments (documented once, here)
 adapter : VLMAdapter
     The loaded model (see :func:`egg_interp.models.load_model`).
 images : sequence of PIL.Image.Image
-    The original image first, then any crops.
+    The image or images asked about, then any crops (one grid each in the map).
 question : str
     Not empty.
 target : str or Target, optional
