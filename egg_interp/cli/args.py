@@ -159,7 +159,14 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
 def ground_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_loop_args(p)
-    p.add_argument("--image", required=True, help="image file")
+    p.add_argument(
+        "--image",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="image file; repeat for several images in one prompt (--image a.png --image "
+        "b.png): one map per image, regions ranked across them, each crop from its own image",
+    )
     p.add_argument("--question", required=True, help="question text")
     p.add_argument("--out", default=None, help="directory for the overlay PNG, map .npz, step log")
     p.add_argument(
