@@ -3,13 +3,11 @@ a key that keeps unrecorded code apart, and resume over lines of other code."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import shutil
 
 import pytest
 
-import egg_interp.code_key
 from egg_interp import code_key as ck
 from egg_interp.results import config_hash, read_results
 from egg_interp.runner import evaluate
@@ -27,10 +25,6 @@ def test_the_recorded_fingerprint_is_the_sources():
         "--record`: keys stay."
     )
     assert ck.code_key() == f"results v{ck.RESULTS_VERSION}"
-
-
-def test_docstring_examples():
-    assert doctest.testmod(egg_interp.code_key).failed == 0
 
 
 def _package(root):

@@ -3,7 +3,6 @@ alike; the batch-else-one-by-one helper; the hash-compatibility table."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 from types import SimpleNamespace
@@ -15,11 +14,6 @@ import egg_interp.run_config
 from egg_interp.errors import InputError
 from egg_interp.run_config import RunConfig
 from egg_interp.settings import LoopSettings
-
-
-def test_docstring_examples():
-    assert doctest.testmod(egg_interp.run_config).failed == 0
-    assert doctest.testmod(egg_interp.results).failed == 0
 
 
 @pytest.mark.parametrize(
