@@ -42,7 +42,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 NOT_RESULTS = (
     "__init__.py",
     "bench.py",
-    "checkpoints.py",
     "cli/",
     "code_key.py",
     "compare.py",

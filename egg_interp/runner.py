@@ -14,7 +14,10 @@ Line layout (``kind`` = ``"map"`` or ``"answer"``); fields common to both kinds:
 ``sample_id, kind, name, config_hash``
     The key. ``name`` is the method (maps) or pipeline (answers).
 ``config``
-    What the hash covers: model, a fingerprint of its weights' values, dtype, prompt suffix,
+    What the hash covers: model, a fingerprint of its weights' values, the settings behind
+    its numbers (``revision``: the hub snapshot's commit when known; ``dtype``;
+    ``attn_implementation``; ``resolution``: the processor's sizes, pixel budgets, tiling and
+    token counts; ``versions`` of torch, transformers and egg_interp), prompt suffix,
     dataset, split (and, for synthetic scenes, their recipe's fingerprint), the results code
     (``code``: :func:`egg_interp.code_key.code_key`), and the method's or pipeline's options
     (for maps also the pointing-game tolerance, the regions scored and a smoothing other than
@@ -61,6 +64,7 @@ from egg_interp.distributed import DistInfo, barrier, dist_info, init_process_gr
 from egg_interp.distributed import shutdown as shutdown_process_group
 from egg_interp.methods import METHODS, get_method
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.record import model_record
 from egg_interp.pipelines import PIPELINES, PipelineOptions
 from egg_interp.results import (
     Key,
@@ -145,22 +149,30 @@ class _Running:
         return {k: f"{s / n:.3f}" for k, (s, n) in list(self.sums.items())[:limit] if n}
 
 
-def _base_config(adapter: VLMAdapter, samples: Sequence[Sample], run: RunConfig) -> dict[str, Any]:
+def _base_config(
+    adapter: VLMAdapter, samples: Sequence[Sample], run: RunConfig, record: Mapping[str, Any]
+) -> dict[str, Any]:
     """The part of every job's config that the run shares (``run`` resolved).
 
-    Model identity, a fingerprint of its weights' values, dtype, prompt suffix, dataset,
-    split and the results code (:func:`egg_interp.code_key.code_key`), plus ``data_recipe``
-    (the sorted, comma-joined recipe fingerprints) when samples carry a ``recipe`` in their
-    meta (synthetic scenes).
+    Model identity, a fingerprint of its weights' values and the settings behind its
+    numbers (``record``, :func:`egg_interp.models.record.model_record`: revision, dtype,
+    attention implementation, resolution settings, library versions), prompt suffix,
+    dataset, split and the results code (:func:`egg_interp.code_key.code_key`), plus
+    ``data_recipe`` (the sorted, comma-joined recipe fingerprints) when samples carry a
+    ``recipe`` in their meta (synthetic scenes).
     """
     base_cfg = {
         "model": run.model,
         "weights": weights_fingerprint(adapter.model),
-        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "revision": record["revision"],
+        "dtype": record["dtype"],
+        "attn_implementation": record["attn_implementation"],
+        "resolution": record["resolution"],
         "prompt_suffix": adapter.prompt_suffix,
         "dataset": run.dataset,
         "split": run.split,
         "code": code_key(),
+        "versions": record["versions"],
     }
     recipes = sorted({str(s.meta["recipe"]) for s in samples if s.meta.get("recipe")})
     if recipes:  # synthetic data: how its samples were rendered (scenes' Recipe.fingerprint)
@@ -225,15 +237,19 @@ def _plan(
     maps_dir: str | Path | None,
     out: Path,
 ) -> LinePlan:
-    """What stays fixed for the run: its pipeline options, jobs, method objects, map folder."""
+    """What stays fixed for the run: its pipeline options, jobs, method objects, map folder
+    (whose maps record the model, its weights' fingerprint and the settings behind them)."""
     options = PipelineOptions(run.loop, max_new_tokens=run.max_new_tokens, seed=run.seed)
+    record = model_record(adapter)
+    base_cfg = _base_config(adapter, samples, run, record)
+    settings = {"model": run.model, "weights": base_cfg["weights"], **record}
     return LinePlan(
         adapter=adapter,
         run=run,
         options=options,
-        jobs=_build_jobs(_base_config(adapter, samples, run), run, options),
+        jobs=_build_jobs(base_cfg, run, options),
         methods=_build_methods(run),
-        maps=MapFolder(Path(maps_dir), out.parent) if maps_dir is not None else None,
+        maps=MapFolder(Path(maps_dir), out.parent, settings) if maps_dir is not None else None,
     )
 
 

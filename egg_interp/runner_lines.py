@@ -130,15 +130,19 @@ def try_batch(
 @dataclass(frozen=True)
 class MapFolder:
     """Where a run saves its maps: ``root/<method>/<config_hash>/<sample>.npz``; the lines
-    name each file relative to ``lines_dir`` (the results file's folder) when it is inside."""
+    name each file relative to ``lines_dir`` (the results file's folder) when it is inside.
+    Every saved map's ``meta["settings"]`` holds ``settings`` (the model, its weights'
+    fingerprint and :func:`egg_interp.models.record.model_record`)."""
 
     root: Path
     lines_dir: Path
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def save(self, amap: Any, job: Job, sample_id: str) -> str:
         """Save ``amap`` for ``job`` and ``sample_id``; return the line's ``map_file``."""
         folder = self.root / job.name / job.hash
-        path = amap.save(folder / f"{_safe_name(sample_id)}.npz").resolve()
+        recorded = replace(amap, meta={**amap.meta, "settings": dict(self.settings)})
+        path = recorded.save(folder / f"{_safe_name(sample_id)}.npz").resolve()
         try:
             return str(path.relative_to(self.lines_dir.resolve()))
         except ValueError:
