@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -142,37 +141,6 @@ def _hub_config(source: str) -> dict[str, Any]:
     finally:
         hub_log.setLevel(level)
     return _local_config(Path(path).parent)
-
-
-def checkpoint_revision(source: str) -> str | None:
-    """The commit of the Hugging Face snapshot a checkpoint comes from, when known.
-
-    A hub id: the snapshot of its cached ``config.json`` (what ``from_pretrained`` loaded
-    without a ``revision``); a local directory inside a Hugging Face cache
-    (``.../snapshots/<commit>``): that commit; anything else: ``None``. Nothing is downloaded.
-
-    >>> checkpoint_revision("/no/such/dir") is None
-    True
-    """
-    path = Path(source)
-    if path.is_dir():
-        return _snapshot_commit(path.absolute())
-    if source.startswith((".", "/", "~")) or source.count("/") != 1:
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(source, "config.json")
-    return _snapshot_commit(Path(cached).parent) if isinstance(cached, str) else None
-
-
-def _snapshot_commit(path: Path) -> str | None:
-    """``<commit>`` of a path ``.../snapshots/<commit>[/...]`` (not resolved: the files of a
-    snapshot are links into ``blobs/``), else ``None``."""
-    parts = path.parts
-    for name, commit in zip(parts, parts[1:]):
-        if name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", commit):
-            return commit
-    return None
 
 
 def hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:

@@ -625,7 +625,10 @@ def settings_section(paths: str | Path | Iterable[str | Path]) -> str:
         return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
     counts: Counter[tuple[str, ...]] = Counter()
-    for r in load_results(paths):
+    with warnings.catch_warnings():  # unreadable lines: load_frames has warned about them
+        warnings.simplefilter("ignore", RuntimeWarning)
+        records = load_results(paths)
+    for r in records:
         config = r.get("config") if isinstance(r.get("config"), dict) else {}
         missing = "revision" not in config  # a line from before the settings were recorded
         counts[

@@ -11,14 +11,13 @@ import pytest
 import torch
 import transformers
 
-from egg_interp.checkpoints import checkpoint_revision
 from egg_interp.maps import AttributionMap
 from egg_interp.models import load_model
 from egg_interp.models.offline.idefics3 import build_tiny_idefics3, build_tiny_smolvlm
 from egg_interp.models.offline.internvl import build_tiny_internvl
 from egg_interp.models.offline.llava_next import build_tiny_llava_next
 from egg_interp.models.offline.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen3_vl
-from egg_interp.models.record import attention_implementation, model_record
+from egg_interp.models.record import attention_implementation, checkpoint_revision, model_record
 from egg_interp.results import read_results
 
 WORDS = "what colour is the square ?".split()

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 from importlib import metadata
+from pathlib import Path
 from typing import Any
-
-from egg_interp.checkpoints import checkpoint_revision
 
 RESOLUTION_NAMES = re.compile(
     r"size|pixel|patch|crop|split|pinpoint|tile|resample|resize|pad|scan|merge|grid|"
@@ -141,7 +140,7 @@ def model_record(adapter: Any) -> dict[str, Any]:
         ``dtype`` (``"float32"``, ...), ``attn_implementation`` (:func:`attention_implementation`),
         ``resolution`` (:meth:`VLMAdapter.resolution_settings`), ``revision`` (the hub
         snapshot's commit when the checkpoint came from, or lies in, a Hugging Face cache;
-        else ``None``: :func:`egg_interp.checkpoints.checkpoint_revision`) and ``versions``
+        else ``None``: :func:`checkpoint_revision`) and ``versions``
         (:func:`library_versions`).
     """
     source = adapter.name or getattr(adapter.model, "name_or_path", "") or ""
@@ -152,3 +151,34 @@ def model_record(adapter: Any) -> dict[str, Any]:
         "revision": checkpoint_revision(str(source)) if source else None,
         "versions": library_versions(),
     }
+
+
+def checkpoint_revision(source: str) -> str | None:
+    """The commit of the Hugging Face snapshot a checkpoint comes from, when known.
+
+    A hub id: the snapshot of its cached ``config.json`` (what ``from_pretrained`` loaded
+    without a ``revision``); a local directory inside a Hugging Face cache
+    (``.../snapshots/<commit>``): that commit; anything else: ``None``. Nothing is downloaded.
+
+    >>> checkpoint_revision("/no/such/dir") is None
+    True
+    """
+    path = Path(source)
+    if path.is_dir():
+        return _snapshot_commit(path.absolute())
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, "config.json")
+    return _snapshot_commit(Path(cached).parent) if isinstance(cached, str) else None
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    """``<commit>`` of a path ``.../snapshots/<commit>[/...]`` (not resolved: the files of a
+    snapshot are links into ``blobs/``), else ``None``."""
+    parts = path.parts
+    for name, commit in zip(parts, parts[1:]):
+        if name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", commit):
+            return commit
+    return None
