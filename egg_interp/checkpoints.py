@@ -28,17 +28,35 @@ ORGANISM = "organism"
 """Name that selects the embedded model organism (the default of every command)."""
 
 MODEL_TYPES: tuple[str, ...] = (
+    "deepseek_vl",
+    "gemma3",
+    "gemma4",
+    "glm4v",
+    "idefics2",
     "idefics3",
     "internvl",
+    "lfm2_vl",
+    "llama4",
     "llava",
     "llava_next",
+    "llava_onevision",
+    "mistral3",
+    "molmo2",
+    "ovis2",
+    "paligemma",
+    "phi4_multimodal",
     "qwen2_5_vl",
+    "qwen2_vl",
+    "qwen3_5",
+    "qwen3_5_moe",
     "qwen3_vl",
+    "qwen3_vl_moe",
     "smolvlm",
 )
-"""Supported ``model_type`` values: the keys of :data:`egg_interp.models.ADAPTERS`, listed
-here so that they can be checked without importing torch (a test keeps them equal; a new
-adapter adds its ``model_types`` here too)."""
+"""The ``model_type`` values :func:`egg_interp.models.load_model` takes on: the keys of
+:data:`egg_interp.models.ADAPTERS` and of ``loading.REFUSED`` (refused there with their
+reason, e.g. ``idefics2``), listed here so that they can be checked without importing torch
+(a test keeps them equal; a new adapter adds its ``model_types`` here too)."""
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 """Behind one of these proxies the hub's host is assumed reachable (no direct probe)."""

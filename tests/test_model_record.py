@@ -13,9 +13,13 @@ import transformers
 
 from egg_interp.maps import AttributionMap
 from egg_interp.models import load_model
+from egg_interp.models.offline.gemma import build_tiny_gemma4
 from egg_interp.models.offline.idefics3 import build_tiny_idefics3, build_tiny_smolvlm
 from egg_interp.models.offline.internvl import build_tiny_internvl
+from egg_interp.models.offline.lfm2_vl import build_tiny_lfm2_vl
 from egg_interp.models.offline.llava_next import build_tiny_llava_next
+from egg_interp.models.offline.molmo2 import build_tiny_molmo2
+from egg_interp.models.offline.phi4_multimodal import build_tiny_phi4_multimodal
 from egg_interp.models.offline.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen3_vl
 from egg_interp.models.record import attention_implementation, checkpoint_revision, model_record
 from egg_interp.results import read_results
@@ -39,6 +43,10 @@ def _saved_processor(directory):
         (build_tiny_internvl, ("size", "min_patches", "max_patches", "crop_to_patches")),
         (build_tiny_idefics3, ("size", "max_image_size", "do_image_splitting")),
         (build_tiny_smolvlm, ("size", "max_image_size", "do_image_splitting")),
+        (build_tiny_gemma4, ("max_soft_tokens", "pooling_kernel_size", "patch_size")),
+        (build_tiny_lfm2_vl, ("max_image_tokens", "min_image_tokens", "max_tiles", "tile_size")),
+        (build_tiny_molmo2, ("max_crops", "overlap_margins", "pooling_size", "size")),
+        (build_tiny_phi4_multimodal, ("dynamic_hd", "patch_size", "size")),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )

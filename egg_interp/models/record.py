@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 RESOLUTION_NAMES = re.compile(
-    r"size|pixel|patch|crop|split|pinpoint|tile|resample|resize|pad|scan|merge|grid|"
-    r"resolution|seq_len|image_tokens|max_|min_"
+    r"size|pixel|patch|crop|split|pinpoint|tile|resample|resize|pad|scan|merge|grid|dynamic|"
+    r"overlap|aspect|anyres|canvas|pool|resolution|seq_len|image_tokens|soft_tokens|max_|min_"
 )
 """Processor settings recorded as resolution settings: those whose name matches (sizes, pixel
-budgets, patch and merge sizes, crops, tiling, pan-and-scan, padding, token counts)."""
+budgets, patch and merge sizes, crops and their overlap, tiling, dynamic HD crops,
+pan-and-scan, padding, pooling, token counts and budgets)."""
 
 SKIPPED = re.compile(r"(^_|_ids?$|_type$|_class$|^image_mean$|^image_std$)")
 """Names never recorded: private ones, token ids, class names, normalisation statistics."""
