@@ -68,6 +68,10 @@ class RunConfig:
         Samples per map batch and per answer batch (see :func:`egg_interp.runner.evaluate`).
     batch_pipelines : bool
         Run pipelines in their batched form when ``batch_size > 1``.
+    reuse_forward : bool
+        Answers continue the maps' own forwards where a map ran on the same prompt (the same
+        answers, one prefill less); ``False`` prefills every answer afresh (the old path, kept
+        for the benchmark). Like the batching, not hashed.
     dataset, split, metric, model : str or None
         Recorded (and hashed) names; ``None``: resolved by :meth:`resolved` from the samples,
         the dataset registry and the adapter.
@@ -88,6 +92,7 @@ class RunConfig:
     map_top_k: int = 2
     batch_size: int = 1
     batch_pipelines: bool = True
+    reuse_forward: bool = True
     dataset: str | None = None
     split: str | None = None
     metric: str | None = None
@@ -122,6 +127,7 @@ class RunConfig:
             raise InputError(f"tolerance must be a number > 0 (pixels), got {self.tolerance!r}")
         put("tolerance", float(self.tolerance))
         put("batch_pipelines", bool(self.batch_pipelines))
+        put("reuse_forward", bool(self.reuse_forward))
         if self.metric is not None:
             from egg_interp.data.registry import METRICS
 

@@ -239,7 +239,12 @@ def _plan(
 ) -> LinePlan:
     """What stays fixed for the run: its pipeline options, jobs, method objects, map folder
     (whose maps record the model, its weights' fingerprint and the settings behind them)."""
-    options = PipelineOptions(run.loop, max_new_tokens=run.max_new_tokens, seed=run.seed)
+    options = PipelineOptions(
+        run.loop,
+        max_new_tokens=run.max_new_tokens,
+        seed=run.seed,
+        reuse_forward=run.reuse_forward,
+    )
     record = model_record(adapter)
     base_cfg = _base_config(adapter, samples, run, record)
     settings = {"model": run.model, "weights": base_cfg["weights"], **record}
@@ -498,6 +503,7 @@ def evaluate(
         map_top_k=map_top_k,
         batch_size=batch_size,
         batch_pipelines=batch_pipelines,
+        reuse_forward=options.reuse_forward,
         dataset=dataset,
         split=split,
         metric=metric,

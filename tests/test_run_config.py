@@ -115,6 +115,42 @@ def test_keywords_and_config_write_the_same_lines(tiny_llava, tmp_path):
     assert a[0]["config"]["top_k"] == 1 and a[0]["config"]["tolerance"] == 12.0
 
 
+def test_reuse_forward_reaches_the_pipelines_and_changes_no_line(tiny_llava, tmp_path, monkeypatch):
+    """``PipelineOptions.reuse_forward`` (the benchmark's before/after switch) travels through
+    the run configuration to the pipelines, without entering the config hash."""
+    from egg_interp import pipelines
+    from egg_interp.data import scenes
+    from egg_interp.pipelines import PipelineOptions
+    from egg_interp.runner import evaluate
+
+    seen = []
+    original = pipelines.PIPELINES["base"]
+
+    def spy(adapter, samples, options):
+        seen.append(options.reuse_forward)
+        return original.batch_fn(adapter, samples, options)
+
+    monkeypatch.setitem(
+        pipelines.PIPELINES, "base", pipelines.Pipeline(original.fn, original.uses, "", spy)
+    )
+    samples = scenes.load(split="test", limit=2)
+    hashes = []
+    for reuse in (False, True):
+        options = PipelineOptions(max_new_tokens=2, reuse_forward=reuse)
+        summary = evaluate(
+            tiny_llava,
+            samples,
+            [],
+            ["base"],
+            tmp_path / f"{reuse}.jsonl",
+            pipeline_options=options,
+            batch_size=2,
+            progress=False,
+        )
+        hashes.append(summary.config_hashes)
+    assert seen == [False, True] and hashes[0] == hashes[1]
+
+
 def test_a_failed_batch_falls_back_and_the_lines_say_why(tiny_llava, tmp_path, monkeypatch):
     from egg_interp.data import scenes
     from egg_interp.methods import METHODS
