@@ -195,10 +195,17 @@ class AttributionMethod:
         self, adapter: VLMAdapter, images: Sequence[Image.Image], question: str, target: Target
     ) -> tuple:
         """What makes two batched map requests the same: this method's class and options, the
-        target, the images' pixels and the question."""
+        target, the images' pixels, the question and the model's weights."""
         options = sorted((k, repr(v)) for k, v in vars(self).items() if k != "target")
         images_key = tuple(adapter.image_key(im) for im in images)
-        return (type(self).__qualname__, tuple(options), target.describe(), images_key, question)
+        return (
+            type(self).__qualname__,
+            tuple(options),
+            target.describe(),
+            images_key,
+            question,
+            adapter.weights_state(),
+        )
 
     def _attribute_batch(
         self,
