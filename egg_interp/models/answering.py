@@ -148,3 +148,17 @@ def generate_batch(
         )
     new = out[:, inputs.input_ids.shape[1] :]
     return [adapter.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+def greedy_ids(adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20) -> list[int]:
+    """Token ids of the greedy answer for a one-row prompt (one ``generate``, key/value cache
+    on; the end-of-sequence token is included when reached)."""
+    adapter.reset_positions()  # Qwen: rotary offsets of an earlier prompt must not leak in
+    with torch.no_grad():
+        out = adapter.model.generate(
+            **inputs.batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=adapter.tokenizer.pad_token_id,
+        )
+    return out[0, inputs.input_ids.shape[1] :].tolist()
