@@ -165,3 +165,27 @@ def test_evidence_first_falls_faster_on_the_organism(organism):
     last = np.mean([s["deletion_auc_lerf"] for s in evidence])
     assert last - first >= EVIDENCE_GAP_MIN
     assert np.mean([s["deletion_gap"] for s in egg]) >= EGG_GAP_MIN
+
+
+def test_the_curves_figure_draws_every_method_and_order():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from egg_interp.figures.faithfulness import plot_faithfulness_curves
+
+    x = np.linspace(0, 1, 5).tolist()
+    record = {
+        "fractions": x,
+        "curves": {
+            kind: {
+                o: {"prob": [0.9, 0.5, 0.3, 0.2, 0.1], "logprob": [0.0] * 5}
+                for o in ("morf", "lerf")
+            }
+            for kind in ("deletion", "insertion")
+        },
+    }
+    fig, axes = plot_faithfulness_curves({"egg": record, "saliency": record})
+    assert [ax.get_title() for ax in axes[0]] == ["deletion", "insertion"]
+    labels = [t.get_text() for t in axes[0, -1].get_legend().get_texts()]
+    assert labels == ["egg (morf)", "egg (lerf)", "saliency (morf)", "saliency (lerf)"]
+    assert axes[0, 0].lines[1].get_linestyle() == "--"  # LeRF dashed

@@ -21,7 +21,14 @@ from collections.abc import Callable, Sequence
 
 from egg_interp import __version__
 from egg_interp.cli import args as a
-from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
+from egg_interp.cli.commands import (
+    run_bench,
+    run_compare,
+    run_demo,
+    run_ground,
+    run_methods,
+    run_sanity,
+)
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
 from egg_interp.errors import EggError
 from egg_interp.explorer.cli import EXPLORE_HELP, add_explore_args, run_explore
@@ -69,6 +76,12 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
     ),
 }
 """name -> (help, add-arguments function, function that runs it)."""
+
+COMMANDS["sanity"] = (
+    "randomisation sanity checks: do the maps change as the model's weights are destroyed?",
+    a.sanity_args,
+    run_sanity,
+)
 
 COMMANDS["explore"] = (EXPLORE_HELP, add_explore_args, run_explore)  # egg_interp/explorer/
 
