@@ -16,7 +16,9 @@ a model adapter:
 * **orders**: most relevant first (MoRF), least relevant first (LeRF), a seeded random
   order; a fixed number of steps (x = changed fraction in [0, 1], trapezoid area);
 * **cost**: every distinct masked input is scored once (MoRF and LeRF deletion and insertion
-  at 16 steps: 32 inputs), in batched forwards of ``rows_per_forward`` rows.
+  at 16 steps: 32 inputs, as insertion under MoRF keeps what deletion under LeRF keeps), in
+  batched forwards of ``rows_per_forward`` rows; the random order does not depend on the map,
+  so its curves (30 more inputs) are scored once per prompt and shared by all its maps.
 
 The one entry point is :func:`faithfulness_scores`; a runner records its scores on the map
 line and its curves in the map file.
@@ -27,10 +29,13 @@ are); the map must be that prompt's map (its first image's grid ranks the cells)
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import torch
@@ -105,9 +110,13 @@ def faithfulness_scores(
     for substrate in dict.fromkeys(settings.substrate_of(c) for c in settings.curves):
         probe = _PROBES[settings.space].build(adapter, images, question, amap, settings, substrate)
         group = [c for c in settings.curves if settings.substrate_of(c) == substrate]
-        curves |= curves_from_batch(
-            probe.relevance, probe.score, group, settings.orders, settings.steps, settings.seed
-        )
+        mapped = [o for o in settings.orders if o != "random"]
+        if mapped:
+            curves |= curves_from_batch(
+                probe.relevance, probe.score, group, mapped, settings.steps, settings.seed
+            )
+        if "random" in settings.orders:
+            curves |= _random_curves(probe, group)
         probes.append(probe)
     seconds = time.perf_counter() - start
     return _scores(curves, settings), _curves_record(curves, probes, adapter, seconds)
@@ -121,6 +130,39 @@ def _unpack(prompt: Prompt) -> tuple[list[Image.Image], str]:
     if not images:
         raise InputError("faithfulness needs at least one image")
     return images, question
+
+
+def _random_curves(probe: _Probe, group: list[str]) -> dict[tuple[str, str], Curve]:
+    """The random-order control's curves: they do not depend on the map, so they are scored
+    once per prompt, model weights, cell geometry and settings, and shared by every map of
+    that prompt (the last 64 per adapter are kept)."""
+    adapter, settings = probe.adapter, probe.settings
+    key = (
+        adapter.weights_state(),
+        tuple(adapter.image_key(im) for im in probe.images),
+        probe.question,
+        repr({**settings.to_dict(), "orders": None, "rows_per_forward": None}),
+        probe.substrate,
+        tuple(group),
+        probe.geometry(),
+    )
+    shared = _CONTROLS.setdefault(adapter, OrderedDict())
+    if key in shared:
+        shared.move_to_end(key)
+        curves, full = shared[key]
+        probe.full_logprob = full if np.isnan(probe.full_logprob) else probe.full_logprob
+        return curves
+    curves = curves_from_batch(
+        probe.relevance, probe.score, group, ["random"], settings.steps, settings.seed
+    )
+    shared[key] = (curves, probe.full_logprob)
+    while len(shared) > 64:
+        shared.popitem(last=False)
+    return curves
+
+
+_CONTROLS: WeakKeyDictionary[VLMAdapter, OrderedDict[tuple, Any]] = WeakKeyDictionary()
+"""Random-order curves per adapter, shared by the maps of one prompt."""
 
 
 def _scores(curves: dict[tuple[str, str], Curve], settings: FaithfulnessSettings) -> dict:
@@ -205,6 +247,10 @@ class _Probe:
         masks need."""
         raise NotImplementedError
 
+    def geometry(self) -> str:
+        """What makes two maps' cells the same cells (a hash), for sharing the random control."""
+        raise NotImplementedError
+
     def score(self, masks: np.ndarray) -> np.ndarray:
         """The answer's teacher-forced log-probability for each keep mask, ``(M,)``."""
         chunk = self.settings.rows_per_forward
@@ -259,6 +305,9 @@ class _PixelProbe(_Probe):
             sigma = self.settings.blur_sigma * max(original.size)
             self.fill = substrate_image(self.image, self.substrate, sigma)
 
+    def geometry(self) -> str:
+        return hashlib.sha1(self.labels.tobytes() + str(self.labels.shape).encode()).hexdigest()
+
     def perturbed(self, keep_cells: np.ndarray) -> Image.Image:
         """The original image with the cells not kept replaced by the substrate."""
         keep = np.append(keep_cells.ravel(), True)[self.labels]  # label -1: no cell, kept
@@ -305,6 +354,9 @@ class _TokenProbe(_Probe):
         self.features = self.adapter.image_features(self.inputs)
         if self.substrate == "drop":
             _check_droppable(self.adapter, self.inputs)
+
+    def geometry(self) -> str:
+        return hashlib.sha1(self.covered.tobytes()).hexdigest()
 
     def token_masks(self, masks: np.ndarray) -> torch.Tensor:
         """Per-token keep masks of the first image, ``(m, n_tokens)`` bool."""

@@ -69,6 +69,24 @@ def test_batched_rows_equal_single_rows(tiny_llava, space):
         assert one[key] == pytest.approx(batched[key], abs=1e-4)
 
 
+def test_the_random_control_is_scored_once_per_prompt(tiny_llava):
+    """The random order ignores the map: a second map of the same prompt reuses its curves
+    (16 masked inputs instead of 30); changed weights or another prompt score it again."""
+    image = noise_image(64, 64, 6)
+    settings = FaithfulnessSettings(**{**SHORT, "steps": 4, "orders": ("morf", "lerf", "random")})
+    egg = attribute(tiny_llava, image, QUESTION, "egg")
+    raw = attribute(tiny_llava, image, QUESTION, "raw_attention")
+    first, first_curves = faithfulness_scores(tiny_llava, ([image], QUESTION), egg, settings)
+    second, second_curves = faithfulness_scores(tiny_llava, ([image], QUESTION), raw, settings)
+    assert (first_curves["rows"], second_curves["rows"]) == (8 + 8, 8)
+    assert second["deletion_auc_random"] == first["deletion_auc_random"]
+    assert second["deletion_auc"] != first["deletion_auc"]
+    with torch.no_grad():
+        tiny_llava.model.lm_head.weight.mul_(1.5)
+    _, again = faithfulness_scores(tiny_llava, ([image], QUESTION), raw, settings)
+    assert again["rows"] == 16
+
+
 def test_pixel_substrate_replaces_the_removed_cells_only(tiny_llava):
     image = noise_image(60, 44, 3)  # the processor centre-crops: border pixels in no cell
     amap = attribute(tiny_llava, image, QUESTION, "egg")
