@@ -75,20 +75,23 @@ class Block:
 def model_blocks(adapter: VLMAdapter, granularity: str = "layers") -> list[Block]:
     """The model's blocks in data-flow order: vision tower, projector, language model.
 
-    Found from the model's structure, for any architecture: the language model is
-    ``adapter.language_model`` plus the output embeddings (the head); the module holding it
-    holds the vision tower (its child with the most parameters) and the projector (its other
-    children with parameters, and any child of the vision tower named like a merger or
-    projector, e.g. Qwen's ``visual.merger``). Within a part, ``layers`` are the entries of its
-    largest ``ModuleList``; the part's parameters registered before them are ``pre``
+    Found from the model's structure, for any architecture: the language model is the
+    model's decoder (transformers' ``get_decoder()``) plus the output embeddings (the head);
+    the module holding it holds the vision tower (its child with the most parameters) and the
+    projector (its other children with parameters, any parameters of its own such as
+    LLaVA-NeXT's ``image_newline``, and any child of the vision tower named like a merger or
+    projector, e.g. Qwen's ``visual.merger``). Within a part, ``layers`` are the entries of
+    its largest ``ModuleList``; the part's parameters registered before them are ``pre``
     (embeddings), after them ``post`` (final norm, head).
 
     Parameters
     ----------
     granularity : {"layers", "parts"}
     """
-    model, language = adapter.model, adapter.language_model
+    model = adapter.model
+    language = model.get_decoder() if hasattr(model, "get_decoder") else adapter.language_model
     holder = next(m for m in model.modules() if any(c is language for c in m.children()))
+    own = [holder] if list(holder.parameters(recurse=False)) else []
     others = [c for c in holder.children() if c is not language and _count(c) > 0]
     if not others:
         raise InputError(f"{type(adapter).__name__}: no vision tower next to the language model")
@@ -103,7 +106,7 @@ def model_blocks(adapter: VLMAdapter, granularity: str = "layers") -> list[Block
     }
     blocks: list[Block] = []
     for part, roots in parts.items():
-        owners = _owning_modules(roots)
+        owners = _owning_modules(roots) + (own if part == "projector" else [])
         if granularity == "parts" or part == "projector":
             blocks.append(Block(part, part, tuple(owners)))
         else:

@@ -210,3 +210,46 @@ def test_the_sanity_command_on_the_organism(tmp_path):
     assert (out / "maps_cascading.png").stat().st_size > 0
     assert (out / "similarity_cascading.png").stat().st_size > 0
     assert main(["sanity", "--dataset", "scenes", "--orders", "sideways", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [
+        "qwen.build_tiny_qwen2_5_vl",
+        "idefics3.build_tiny_idefics3",
+        "internvl.build_tiny_internvl",
+        "llava_next.build_tiny_llava_next",
+    ],
+)
+def test_blocks_and_faithfulness_on_other_architectures(builder, tmp_path):
+    """The blocks are found from any model's structure (Qwen's merger is the projector,
+    LLaVA-NeXT's image_newline too); deletion runs in both spaces and starts from the
+    unperturbed answer's log-probability."""
+    import importlib
+
+    from conftest import WORDS
+
+    from egg_interp.faithfulness import faithfulness_scores
+    from egg_interp.methods.base import prompt_logits
+    from egg_interp.metrics.deletion import FaithfulnessSettings
+    from egg_interp.models import load_model
+
+    module, name = builder.split(".")
+    build = getattr(importlib.import_module(f"egg_interp.models.offline.{module}"), name)
+    adapter = load_model(build(tmp_path, WORDS, seed=0), device="cpu")
+    blocks = model_blocks(adapter)
+    assert blocks[0].name == "vision.pre" and blocks[-1].name == "language.post"
+    assert "projector" in [b.name for b in blocks]
+    held = [id(t) for b in blocks for t in b.tensors() if isinstance(t, torch.nn.Parameter)]
+    assert sorted(held) == sorted(id(p) for p in adapter.model.parameters())
+    image = noise_image(96, 80, 1)
+    amap = attribute(adapter, image, QUESTION, "egg")
+    inputs = adapter.build_inputs([image], QUESTION)
+    target, extended = AnswerLogProb(max_tokens=2).for_prompt(adapter, inputs)
+    full = float(target(prompt_logits(adapter, extended, target)))
+    for space in ("pixels", "tokens"):
+        settings = FaithfulnessSettings(
+            steps=2, space=space, orders=("morf",), curves=("deletion",), max_answer_tokens=2
+        )
+        _, curves = faithfulness_scores(adapter, ([image], QUESTION), amap, settings)
+        assert curves["curves"]["deletion"]["morf"]["logprob"][0] == pytest.approx(full, abs=2e-3)
