@@ -176,3 +176,14 @@ def test_pixel_space_and_occlusion_take_the_answer_target(tiny_llava):
     occlusion = occlusion.attribute(tiny_llava, [image], QUESTION)
     assert occlusion.target == "answer_logprob" and np.isfinite(occlusion.grid).all()
     assert np.ptp(occlusion.grid) > 0
+
+
+def test_gradient_shap_is_reproducible(tiny_llava):
+    """captum draws GradientShap's path points with numpy: ``seed`` seeds it too (and leaves
+    the global state as it was)."""
+    image = noise_image(64, 64, 10)
+    method = get_method("gradient_shap", n_samples=4, samples_per_batch=2, target="entropy")
+    state = np.random.get_state()[1].copy()
+    first = method.attribute(tiny_llava, [image], QUESTION).grid
+    np.testing.assert_array_equal(method.attribute(tiny_llava, [image], QUESTION).grid, first)
+    assert np.array_equal(np.random.get_state()[1], state)

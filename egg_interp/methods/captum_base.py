@@ -54,6 +54,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from egg_interp.errors import InputError
@@ -214,7 +215,8 @@ class CaptumMethod(AttributionMethod):
 
 @contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
-    """Run the body with torch's generators seeded, restoring the global random state after.
+    """Run the body with torch's and numpy's global generators seeded, restoring both after
+    (captum's GradientShap draws its path points with ``np.random``).
 
     ``None`` leaves the random state alone.
     """
@@ -222,6 +224,11 @@ def seeded(seed: int | None) -> Iterator[None]:
         yield
         return
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    numpy_state = np.random.get_state()
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        yield
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
