@@ -123,12 +123,12 @@ def run_methods(args: argparse.Namespace) -> int:
     """``methods``: the registry with each method's target, space and cost."""
     from egg_interp.methods import METHODS
 
-    print(f"{'method':<22}{'target':<14}{'space':<8}{'cost':<38}needs")
+    print(f"{'method':<22}{'target':<16}{'space':<8}{'cost':<38}needs")
     for name, cls in sorted(METHODS.items()):
         n = cls.needs
         flags = [f for f, on in (("gradients", n.gradients), ("attentions", n.attentions)) if on]
         target = cls.default_target if cls.uses_target else "-"
-        print(f"{name:<22}{target:<14}{n.space:<8}{n.describe():<38}" + (", ".join(flags) or "-"))
+        print(f"{name:<22}{target:<16}{n.space:<8}{n.describe():<38}" + (", ".join(flags) or "-"))
     return 0
 
 
