@@ -48,6 +48,13 @@ def test_scores_curves_and_cost_on_a_tiny_llava(tiny_llava):
     )
     # cost: 2 x 8 distinct masked inputs in one batched forward
     assert (curves["rows"], curves["forwards"]) == (16, 1)
+    # the areas integrate the probability; track="logprob" integrates its logarithm
+    x = np.asarray(curves["fractions"])
+    assert scores["deletion_auc"] == pytest.approx(np.trapezoid(deletion["prob"], x))
+    logs, _ = faithfulness_scores(
+        tiny_llava, ([image], QUESTION), amap, settings.replace(track="logprob")
+    )
+    assert logs["deletion_auc"] == pytest.approx(np.trapezoid(deletion["logprob"], x), abs=1e-4)
 
 
 @pytest.mark.parametrize("space", ["pixels", "tokens"])
