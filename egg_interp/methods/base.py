@@ -15,9 +15,13 @@ images : sequence of PIL.Image.Image
 question : str
     Not empty.
 target : str or Target, optional
-    What to explain: ``"entropy"`` (EGG's objective), ``"top_p_entropy"``, ``"logprob"``
-    (log-probability of the predicted, or a given, token), ... Default: the method's
-    :attr:`default_target`.
+    What to explain: ``"entropy"`` (EGG's objective), ``"answer_logprob"`` (the model's own
+    greedy answer, teacher-forced; the captum baselines' default), ``"answer_logprob_first"``,
+    ``"top_p_entropy"``, ``"logprob"`` (log-probability of the predicted, or a given, token),
+    ... Default: the method's :attr:`default_target`. A target bound to the prompt's answer
+    (:meth:`~egg_interp.methods.targets.Target.for_prompt`) extends the prompt by the answer's
+    tokens but its last, and the map's ``meta`` records ``explained_ids`` and
+    ``explained_answer``.
 inputs : PromptInputs, optional
     A prompt already built for these images and question (saves the processor call).
 """
