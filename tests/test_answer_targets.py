@@ -187,3 +187,12 @@ def test_gradient_shap_is_reproducible(tiny_llava):
     first = method.attribute(tiny_llava, [image], QUESTION).grid
     np.testing.assert_array_equal(method.attribute(tiny_llava, [image], QUESTION).grid, first)
     assert np.array_equal(np.random.get_state()[1], state)
+
+
+def test_target_examples_run():
+    import doctest
+
+    from egg_interp.methods import targets
+
+    result = doctest.testmod(targets)
+    assert result.attempted > 0 and result.failed == 0

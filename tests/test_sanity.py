@@ -253,3 +253,12 @@ def test_blocks_and_faithfulness_on_other_architectures(builder, tmp_path):
         )
         _, curves = faithfulness_scores(adapter, ([image], QUESTION), amap, settings)
         assert curves["curves"]["deletion"]["morf"]["logprob"][0] == pytest.approx(full, abs=2e-3)
+
+
+def test_similarity_examples_run():
+    import doctest
+
+    from egg_interp.metrics import similarity
+
+    result = doctest.testmod(similarity)
+    assert result.attempted > 0 and result.failed == 0
