@@ -50,13 +50,11 @@ from egg_interp.metrics.deletion import (
     Curve,
     FaithfulnessSettings,
     auc_name,
-    cell_labels,
     curves_from_batch,
     morf_lerf_gap,
-    noisy_linear_imputation,
-    substrate_image,
     trapezoid,
 )
+from egg_interp.metrics.substrates import cell_labels, noisy_linear_imputation, substrate_image
 from egg_interp.models.base import PromptInputs, VLMAdapter
 
 Prompt = Sample | tuple[Sequence[Image.Image] | Image.Image, str]

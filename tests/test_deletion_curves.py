@@ -15,14 +15,13 @@ import torch
 from egg_interp.errors import InputError
 from egg_interp.metrics.deletion import (
     FaithfulnessSettings,
-    cell_labels,
     cell_order,
     curves_from_batch,
     deletion_insertion_curve,
-    noisy_linear_imputation,
     step_counts,
     step_masks,
 )
+from egg_interp.metrics.substrates import cell_labels, noisy_linear_imputation
 
 RELEVANCE = np.array([[4.0, 2.0], [1.0, 3.0]])  # order (0,0) > (1,1) > (0,1) > (1,0)
 
@@ -258,3 +257,12 @@ def test_road_equals_quantus():
 
     ours = deletion_insertion_curve(a[0, 0], survives, "deletion", n_steps=4)
     np.testing.assert_array_equal(ours.scores[1:], theirs)
+
+
+def test_substrate_examples_run():
+    import doctest
+
+    from egg_interp.metrics import substrates
+
+    result = doctest.testmod(substrates)
+    assert result.attempted > 0 and result.failed == 0

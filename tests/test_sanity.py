@@ -22,7 +22,8 @@ from egg_interp.metrics.similarity import (
     top_count,
     topk_intersection,
 )
-from egg_interp.sanity import model_blocks, module_blocks, reinitialise, run_sanity, stages
+from egg_interp.randomisation import model_blocks, module_blocks, reinitialise, stages
+from egg_interp.sanity import run_sanity
 
 QUESTION = "what colour is the square ?"
 
