@@ -49,6 +49,8 @@ METHOD_NAMES: tuple[str, ...] = (
 """Registered map methods (the keys of :data:`egg_interp.methods.METHODS`)."""
 
 TARGET_NAMES: tuple[str, ...] = (
+    "answer_logprob",
+    "answer_logprob_first",
     "entropy",
     "kl_uniform",
     "logprob",

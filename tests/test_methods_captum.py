@@ -66,11 +66,11 @@ def test_input_x_gradient_and_gradcam_match_hand_computations(tiny_llava):
     inputs = tiny_llava.build_inputs([image], QUESTION)
     feats, grads, _, _ = visual_token_gradients(tiny_llava, inputs, make_target("entropy"))
     f, g = feats[0].float(), grads[0]
-    ixg = get_method("input_x_gradient").attribute(tiny_llava, [image], QUESTION)
+    ixg = get_method("input_x_gradient", target="entropy").attribute(tiny_llava, [image], QUESTION)
     np.testing.assert_allclose(ixg.grid.ravel(), (f * g).norm(dim=-1), rtol=1e-5)
     # Grad-CAM: ReLU(sum_c mean_cells(g_c) * A_c) on the 8x8 grid (row-major tokens)
     cam = torch.relu((f * g.mean(0)).sum(-1))
-    gradcam = get_method("gradcam").attribute(tiny_llava, [image], QUESTION)
+    gradcam = get_method("gradcam", target="entropy").attribute(tiny_llava, [image], QUESTION)
     np.testing.assert_allclose(gradcam.grid.ravel(), cam, rtol=1e-4, atol=1e-9)
 
 
@@ -80,7 +80,12 @@ def test_integrated_gradients_completeness(tiny_llava64, baseline):
     adapter = tiny_llava64
     image = noise_image(64, 64)
     method = get_method(
-        "integrated_gradients", n_steps=48, internal_batch_size=16, reduce="sum", baseline=baseline
+        "integrated_gradients",
+        n_steps=48,
+        internal_batch_size=16,
+        reduce="sum",
+        baseline=baseline,
+        target="entropy",
     )
     amap = method.attribute(adapter, [image], QUESTION)
     inputs = adapter.build_inputs([image], QUESTION)

@@ -25,7 +25,14 @@ from collections.abc import Callable, Sequence
 from egg_interp import __version__
 from egg_interp.checkpoints import check_model_source, quiet_loading
 from egg_interp.cli import args as a
-from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
+from egg_interp.cli.commands import (
+    run_bench,
+    run_compare,
+    run_demo,
+    run_ground,
+    run_methods,
+    run_sanity,
+)
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
 from egg_interp.cli.explore import EXPLORE_HELP, add_explore_args, run_explore
 from egg_interp.errors import EggError
@@ -74,6 +81,12 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
     ),
 }
 """name -> (help, add-arguments function, function that runs it)."""
+
+COMMANDS["sanity"] = (
+    "randomisation sanity checks: do the maps change as the model's weights are destroyed?",
+    a.sanity_args,
+    run_sanity,
+)
 
 COMMANDS["explore"] = (EXPLORE_HELP, add_explore_args, run_explore)  # .explore
 

@@ -290,3 +290,38 @@ def bench_args(p: argparse.ArgumentParser) -> None:
         default="llava-1.5-7b-width",
         help="preset for the full-width EGG time/memory check ('none' to skip)",
     )
+
+
+def sanity_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="registered dataset: vstar, textvqa, docvqa, infovqa, pope, gqa, realworldqa, scenes",
+    )
+    p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
+    p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
+    p.add_argument("--limit", type=int_at_least(1), default=8, help="samples (N >= 1)")
+    p.add_argument(
+        "--methods",
+        default="egg,saliency",
+        help=f"comma-separated map methods: {', '.join(METHOD_NAMES)}",
+    )
+    p.add_argument(
+        "--orders",
+        default="cascading,bottom_up,independent",
+        help="randomisation orders: cascading (top of the language model down, then the "
+        "projector, then the vision tower), bottom_up, independent (one block at a time)",
+    )
+    p.add_argument(
+        "--granularity",
+        choices=("layers", "parts"),
+        default="layers",
+        help="blocks: every layer, or the vision tower, projector and language model whole",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisations")
+    p.add_argument("--no-random-answer", action="store_true", help="skip the random-answer test")
+    p.add_argument("--no-noise-control", action="store_true", help="skip the noise-map control")
+    p.add_argument(
+        "--out", required=True, help="directory for sanity.json, sanity.md and the figures"
+    )

@@ -1,4 +1,4 @@
-"""What ``egg-interp ground``, ``compare``, ``methods``, ``demo`` and ``bench`` run.
+"""What ``egg-interp ground``, ``compare``, ``methods``, ``demo``, ``bench`` and ``sanity`` run.
 
 Each command checks its inputs (image file, question, boxes) before the heavy imports and
 before any model is loaded; arguments are in :mod:`egg_interp.cli.args`.
@@ -148,12 +148,12 @@ def run_methods(args: argparse.Namespace) -> int:
     """``methods``: the registry with each method's target, space and cost."""
     from egg_interp.methods import METHODS
 
-    print(f"{'method':<22}{'target':<14}{'space':<8}{'cost':<38}needs")
+    print(f"{'method':<22}{'target':<16}{'space':<8}{'cost':<38}needs")
     for name, cls in sorted(METHODS.items()):
         n = cls.needs
         flags = [f for f, on in (("gradients", n.gradients), ("attentions", n.attentions)) if on]
         target = cls.default_target if cls.uses_target else "-"
-        print(f"{name:<22}{target:<14}{n.space:<8}{n.describe():<38}" + (", ".join(flags) or "-"))
+        print(f"{name:<22}{target:<16}{n.space:<8}{n.describe():<38}" + (", ".join(flags) or "-"))
     return 0
 
 
@@ -186,4 +186,47 @@ def run_bench(args: argparse.Namespace) -> int:
         width_check=width,
     )
     print((Path(args.out) / "bench.md").read_text())
+    return 0
+
+
+def run_sanity(args: argparse.Namespace) -> int:
+    """``sanity``: randomisation sanity checks of maps (sanity.json, sanity.md, figures)."""
+    from egg_interp.data.registry import DATASETS
+    from egg_interp.errors import InputError
+    from egg_interp.metrics.similarity import SanitySettings
+    from egg_interp.settings import METHOD_NAMES
+
+    dataset = resolve_name(args.dataset, DATASETS, "dataset")
+    methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)]
+    if not methods:
+        raise InputError("give at least one method (--methods)")
+    settings = SanitySettings(
+        orders=tuple(split_names(args.orders)),
+        granularity=args.granularity,
+        seed=args.seed,
+        random_answer=not args.no_random_answer,
+        noise_control=not args.no_noise_control,
+    )
+
+    import sys
+
+    from egg_interp.data.registry import load_dataset
+    from egg_interp.figures.sanity import plot_randomisation_grid, plot_similarity_curves
+    from egg_interp.sanity import run_sanity as sanity
+    from egg_interp.sanity import sanity_markdown
+
+    samples = load_dataset(dataset, args.data_root or ".", args.split, args.limit)
+    adapter = _load_model(args)
+    result, figure = sanity(
+        adapter, samples, methods, settings, progress=lambda line: print(line, file=sys.stderr)
+    )
+    result["config"].update(model=args.model, dataset=dataset, split=args.split)
+    out = Path(args.out)
+    write_json(out / "sanity.json", result)
+    (out / "sanity.md").write_text(sanity_markdown(result))
+    for order in settings.orders:
+        save_figure(plot_randomisation_grid(figure, order)[0], out / f"maps_{order}.png")
+        save_figure(plot_similarity_curves(result, order)[0], out / f"similarity_{order}.png")
+    print((out / "sanity.md").read_text())
+    print(f"wrote {out / 'sanity.json'}, {out / 'sanity.md'} and the figures")
     return 0

@@ -98,12 +98,15 @@ def attribute(
         Spellings such as ``"Rel-Att"`` are accepted.
     target : str or Target, optional
         What the map explains, for methods that take a target (attention maps ignore it):
-        ``"entropy"`` (next-token entropy, EGG's objective), ``"top_p_entropy"`` (entropy of
-        the top-p nucleus, p = 0.9), ``"neg_log_pmax"`` (-log of the top-1 probability),
-        ``"kl_uniform"`` (KL divergence to the uniform distribution), ``"logprob"``
-        (log-probability of the top-1 token, or of ``LogProb(token_id=...)``). ``None``: the
-        method's default (``entropy`` for the gradient methods, ``logprob`` for ``grad_att``
-        and ``pure_grad``).
+        ``"entropy"`` (next-token entropy, EGG's objective), ``"answer_logprob"`` (the
+        log-probability of the model's own greedy answer, teacher-forced, summed over its
+        tokens), ``"answer_logprob_first"`` (its first token only), ``"top_p_entropy"``
+        (entropy of the top-p nucleus, p = 0.9), ``"neg_log_pmax"`` (-log of the top-1
+        probability), ``"kl_uniform"`` (KL divergence to the uniform distribution),
+        ``"logprob"`` (log-probability of each input's own top-1 token, or of
+        ``LogProb(token_id=...)``). ``None``: the method's default (``entropy`` for ``egg``,
+        ``answer_logprob`` for the captum baselines, as in their literature, ``logprob`` for
+        ``grad_att`` and ``pure_grad``).
     **options
         Constructor options of the method, e.g. ``space="pixels"`` (gradient methods:
         attribute to ``pixel_values`` instead of the visual token embeddings),

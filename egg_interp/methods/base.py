@@ -15,9 +15,13 @@ images : sequence of PIL.Image.Image
 question : str
     Not empty.
 target : str or Target, optional
-    What to explain: ``"entropy"`` (EGG's objective), ``"top_p_entropy"``, ``"logprob"``
-    (log-probability of the predicted, or a given, token), ... Default: the method's
-    :attr:`default_target`.
+    What to explain: ``"entropy"`` (EGG's objective), ``"answer_logprob"`` (the model's own
+    greedy answer, teacher-forced; the captum baselines' default), ``"answer_logprob_first"``,
+    ``"top_p_entropy"``, ``"logprob"`` (log-probability of the predicted, or a given, token),
+    ... Default: the method's :attr:`default_target`. A target bound to the prompt's answer
+    (:meth:`~egg_interp.methods.targets.Target.for_prompt`) extends the prompt by the answer's
+    tokens but its last, and the map's ``meta`` records ``explained_ids`` and
+    ``explained_answer``.
 inputs : PromptInputs, optional
     A prompt already built for these images and question (saves the processor call).
 record : ForwardRecorder, optional
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -118,10 +122,15 @@ class AttributionMethod:
             ids = adapter.greedy_tokens(inputs, self.answer_step - 1)
             inputs = adapter.extend(inputs, ids)
         start = time.perf_counter()
+        tgt, inputs = tgt.for_prompt(adapter, inputs)
         with recording(record):
             relevance, meta = self.relevance(adapter, inputs, tgt)
         meta["seconds"] = time.perf_counter() - start
         meta["answer_step"] = self.answer_step
+        explained = getattr(tgt, "answer_ids", ())
+        if explained and self.uses_target:
+            meta["explained_ids"] = list(explained)
+            meta["explained_answer"] = adapter.tokenizer.decode(list(explained))
         described = tgt.describe() if self.uses_target else "none"
         return adapter.to_map(inputs, relevance, self.name, described, meta)
 
@@ -180,10 +189,12 @@ class AttributionMethod:
         :meth:`VLMAdapter.remember_maps <egg_interp.models.base.VLMAdapter.remember_maps>`, a
         batch of one-image prompts whose every prompt was mapped before by an equal method is
         not computed again. ``record`` receives the batch's forward (rows in ``items`` order;
-        one forward per prompt when the method loops).
+        one forward per prompt when the method loops). Targets bound to each prompt's answer
+        (:attr:`Target.per_prompt <egg_interp.methods.targets.Target.per_prompt>`) map one
+        prompt at a time.
         """
         tgt = make_target(target, self.default_target) if target is not None else self.target
-        if not self.batched or self.answer_step > 1 or len(items) == 1:
+        if not self.batched or self.answer_step > 1 or len(items) == 1 or tgt.per_prompt:
             return [self.attribute(adapter, ims, q, target=tgt, record=record) for ims, q in items]
         memo = getattr(adapter, "map_memo", None)
         if memo is not None and any(len(ims) > 1 for ims, _ in items):
@@ -203,10 +214,17 @@ class AttributionMethod:
         self, adapter: VLMAdapter, images: Sequence[Image.Image], question: str, target: Target
     ) -> tuple:
         """What makes two batched map requests the same: this method's class and options, the
-        target, the images' pixels and the question."""
+        target, the images' pixels, the question and the model's weights."""
         options = sorted((k, repr(v)) for k, v in vars(self).items() if k != "target")
         images_key = tuple(adapter.image_key(im) for im in images)
-        return (type(self).__qualname__, tuple(options), target.describe(), images_key, question)
+        return (
+            type(self).__qualname__,
+            tuple(options),
+            target.describe(),
+            images_key,
+            question,
+            adapter.weights_state(),
+        )
 
     def _attribute_batch(
         self,
@@ -251,6 +269,75 @@ def logits_summary(adapter: VLMAdapter, logits: torch.Tensor) -> dict[str, Any]:
     }
 
 
+def read_positions(logits: torch.Tensor, target: Target) -> torch.Tensor:
+    """What ``target`` reads from logits of shape ``(rows, seq, vocab)``: the last position,
+    ``(rows, vocab)``, or the last :attr:`~egg_interp.methods.targets.Target.positions`,
+    ``(rows, n, vocab)``."""
+    n = target.positions
+    return logits[:, -1] if n == 1 else logits[:, -n:]
+
+
+def first_position(logits: torch.Tensor, target: Target) -> torch.Tensor:
+    """The next-token logits right after the prompt out of what ``target`` reads (for the
+    map's metadata: entropy, top-1 token)."""
+    return logits if target.positions == 1 else logits[..., 0, :]
+
+
+def feature_set_logits(
+    adapter: VLMAdapter, inputs: PromptInputs, features: Sequence[torch.Tensor], target: Target
+) -> torch.Tensor:
+    """Logits ``target`` reads for a batch of feature sets of one prompt.
+
+    ``features``: one ``(B, n_tokens, hidden)`` tensor per image (as
+    :meth:`~egg_interp.models.base.VLMAdapter.perturbed_logits`). Returns ``(B, vocab)``,
+    or ``(B, n, vocab)`` for a target reading ``n > 1`` positions; differentiable. One
+    batched forward (the adapter's) for one position; one forward per row otherwise.
+    """
+    if target.positions == 1:
+        return adapter.perturbed_logits(inputs, features)
+    rows = [
+        read_positions(
+            adapter.forward_features(inputs, [f[b] for f in features], last_only=False).logits,
+            target,
+        )[0]
+        for b in range(features[0].shape[0])
+    ]
+    return torch.stack(rows)
+
+
+def pixel_set_logits(
+    adapter: VLMAdapter, inputs: PromptInputs, pixel_values: torch.Tensor, target: Target
+) -> torch.Tensor:
+    """Logits ``target`` reads for a batch of ``pixel_values`` of one prompt,
+    ``(B, *pixel_values.shape)`` -> ``(B, vocab)`` or ``(B, n, vocab)`` (vision tower
+    included; differentiable)."""
+    if target.positions == 1:
+        return adapter.perturbed_pixel_logits(inputs, pixel_values)
+    return torch.stack([pixel_logits(adapter, inputs, pv, target) for pv in pixel_values])
+
+
+def pixel_logits(
+    adapter: VLMAdapter, inputs: PromptInputs, pixel_values: torch.Tensor, target: Target
+) -> torch.Tensor:
+    """Logits ``target`` reads for the prompt with these ``pixel_values``: ``(vocab,)`` or
+    ``(n, vocab)``; differentiable."""
+    if target.positions == 1:
+        return adapter.pixel_logits(inputs, pixel_values)
+    batch = {**inputs.batch, "pixel_values": pixel_values}
+    out = adapter.forward(replace(inputs, batch=batch), logits_to_keep=target.positions)
+    return read_positions(out.logits, target)[0]
+
+
+def prompt_logits(adapter: VLMAdapter, inputs: PromptInputs, target: Target) -> torch.Tensor:
+    """Logits ``target`` reads for the unperturbed prompt, float32, no gradients: ``(vocab,)``
+    (:meth:`~egg_interp.models.base.VLMAdapter.next_token_logits`) or ``(n, vocab)``."""
+    if target.positions == 1:
+        return adapter.next_token_logits(inputs)
+    with torch.no_grad():
+        out = adapter.forward_features(inputs, adapter.image_features(inputs), last_only=False)
+    return read_positions(out.logits, target)[0].float()
+
+
 def visual_token_gradients(
     adapter: VLMAdapter, inputs: PromptInputs, target: Target
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -265,22 +352,25 @@ def visual_token_gradients(
     features : list of (n_tokens, hidden) tensors, one per image
     grads : list of (n_tokens, hidden) tensors, float32
     objective : 0-d tensor
-    logits : (vocab,) tensor at the answer position, detached
+    logits : (vocab,) tensor at the prompt's answer position, detached
 
     With a batch of several prompts, ``objective`` and ``logits`` have one row per prompt
     (the per-row objectives are summed for the backward, so gradients stay per row). When the
     map call was given a recorder (``record=``), the forward's logits and key/value cache are
     kept for answering the same prompts without a second prefill
-    (:func:`egg_interp.models.answering.offer`).
+    (:func:`egg_interp.models.answering.offer`; for targets that read the next token only: an
+    answer target's prompt holds part of the answer).
     """
     feats = adapter.image_features(inputs)
     leaves = [f.detach().requires_grad_(True) for f in feats]
     with torch.enable_grad():
-        out = adapter.forward_features(inputs, leaves, last_only=True)
-        logits = out.logits[:, -1]
+        out = adapter.forward_features(inputs, leaves, last_only=target.positions == 1)
+        logits = read_positions(out.logits, target)
         objective = target(logits)
         grads = torch.autograd.grad(objective.sum(), leaves)
-    offer(adapter, inputs, logits, out)
+    logits = first_position(logits, target)
+    if target.positions == 1:
+        offer(adapter, inputs, logits, out)
     if inputs.batch_size == 1:
         objective, logits = objective[0], logits[0]
     return feats, [g.float() for g in grads], objective.detach(), logits.detach()
@@ -291,11 +381,17 @@ def pixel_gradients(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradient of ``target`` at ``pixel_values`` (through the vision tower).
 
-    Returns ``(pixel_values, grad, objective, logits)``.
+    Returns ``(pixel_values, grad, objective, logits)``; ``logits`` of shape ``(vocab,)``
+    at the prompt's answer position.
     """
     pixels = inputs.batch["pixel_values"].detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = adapter.pixel_logits(inputs, pixels)
+        logits = pixel_logits(adapter, inputs, pixels, target)
         objective = target(logits)
         (grad,) = torch.autograd.grad(objective, [pixels])
-    return pixels.detach(), grad.float(), objective.detach(), logits.detach()
+    return (
+        pixels.detach(),
+        grad.float(),
+        objective.detach(),
+        first_position(logits, target).detach(),
+    )

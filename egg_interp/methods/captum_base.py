@@ -1,9 +1,12 @@
 """The shared template of the captum baselines: forward function, inputs, baselines, reduction.
 
-Every captum method explains the same scalar as EGG, a :class:`~egg_interp.methods.targets.Target`
-of the next-token logits (entropy by default, or ``"logprob"``: log p of the predicted or a
-given token), through captum's own attribution classes. A subclass only says which captum
-class it runs and with which arguments (:meth:`CaptumMethod.captum_attribute`).
+Every captum method explains a :class:`~egg_interp.methods.targets.Target` through captum's
+own attribution classes. By default it is the target of these methods' own literature, the
+log-probability of the model's own (greedy) answer, teacher-forced over its tokens
+(``"answer_logprob"``, as captum's ``LLMGradientAttribution``); ``target="entropy"`` gives
+EGG's objective, so EGG and a baseline can differ in the target alone or in the rule alone.
+A subclass only says which captum class it runs and with which arguments
+(:meth:`CaptumMethod.captum_attribute`).
 
 Where the attribution is taken (``space``)
 ------------------------------------------
@@ -38,9 +41,10 @@ Reduction to one value per token (``reduce``)
 ``"sum"``: signed sum over that axis (keeps completeness, e.g. for integrated gradients; the
 map may be negative, so region finding refuses it).
 
-Why not ``LLMAttribution``: captum's LLM wrappers take text inputs for gradient methods and
-explain the log-probability of a target *string*; the shared targets here (entropy, log p of
-one token) and the cached token features need a plain forward function over tensors.
+Why not ``LLMGradientAttribution``: captum's LLM wrappers take text inputs for gradient
+methods and explain the log-probability of a target *string*; the shared targets here
+(entropy, the answer's log-probability read at the answer positions) and the cached token
+features need a plain forward function over tensors.
 """
 
 from __future__ import annotations
@@ -54,7 +58,15 @@ import numpy as np
 import torch
 
 from egg_interp.errors import InputError
-from egg_interp.methods.base import AttributionMethod, Needs, logits_summary
+from egg_interp.methods.base import (
+    AttributionMethod,
+    Needs,
+    feature_set_logits,
+    first_position,
+    logits_summary,
+    pixel_set_logits,
+    prompt_logits,
+)
 from egg_interp.methods.targets import Target
 from egg_interp.models.base import PromptInputs, VLMAdapter
 
@@ -103,13 +115,13 @@ def build_problem(
         xs = tuple(f.detach().unsqueeze(0) for f in adapter.image_features(inputs))
 
         def forward(*batch: torch.Tensor) -> torch.Tensor:
-            return target(adapter.perturbed_logits(inputs, batch))
+            return target(feature_set_logits(adapter, inputs, batch, target))
 
     else:
         xs = (inputs.batch["pixel_values"].detach().unsqueeze(0),)
 
         def forward(*batch: torch.Tensor) -> torch.Tensor:
-            return target(adapter.perturbed_pixel_logits(inputs, batch[0]))
+            return target(pixel_set_logits(adapter, inputs, batch[0], target))
 
     bases = tuple(make_baseline(x, baseline, space) for x in xs)
     # fresh leaves (detached from the feature cache) that captum differentiates
@@ -135,7 +147,8 @@ class CaptumMethod(AttributionMethod):
     Parameters
     ----------
     target, answer_step
-        As for every method; the default target is the entropy, as for EGG.
+        As for every method; the default target is ``"answer_logprob"`` (the log-probability
+        of the model's own answer, teacher-forced), the methods' own; ``"entropy"`` is EGG's.
     space : {"tokens", "pixels"}
         Where the attribution is taken (module docstring).
     reduce : {"norm", "sum"}, optional
@@ -146,6 +159,7 @@ class CaptumMethod(AttributionMethod):
     """
 
     needs: ClassVar[Needs] = Needs(forwards=1, backwards=1, gradients=True, extra_forwards=1)
+    default_target: ClassVar[str] = "answer_logprob"
     captum_class: ClassVar[type]
     """The captum attribution class (constructed with the forward function)."""
     default_reduce: ClassVar[str] = "norm"
@@ -188,8 +202,9 @@ class CaptumMethod(AttributionMethod):
         problem = build_problem(adapter, inputs, target, self.space, self.baseline)
         attributions, meta = self.captum_attribute(problem)
         rel = reduce_to_tokens(problem, attributions, self.reduce)
-        logits = adapter.next_token_logits(inputs)  # the extra forward of Needs
-        meta = {"objective": float(target(logits)), **meta, **logits_summary(adapter, logits)}
+        logits = prompt_logits(adapter, inputs, target)  # the extra forward of Needs
+        meta = {"objective": float(target(logits)), **meta}
+        meta.update(logits_summary(adapter, first_position(logits, target)))
         meta.update(space=self.space, reduce=self.reduce)
         return rel, meta
 
@@ -200,7 +215,8 @@ class CaptumMethod(AttributionMethod):
 
 @contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
-    """Run the body with torch's and numpy's global generators seeded, restoring both after.
+    """Run the body with torch's and numpy's global generators seeded, restoring both after
+    (captum's GradientShap draws its path points with ``np.random``).
 
     Both are needed: captum draws GradientShap's interpolation points with ``np.random`` and
     the noise tunnel's noise with torch. ``None`` leaves the random state alone.

@@ -10,7 +10,13 @@ from captum.attr import FeatureAblation
 from PIL import Image, ImageDraw
 
 from egg_interp.errors import InputError
-from egg_interp.methods.base import Needs, logits_summary
+from egg_interp.methods.base import (
+    Needs,
+    first_position,
+    logits_summary,
+    prompt_logits,
+    read_positions,
+)
 from egg_interp.methods.captum_base import CaptumMethod, build_problem
 from egg_interp.methods.targets import Target
 from egg_interp.models.base import PromptInputs, VLMAdapter
@@ -77,7 +83,7 @@ class OcclusionMethod(CaptumMethod):
     perturbations_per_eval : int, default 16
         Patches evaluated per forward (one batch; memory).
     reduce : {"abs", "signed"}, default "abs"
-        ``"abs"``: the size of the change (non-negative; the entropy can move either way);
+        ``"abs"``: the size of the change (non-negative; a target can move either way);
         ``"signed"``: the change itself.
     **options
         ``target``, ``answer_step``, ``space``, ``baseline``.
@@ -124,10 +130,10 @@ class OcclusionMethod(CaptumMethod):
             rel = [per_feature[torch.as_tensor(i)] for i in ids]
         if self.reduce == "abs":
             rel = [r.abs() for r in rel]
-        logits = adapter.next_token_logits(inputs)
+        logits = prompt_logits(adapter, inputs, target)
         n_patches = int(max(i.max() for i in ids)) + 1
         meta = {"objective": float(target(logits)), "patches": n_patches, "space": self.space}
-        return rel, {**meta, **logits_summary(adapter, logits)}
+        return rel, {**meta, **logits_summary(adapter, first_position(logits, target))}
 
     def _pixel_ablation(
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target, ids: list[np.ndarray]
@@ -157,7 +163,8 @@ class OcclusionMethod(CaptumMethod):
                 ]
                 built = adapter.build_inputs(images, inputs.question, origin_boxes=origins)
                 built = adapter.extend(built, inputs.answer_ids)
-                rows.append(adapter.forward(built, logits_to_keep=1).logits[0, -1])
+                out = adapter.forward(built, logits_to_keep=target.positions)
+                rows.append(read_positions(out.logits, target)[0])
             return target(torch.stack(rows))
 
         ones = torch.ones(1, n, device=adapter.device)

@@ -284,3 +284,11 @@ def generate_batch(
     out = adapter.generate_ids(inputs.batch, max_new_tokens)
     new = out[:, inputs.input_ids.shape[1] :]
     return [adapter.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+def greedy_ids(adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20) -> list[int]:
+    """Token ids of the greedy answer for a one-row prompt (one ``generate``, key/value cache
+    on; the end-of-sequence token is included when reached)."""
+    adapter.reset_positions()  # Qwen: rotary offsets of an earlier prompt must not leak in
+    out = adapter.generate_ids(inputs.batch, max_new_tokens)
+    return out[0, inputs.input_ids.shape[1] :].tolist()
