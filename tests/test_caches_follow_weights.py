@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import noise_image
 
 from egg_interp.methods import attribute, get_method
-from tests.conftest import noise_image
 
 
 def _egg(adapter, image):
