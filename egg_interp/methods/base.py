@@ -20,6 +20,10 @@ target : str or Target, optional
     :attr:`default_target`.
 inputs : PromptInputs, optional
     A prompt already built for these images and question (saves the processor call).
+videos : sequence of Video, optional
+    Videos (:func:`egg_interp.video.read_video`) before the images, for models that take
+    video (the map then has one entry per temporal slice of each video, first); pixel-space
+    variants take still images only.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from egg_interp.maps import AttributionMap
 from egg_interp.methods.targets import Entropy, Target, make_target
 from egg_interp.models.answering import offer_prefix
 from egg_interp.models.base import PromptInputs, VLMAdapter
+from egg_interp.video import Video
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,18 @@ class AttributionMethod:
         question: str,
         target: str | Target | None = None,
         inputs: PromptInputs | None = None,
+        videos: Sequence[Video] = (),
     ) -> AttributionMap:
         """Compute the map (see the module docstring for the arguments)."""
         self.check_supported(adapter)
         tgt = make_target(target, self.default_target) if target is not None else self.target
         if inputs is None:
-            inputs = adapter.build_inputs(images, question)
+            inputs = adapter.build_inputs(images, question, videos=videos)
+        if inputs.videos and getattr(self, "space", self.needs.space) == "pixels":
+            raise UnsupportedModelError(
+                f"method {self.name!r} with space='pixels' takes still images only (video "
+                "pixels are flattened temporal patches); use space='tokens'"
+            )
         if self.answer_step > 1:
             ids = adapter.greedy_tokens(inputs, self.answer_step - 1)
             inputs = adapter.extend(inputs, ids)
