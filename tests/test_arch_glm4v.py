@@ -25,6 +25,18 @@ from arch_checks import (
 )
 from conftest import TinyArch, noise_image
 from transformers.models.glm4v.image_processing_pil_glm4v import smart_resize
+from transformers.models.glm4v.video_processing_glm4v import Glm4vVideoProcessor
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    check_video_pixels_match_image,
+    noise_video,
+    video_processor_patch_count,
+)
 
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.offline.glm4v import build_tiny_glm4v
@@ -124,3 +136,69 @@ def test_every_registered_method(adapter, square_and_tall):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+# ---------------------------------------------------------------------------- video
+# A video is one layout per temporal patch of 2 frames; checks in tests/video_checks.py.
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_slices_covering_tokens(
+    local_adapter,
+):
+    check_video_layout_by_perturbation(local_adapter, (96, 72), 5, cell_px=28)
+
+
+def test_video_of_two_equal_frames_is_the_image(adapter):
+    check_video_pixels_match_image(adapter, (96, 64))
+
+
+def test_video_grid_follows_the_video_processors_rule(adapter):
+    check_video_grid_rule(
+        adapter,
+        video_processor_patch_count(adapter, Glm4vVideoProcessor),
+        [(96, 72), (60, 150)],
+        [2, 5],
+    )
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 4))
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 4), [noise_image(40, 40, 9)])
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 4))
+
+
+def test_video_every_registered_method(adapter):
+    check_video_every_method(adapter, noise_video((80, 60), 3))
+
+
+def test_video_and_images_in_one_prompt_from_features(adapter):
+    """transformers 5.24's GLM-4V finds video tokens by the image token id, so its own vision
+    path cannot take a video and an image in one prompt; from precomputed features (all passed
+    as images, in sequence order) the logits equal a forward built by hand: every ``<|image|>``
+    row replaced in order, the model's own 3-D positions."""
+    inputs = adapter.build_inputs(
+        [noise_image(40, 40, 9)], "what ?", videos=[noise_video((80, 60), 4)]
+    )
+    feats = adapter.image_features(inputs)
+    with pytest.raises(ValueError, match="features and image tokens do not match"):
+        adapter.forward(inputs)
+    model, ids = adapter.model.model, inputs.input_ids
+    with torch.no_grad():
+        ours = adapter.forward_features(inputs, feats).logits[0, -1]
+        embeds = model.get_input_embeddings()(ids)
+        embeds[0, ids[0] == adapter.image_token_id] = torch.cat(feats)
+        positions, _ = model.get_rope_index(
+            ids,
+            inputs.batch["mm_token_type_ids"],
+            inputs.batch["image_grid_thw"],
+            inputs.batch["video_grid_thw"],
+        )
+        hidden = model.language_model(inputs_embeds=embeds, position_ids=positions)
+        theirs = adapter.model.lm_head(hidden.last_hidden_state[0, -1])
+    torch.testing.assert_close(ours, theirs)
