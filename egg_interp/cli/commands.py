@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from egg_interp.errors import InputError
 from egg_interp.geometry import parse_boxes
 from egg_interp.io import check_question, load_image, save_figure, write_json
 from egg_interp.settings import LoopSettings, resolve_name, split_names
@@ -28,6 +29,12 @@ def _load_model(args: argparse.Namespace, **kwargs: object) -> object:
 
 def run_ground(args: argparse.Namespace) -> int:
     """``ground``: the EGG loop (or ViCrop's single crop) on one image and question."""
+    if (args.image is None) == (getattr(args, "video", None) is None):
+        raise InputError("give one of --image and --video")
+    if args.video is not None:
+        from egg_interp.cli.video import run_ground_video
+
+        return run_ground_video(args)
     image = load_image(args.image)
     question = check_question(args.question)
     settings: LoopSettings = args.loop
