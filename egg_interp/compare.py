@@ -2,8 +2,9 @@
 
 :func:`compare_methods` runs methods on one image (``egg-interp compare``);
 :func:`comparison_grids` gathers a results file's samples with their saved (or recomputed)
-maps (``egg-interp report --grids``). Both draw with
-:func:`egg_interp.figures.comparison.plot_comparison`.
+maps (``egg-interp report --grids``) from :class:`egg_interp.map_source.MapSource`. Both
+draw with :func:`egg_interp.figures.comparison.plot_comparison`, panels labelled by
+:func:`egg_interp.titles.method_label`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from egg_interp.errors import DegenerateMapError, EggError, InputError
 from egg_interp.figures.comparison import plot_comparison
 from egg_interp.geometry import Box
 from egg_interp.io import save_figure
+from egg_interp.map_source import MapLine, MapSource, SampleKey, read_map_lines
 from egg_interp.maps import AttributionMap
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
 from egg_interp.methods.targets import Target
 from egg_interp.models.base import VLMAdapter
 from egg_interp.regions import find_regions
-from egg_interp.results import load_results
+from egg_interp.titles import method_label
 
 
 def top_region_box(amap: AttributionMap, **region_kwargs: Any) -> Box:
@@ -80,7 +82,8 @@ def compare_methods(
         keeps its values and records why in ``meta["problem"]``; its panel says so.
     figure : matplotlib Figure
         :func:`egg_interp.figures.comparison.plot_comparison`: the image with ``boxes``, then one overlay
-        per method with its top region (dashed cyan).
+        per method with its top region (dashed cyan), titled by
+        :func:`egg_interp.titles.method_label` (``saliency[logprob]`` under another target).
     """
     options = method_options or {}
     objs = [
@@ -98,13 +101,13 @@ def compare_methods(
     for m in objs:
         amap = m.attribute(adapter, [image], question, target=target, inputs=inputs)
         maps[m.name] = amap
-        label = m.name
+        label = method_label(m.name, amap.target)
         try:
             kwargs = {"sigma": adapter.region_sigma, **(region_kwargs or {})}
             tops[label] = top_region_box(amap, **kwargs)
         except EggError as exc:
             amap.meta["problem"] = str(exc)
-            label = f"{m.name} (no region)"
+            label = f"{label} (no region)"
         panels[label] = amap
     figure = plot_comparison(image, panels, boxes, tops, title=question)
     return maps, figure
@@ -117,103 +120,86 @@ def comparison_grids(
     model: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    prompt_suffix: str = "",
+    prompt_suffix: str | None = None,
     data_root: str | Path | None = None,
 ) -> tuple[list[Path], list[str]]:
     """One comparison figure per sample for the first ``n`` samples with map lines.
 
     Each figure shows the image with its evidence boxes, then every method's map with the
     evidence (green) and the method's top region (cyan, dashed), via
-    :func:`egg_interp.figures.comparison.plot_comparison`. Maps come from ``map_file`` (saved by
-    ``evaluate --save-maps``, relative to the results file) when it exists, else are
-    recomputed with ``model`` (default: the model recorded in the line) and the method options
-    recorded in the line's config; a model that cannot be loaded is one note, not one per map.
+    :func:`egg_interp.figures.comparison.plot_comparison`; panels are labelled by
+    :func:`egg_interp.titles.method_label` (the target when not the method's default).
+    Images and maps come from :class:`egg_interp.map_source.MapSource` (saved by
+    ``evaluate --save-maps``, else recomputed with ``model``, default the model recorded in
+    the lines, in ``dtype`` and with ``prompt_suffix``, default as recorded); what cannot be
+    found is noted once, never raised.
 
     Returns
     -------
     (paths written, notes on what could not be drawn)
     """
-    from egg_interp.data.registry import load_dataset
-
-    out = Path(out)
-    records = []
-    for path in results:
-        for r in load_results(path):
-            if r["kind"] == "map" and not r.get("error"):
-                records.append((Path(path).parent, r))
-    order: list[tuple[str, str, str]] = []
-    for _, r in sorted(
-        records, key=lambda t: (str(t[1].get("dataset")), t[1].get("index", math.inf))
-    ):
-        key = (str(r.get("dataset")), str(r.get("split")), r["sample_id"])
-        if key not in order:
-            order.append(key)
-    order = order[:n]
-    notes: list[str] = []
-    adapter = None
-    load_failed = False
-    samples: dict[tuple[str, str], dict[str, Any]] = {}
+    source = MapSource(model, device, dtype, prompt_suffix, data_root)
+    lines = read_map_lines(results)
+    keys = _first_samples(lines, n)
+    samples = source.samples(line.record for line in lines if line.key in keys)
     written: list[Path] = []
-    for k, (dataset, split, sample_id) in enumerate(order):
-        lines = [
-            (base, r)
-            for base, r in records
-            if (str(r.get("dataset")), str(r.get("split")), r["sample_id"])
-            == (dataset, split, sample_id)
-        ]
-        if (dataset, split) not in samples:
-            root = data_root or (lines[0][1].get("run") or {}).get("data_root") or "."
-            limit = (
-                max(int(r.get("index", 0)) for _, r in records if str(r.get("dataset")) == dataset)
-                + 1
-            )
-            try:
-                loaded = load_dataset(dataset, root, None if split == "default" else split, limit)
-            except Exception as exc:
-                notes.append(f"{dataset}: cannot load the images ({type(exc).__name__}: {exc})")
-                loaded = []
-            samples[(dataset, split)] = {s.id: s for s in loaded}
-        sample = samples[(dataset, split)].get(sample_id)
+    for k, key in enumerate(keys):
+        sample = samples.get(key)
         if sample is None:
-            notes.append(f"{sample_id}: not found in {dataset} (give --data-root)")
+            source.note(f"{key[2]}: not found in {key[0]} (give --data-root)")
             continue
-        image = sample.image
-        maps, tops = {}, {}
-        for base, r in lines:
-            label = r["name"]
-            amap = None
-            if r.get("map_file") and (base / r["map_file"]).exists():
-                amap = AttributionMap.load(base / r["map_file"])
-            elif (model or r.get("model")) and not load_failed:
-                if adapter is None:
-                    from egg_interp.models import load_model
+        image = source.image(sample)
+        if image is None:
+            continue
+        maps, tops = _panels(source, [x for x in lines if x.key == key], sample, image)
+        if maps:
+            written.append(_save_grid(sample, image, maps, tops, Path(out), k))
+    return written, source.notes
 
-                    recorded = model or str(r.get("model"))
-                    try:
-                        adapter = load_model(
-                            recorded, device=device, dtype=dtype, prompt_suffix=prompt_suffix
-                        )
-                    except InputError as exc:  # e.g. a hub id that is not on this machine
-                        load_failed = True
-                        notes.append(f"cannot load the model {recorded!r} (give --model): {exc}")
-                if adapter is not None:
-                    opts = (r.get("config") or {}).get("options") or {}
-                    method = get_method(r["name"], **opts)
-                    amap = method.attribute(adapter, [image], sample.question)
-            if amap is None:
-                if not load_failed:
-                    notes.append(f"{sample_id}/{label}: no saved map and no model recorded")
-                continue
-            if label in maps:
-                label = f"{label}@{r['config_hash'][:6]}"
-            maps[label] = amap
-            if r.get("regions"):
-                tops[label] = tuple(r["regions"][0]["box"])
-        if not maps:
+
+def _first_samples(lines: Sequence[MapLine], n: int) -> list[SampleKey]:
+    """The first ``n`` samples of the lines, by dataset and index."""
+    keys: list[SampleKey] = []
+    ordered = sorted(
+        lines, key=lambda x: (str(x.record.get("dataset")), x.record.get("index", math.inf))
+    )
+    for line in ordered:
+        if line.key not in keys:
+            keys.append(line.key)
+    return keys[:n]
+
+
+def _panels(
+    source: MapSource, lines: Sequence[MapLine], sample: Any, image: Image.Image
+) -> tuple[dict[str, AttributionMap], dict[str, Box]]:
+    """Each line's map (saved or recomputed) by label, and its top region where it has one."""
+    maps: dict[str, AttributionMap] = {}
+    tops: dict[str, Box] = {}
+    for line in lines:
+        amap, _ = source.map(line, image, sample.question)
+        if amap is None:
             continue
-        question = sample.question.splitlines()[0][:70]
-        title = f"{sample_id}: {question}\nanswer: {', '.join(sample.answers[:2])}"
-        fig = plot_comparison(image, maps, sample.boxes, tops, title=title)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[:60]
-        written.append(save_figure(fig, out / f"{k:03d}_{safe}.png"))
-    return written, notes
+        r = line.record
+        label = method_label(r["name"], r.get("target"))
+        if label in maps:
+            label = f"{label}@{r['config_hash'][:6]}"
+        maps[label] = amap
+        if r.get("regions"):
+            tops[label] = tuple(r["regions"][0]["box"])
+    return maps, tops
+
+
+def _save_grid(
+    sample: Any,
+    image: Image.Image,
+    maps: dict[str, AttributionMap],
+    tops: dict[str, Box],
+    out: Path,
+    k: int,
+) -> Path:
+    """Draw and save one sample's grid as ``out/<k>_<sample id>.png``."""
+    question = sample.question.splitlines()[0][:70]
+    title = f"{sample.id}: {question}\nanswer: {', '.join(sample.answers[:2])}"
+    fig = plot_comparison(image, maps, sample.boxes, tops, title=title)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample.id)[:60]
+    return save_figure(fig, out / f"{k:03d}_{safe}.png")

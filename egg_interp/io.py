@@ -1,4 +1,10 @@
-"""Reading inputs with clear errors, and writing outputs atomically."""
+"""Reading inputs with clear errors, writing outputs atomically, and numbers in JSON.
+
+JSON has no NaN or infinity: the package writes NaN as ``null`` and +-inf as ``"inf"`` /
+``"-inf"`` everywhere (results lines, ``steps.json``, summaries), through one encoder
+(:func:`to_json`, :func:`json_number`), and reads every number back through one decoder
+(:func:`read_number`), which also reads the spellings of older files.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,29 +73,91 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write strict JSON atomically (temporary file, then rename).
+    """Write strict JSON atomically (temporary file, then rename), indented.
 
-    JSON has no infinity or NaN: every non-finite number (e.g. the spatial entropy ``inf`` of
-    a map without focus in ``steps.json``) is written as ``null``, so a field is always a
-    number or ``null``.
+    Values are converted by :func:`to_json`: NaN is written as ``null`` and +-inf as the
+    strings ``"inf"`` / ``"-inf"`` (e.g. the spatial entropy of a map without focus in
+    ``steps.json``), as in results files; :func:`read_number` reads them back.
     """
     with atomic_path(path) as tmp:
-        text = json.dumps(_finite_or_null(obj), indent=2, default=_jsonable, allow_nan=False)
-        tmp.write_text(text)
+        tmp.write_text(json.dumps(to_json(obj), indent=2, allow_nan=False))
     return Path(path)
 
 
-def _finite_or_null(obj: Any) -> Any:
-    """``obj`` with every non-finite float (inf, NaN; numpy ones too) replaced by None."""
+# ---------------------------------------------------------------- numbers in JSON
+
+NON_FINITE = {"inf": math.inf, "-inf": -math.inf}
+"""How the package writes +-inf in JSON (NaN is ``null``): :func:`json_number`."""
+
+_LEGACY_NON_FINITE = {
+    "Infinity": math.inf,
+    "-Infinity": -math.inf,
+    "nan": math.nan,
+    "NaN": math.nan,
+}
+"""Other spellings found in older files (Python's ``json`` with ``allow_nan``, ``str(nan)``)."""
+
+
+def json_number(x: float) -> float | str | None:
+    """The one JSON encoding of a float: itself when finite, NaN -> ``None``, +-inf ->
+    ``"inf"`` / ``"-inf"`` (JSON has neither; ``null`` keeps "no value", the strings keep the
+    sign and that the value is infinite, e.g. a spatial entropy without focus).
+
+    >>> json_number(0.5), json_number(float("nan")), json_number(float("-inf"))
+    (0.5, None, '-inf')
+    """
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def read_number(value: Any) -> float:
+    """The one decoder of a number read from JSON (a results line, ``steps.json``, ...).
+
+    Numbers as floats, a boolean as 1.0 / 0.0 (a hit or a miss); ``"inf"`` / ``"-inf"`` (and
+    the older ``"Infinity"``, ``"nan"``, ``"NaN"``) as the floats they name; ``None``, a
+    missing value or any other string as NaN (skipped by every aggregate).
+
+    >>> [read_number(v) for v in (1, 0.5, True, None, "inf", "-Infinity", "nan", "x")]
+    [1.0, 0.5, 1.0, nan, inf, -inf, nan, nan]
+    """
+    if isinstance(value, (bool, int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return NON_FINITE.get(value, _LEGACY_NON_FINITE.get(value, math.nan))
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return float(value)
+    return math.nan
+
+
+def to_json(obj: Any) -> Any:
+    """``obj`` as strict-JSON values, recursively: the one encoder of the package.
+
+    Floats by :func:`json_number` (NaN -> None, +-inf -> ``"inf"``/``"-inf"``); numpy
+    scalars and arrays (and 0-d tensors: anything with ``tolist``) as Python numbers and
+    lists; tuples as lists; mapping keys as strings; Paths as strings; objects with
+    ``to_dict`` as their dict. Anything else raises ``TypeError``.
+
+    >>> to_json({"a": float("nan"), "b": (1, float("inf"))})
+    {'a': None, 'b': [1, 'inf']}
+    """
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_null(v) for k, v in obj.items()}
+        return json_number(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): to_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite_or_null(v) for v in obj]
-    if type(obj).__module__ == "numpy" or hasattr(obj, "to_dict") or isinstance(obj, Path):
-        return _finite_or_null(_jsonable(obj))
-    return obj
+        return [to_json(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, 0-d tensors
+        return to_json(obj.tolist())
+    if hasattr(obj, "to_dict"):
+        return to_json(obj.to_dict())
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
@@ -101,18 +169,3 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
-
-
-def _jsonable(obj: Any) -> Any:
-    """Turn numpy scalars/arrays (and other simple objects) into JSON values."""
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

@@ -17,22 +17,32 @@ Aggregation rules
 * Answer accuracy is the mean per-question score of the dataset's metric, in percent;
   POPE gets its own table (precision, recall, F1, yes-ratio over the dataset, an unparseable
   answer counted as wrong and never as a yes).
+* Which scores a table shows, in which order, in percent or not, and which way is better
+  come from :mod:`egg_interp.metrics.registry`: the localisation table shows the map scores
+  of the group ``"localisation"``, the faithfulness table (written only when the lines hold
+  such scores) those of ``"faithfulness"``, each as a mean with its 95 % interval
+  (:func:`egg_interp.metrics.intervals.interval`) and its direction arrow.
+* Method labels name the map's target when it is not the method's default
+  (:func:`egg_interp.titles.method_label`, e.g. ``saliency[entropy]``).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from egg_interp.errors import InputError
-from egg_interp.io import atomic_path
+from egg_interp.figures.bars import scores_held
+from egg_interp.io import atomic_path, read_number
 from egg_interp.metrics import pope_scores
+from egg_interp.metrics.intervals import interval
+from egg_interp.metrics.registry import Kind, Score, scores
 from egg_interp.results import load_results
 from egg_interp.titles import (  # noqa: F401  (re-exported: names used by tables)
     BUCKETS,
@@ -41,124 +51,141 @@ from egg_interp.titles import (  # noqa: F401  (re-exported: names used by table
     PIPELINE_ORDER,
     PIPELINE_TITLES,
     dataset_order,
+    label_name,
+    method_label,
     pipeline_order,
 )
 
-MAP_SCORES = (
-    "pointing_game",
-    "energy_pointing_game",
-    "relevance_mass_accuracy",
-    "relevance_rank_accuracy",
-    "auc",
-    "region_iou",
-    "region_hit",
-    "any_box_hit",
-    "all_boxes_covered",
-)
-"""Map scores in the order of the pointing-game table."""
+
+class Table(NamedTuple):
+    """One table of a report: ``data`` goes to the CSV file, ``shown`` to markdown and HTML.
+
+    ``percent``: columns of ``shown`` displayed times 100; ``digits``: decimals shown;
+    ``headers``: column of ``shown`` -> its header where it differs (a score's label and
+    direction arrow: :attr:`egg_interp.metrics.registry.Score.header`); ``arrows``: column ->
+    its score's direction arrow, for the columns of declared scores whose header is their
+    name (the explorer's HTML tables show them; the markdown tables keep plain names).
+    """
+
+    data: pd.DataFrame
+    shown: pd.DataFrame
+    percent: Sequence[str] = ()
+    digits: int = 1
+    headers: Mapping[str, str] = {}
+    arrows: Mapping[str, str] = {}
 
 
 # ---------------------------------------------------------------- loading
 
 
-def _num(x: Any) -> float:
-    """A score as float: None / strings ('inf') / missing -> NaN except 'inf' -> inf."""
-    if isinstance(x, bool):
-        return float(x)
-    if isinstance(x, (int, float)):
-        return float(x)
-    if x in ("inf", "-inf"):
-        return float(x)
-    return math.nan
-
-
 def _labels(df: pd.DataFrame) -> pd.Series:
-    """``name``, or ``name@hash6`` where one (model, dataset, kind, name) has several configs."""
+    """A line's label: the method's (:func:`~egg_interp.titles.method_label`: the name, with
+    the target when not the method's default) or the pipeline's name, then ``@hash6`` where
+    one (model, dataset, kind, label) has several configs."""
     if df.empty:
         return pd.Series(dtype=str)
-    n_cfg = df.groupby(["model", "dataset", "kind", "name"])["config_hash"].transform("nunique")
-    return df["name"].where(n_cfg <= 1, df["name"] + "@" + df["config_hash"].str[:6])
+    base = pd.Series(
+        [
+            method_label(n, t) if k == "map" else n
+            for k, n, t in zip(df["kind"], df["name"], df["target"])
+        ],
+        index=df.index,
+        dtype=str,
+    )
+    keys = [df["model"], df["dataset"], df["kind"], base]
+    n_cfg = df.groupby(keys)["config_hash"].transform("nunique")
+    return base.where(n_cfg <= 1, base + "@" + df["config_hash"].str[:6])
+
+
+def _common_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns that map and answer rows share."""
+    return {
+        "model": str(r.get("model", "")),
+        "dataset": str(r.get("dataset", "")),
+        "split": str(r.get("split", "")),
+        "kind": r["kind"],
+        "name": r["name"],
+        "target": str(r.get("target") or ""),
+        "config_hash": r["config_hash"],
+        "sample_id": r["sample_id"],
+        "index": r.get("index", -1),
+        "family": r.get("family") or "",
+        "size_bucket": r.get("size_bucket") or "none",
+        "evidence_area": read_number(r.get("evidence_area")),
+        "n_boxes": len(r.get("boxes") or []),
+        "box_source": r.get("box_source") or "none",
+        "error": r.get("error") or "",
+        "seconds": read_number((r.get("timing") or {}).get("total")),
+    }
+
+
+def _answer_columns(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "score": read_number(r.get("score")),
+        "answer": r.get("answer") or "",
+        "answers": list(r.get("answers") or []),
+        "metric": r.get("metric") or "",
+        "n_crops": len(r.get("crops") or []),
+        "n_steps": len(r.get("steps") or []),
+    }
+
+
+def _frame(rows: list[dict[str, Any]], extra: Sequence[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty:
+        base = ["model", "dataset", "kind", "name", "target", "config_hash"]
+        df = pd.DataFrame(columns=[*base, *extra])
+    df["label"] = _labels(df)
+    return df
 
 
 def load_frames(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read results files into two tables, one row per line: ``(maps, answers)``.
 
-    Columns common to both: ``model, dataset, split, name, label, config_hash, sample_id,
-    index, family, size_bucket, evidence_area, n_boxes, box_source, error, seconds``; maps
-    add one column per score of :data:`MAP_SCORES`; answers add ``score, answer, answers,
-    metric, n_crops, n_steps``.
+    Columns common to both: ``model, dataset, split, kind, name, target, label,
+    config_hash, sample_id, index, family, size_bucket, evidence_area, n_boxes, box_source,
+    error, seconds``; maps add one column per map score of the registry
+    (:func:`egg_interp.metrics.registry.scores`, NaN where a line lacks it); answers add
+    ``score, answer, answers, metric, n_crops, n_steps``. Numbers are read by
+    :func:`egg_interp.io.read_number`.
     """
+    map_scores = [s.name for s in scores("map")]
     maps, answers = [], []
     for r in load_results(paths):
-        row = {
-            "model": str(r.get("model", "")),
-            "dataset": str(r.get("dataset", "")),
-            "split": str(r.get("split", "")),
-            "kind": r["kind"],
-            "name": r["name"],
-            "config_hash": r["config_hash"],
-            "sample_id": r["sample_id"],
-            "index": r.get("index", -1),
-            "family": r.get("family") or "",
-            "size_bucket": r.get("size_bucket") or "none",
-            "evidence_area": _num(r.get("evidence_area")),
-            "n_boxes": len(r.get("boxes") or []),
-            "box_source": r.get("box_source") or "none",
-            "error": r.get("error") or "",
-            "seconds": _num((r.get("timing") or {}).get("total")),
-        }
+        row = _common_row(r)
         if r["kind"] == "map":
-            scores = r.get("scores") or {}
-            row.update({s: _num(scores.get(s)) for s in MAP_SCORES})
+            line_scores = r.get("scores") or {}
+            row.update({s: read_number(line_scores.get(s)) for s in map_scores})
             maps.append(row)
         elif r["kind"] == "answer":
-            steps = r.get("steps") or []
-            row.update(
-                score=_num(r.get("score")),
-                answer=r.get("answer") or "",
-                answers=list(r.get("answers") or []),
-                metric=r.get("metric") or "",
-                n_crops=len(r.get("crops") or []),
-                n_steps=len(steps),
-            )
+            row.update(_answer_columns(r))
             answers.append(row)
-    frames = []
-    for rows, extra in ((maps, list(MAP_SCORES)), (answers, ["score", "answer", "metric"])):
-        df = pd.DataFrame(rows)
-        if df.empty:
-            df = pd.DataFrame(columns=["model", "dataset", "kind", "name", "config_hash", *extra])
-        df["label"] = _labels(df)
-        frames.append(df)
-    return frames[0], frames[1]
+    return _frame(maps, map_scores), _frame(answers, ["score", "answer", "metric"])
 
 
 # ---------------------------------------------------------------- tables
+
+
+def _mean(values: pd.Series) -> float:
+    return float(values.mean()) if values.notna().any() else math.nan
 
 
 def pointing_game_table(maps: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, dataset, method): localisation scores as fractions in [0, 1].
 
     Columns: ``n`` (lines), ``errors``, ``n_scored`` (pointing game not NaN), the mean of each
-    score of :data:`MAP_SCORES` over the samples where it is defined (``all_boxes_covered``
-    over multi-evidence samples only, counted in ``n_multi``), and mean ``seconds``.
+    map score of the registry's ``"localisation"`` group, in declaration order, over the
+    samples where it is defined (a score with ``min_boxes`` 2, ``all_boxes_covered``, over
+    multi-evidence samples only, counted in ``n_multi``), and mean ``seconds``.
     """
-    cols = [
-        "model",
-        "dataset",
-        "method",
-        "n",
-        "errors",
-        "n_scored",
-        *MAP_SCORES,
-        "n_multi",
-        "seconds",
-    ]
+    declared = scores("map", "localisation")
+    cols = ["model", "dataset", "method", "n", "errors", "n_scored"]
+    cols += [*(s.name for s in declared), "n_multi", "seconds"]
     if maps.empty:
         return pd.DataFrame(columns=cols)
     rows = []
     for (model, dataset, label), g in maps.groupby(["model", "dataset", "label"], sort=False):
         ok = g[g["error"] == ""]
-        multi = ok[ok["n_boxes"] >= 2]
         row = {
             "model": model,
             "dataset": dataset,
@@ -167,17 +194,72 @@ def pointing_game_table(maps: pd.DataFrame) -> pd.DataFrame:
             "errors": int((g["error"] != "").sum()),
             "n_scored": int(ok["pointing_game"].notna().sum()),
         }
-        for s in MAP_SCORES:
-            values = multi[s] if s == "all_boxes_covered" else ok[s]
-            row[s] = float(values.mean()) if values.notna().any() else math.nan
-        row["n_multi"] = len(multi)
+        for s in declared:
+            row[s.name] = _mean(ok.loc[ok["n_boxes"] >= s.min_boxes, s.name])
+        row["n_multi"] = int((ok["n_boxes"] >= 2).sum())
         row["seconds"] = float(ok["seconds"].mean()) if len(ok) else math.nan
         rows.append(row)
-    out = pd.DataFrame(rows, columns=cols)
+    return _sorted(pd.DataFrame(rows, columns=cols))
+
+
+def _sorted(out: pd.DataFrame) -> pd.DataFrame:
+    """Rows by model, dataset (paper order) and method."""
     order = {d: i for i, d in enumerate(dataset_order(out["dataset"]))}
     return out.sort_values(
         ["model", "dataset", "method"], key=lambda c: c.map(order) if c.name == "dataset" else c
     ).reset_index(drop=True)
+
+
+def faithfulness_table(maps: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, dataset, method): each faithfulness score's mean and 95 % interval.
+
+    Columns: ``n`` (lines), ``errors``, ``n_scored`` (lines with a faithfulness score), then
+    for each faithfulness score some line holds, in declaration order, ``<name>`` (mean
+    over the lines where it is defined), ``<name>_lo`` and ``<name>_hi`` (its 95 % interval:
+    :func:`egg_interp.metrics.intervals.interval`, a seeded bootstrap of the mean). Empty
+    when no line holds such a score.
+    """
+    declared = scores_held(maps, "faithfulness")
+    if not declared:
+        return pd.DataFrame(columns=["model", "dataset", "method", "n", "errors", "n_scored"])
+    names = [s.name for s in declared]
+    rows = []
+    for (model, dataset, label), g in maps.groupby(["model", "dataset", "label"], sort=False):
+        ok = g[g["error"] == ""]
+        row = {"model": model, "dataset": dataset, "method": label, "n": len(g)}
+        row["errors"] = int((g["error"] != "").sum())
+        row["n_scored"] = int(ok[names].notna().any(axis=1).sum())
+        for name in names:
+            figure = interval(ok[name].tolist(), proportion=False)
+            row[name] = figure["mean"]
+            row[f"{name}_lo"], row[f"{name}_hi"] = figure["ci95"]
+        rows.append(row)
+    return _sorted(pd.DataFrame(rows))
+
+
+def faithfulness_shown(table: pd.DataFrame) -> Table:
+    """The faithfulness table as shown: one cell per score, ``mean [lo, hi]``, headed by the
+    score's label and direction arrow (``deletion AUC ↓``); the CSV keeps the numbers."""
+    declared = [s for s in scores("map", "faithfulness") if s.name in table]
+    shown = table[["model", "dataset", "method", "n", "errors", "n_scored"]].copy()
+    for s in declared:
+        scale = 100 if s.percent else 1
+        shown[s.name] = [
+            _with_interval(scale * m, scale * lo, scale * hi)
+            for m, lo, hi in zip(table[s.name], table[f"{s.name}_lo"], table[f"{s.name}_hi"])
+        ]
+    return Table(table, shown, headers={s.name: s.header for s in declared})
+
+
+def _with_interval(mean: float, lo: float, hi: float) -> str:
+    """``"0.231 [0.198, 0.262]"``; ``"-"`` without a mean.
+
+    >>> _with_interval(0.2314, 0.19812, 0.2625), _with_interval(float("nan"), 0, 1)
+    ('0.231 [0.198, 0.263]', '-')
+    """
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
 def accuracy_long(answers: pd.DataFrame) -> pd.DataFrame:
@@ -243,19 +325,15 @@ def _cell(hit: pd.DataFrame) -> str:
 
 
 def pope_table(answers: pd.DataFrame) -> pd.DataFrame:
-    """POPE scores per (model, dataset, pipeline) for the datasets scored with ``"pope"``."""
-    cols = [
-        "model",
-        "dataset",
-        "pipeline",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "yes_ratio",
-        "n_unparsed",
-        "n",
-    ]
+    """POPE's figures per (model, dataset, pipeline) for the datasets scored with ``"pope"``.
+
+    Columns: the registry's ``"pope"`` figures (``accuracy``, ``precision``, ``recall``,
+    ``f1``, ``yes_ratio``: each name without its ``pope_`` prefix), then ``n_unparsed``
+    and ``n``; questions whose label is not yes or no are left out.
+    """
+    figures = scores("dataset", "pope")
+    columns = [s.name.removeprefix("pope_") for s in figures]
+    cols = ["model", "dataset", "pipeline", *columns, "n_unparsed", "n"]
     if answers.empty:
         return pd.DataFrame(columns=cols)
     pope = answers[(answers["metric"] == "pope") & (answers["error"] == "")]
@@ -263,9 +341,15 @@ def pope_table(answers: pd.DataFrame) -> pd.DataFrame:
     for (model, dataset, label), g in pope.groupby(["model", "dataset", "label"], sort=False):
         labels = [a[0] if a else "" for a in g["answers"]]
         keep = [lab.strip().lower() in ("yes", "no") for lab in labels]
-        preds = [p for p, k in zip(g["answer"], keep) if k]
-        s = pope_scores(preds, [lab for lab, k in zip(labels, keep) if k])
-        rows.append({"model": model, "dataset": dataset, "pipeline": label, **s})
+        inputs = {
+            "predictions": [p for p, k in zip(g["answer"], keep) if k],
+            "labels": [lab for lab, k in zip(labels, keep) if k],
+        }
+        row = {"model": model, "dataset": dataset, "pipeline": label}
+        row.update({col: s.compute(inputs) for col, s in zip(columns, figures)})
+        counts = pope_scores(inputs["predictions"], inputs["labels"])
+        row.update(n_unparsed=counts["n_unparsed"], n=counts["n"])
+        rows.append(row)
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -290,8 +374,14 @@ def bucket_table(frame: pd.DataFrame, value: str, by: str = "size_bucket") -> pd
 # ---------------------------------------------------------------- writing
 
 
-def to_markdown(df: pd.DataFrame, percent: Sequence[str] = (), digits: int = 1) -> str:
-    """A GitHub markdown table; ``percent`` columns are shown times 100, NaN as ``-``."""
+def to_markdown(
+    df: pd.DataFrame,
+    percent: Sequence[str] = (),
+    digits: int = 1,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """A GitHub markdown table; ``percent`` columns are shown times 100, NaN as ``-``;
+    ``headers`` renames columns in the header row (e.g. a score's label and arrow)."""
     if df.empty:
         return "_(no rows)_\n"
 
@@ -304,7 +394,8 @@ def to_markdown(df: pd.DataFrame, percent: Sequence[str] = (), digits: int = 1) 
             return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
         return str(v).replace("|", "\\|")
 
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    names = [(headers or {}).get(c, c) for c in df.columns]
+    header = "| " + " | ".join(map(str, names)) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = [
         "| " + " | ".join(fmt(c, v) for c, v in zip(df.columns, row)) + " |"
@@ -325,39 +416,77 @@ def _write_csv(path: Path, df: pd.DataFrame) -> Path:
     return path
 
 
-def write_tables(maps: pd.DataFrame, answers: pd.DataFrame, out: str | Path) -> dict[str, Any]:
-    """Write every table as ``.md`` and ``.csv`` into ``out``; return the tables by name."""
-    out = Path(out)
-    pg = pointing_game_table(maps)
-    tables: dict[str, tuple[pd.DataFrame, Sequence[str]]] = {
-        "pointing_game": (pg, MAP_SCORES),
-        "accuracy": (accuracy_table(answers), ()),
-        "accuracy_long": (accuracy_long(answers), ("accuracy", "delta_vs_base")),
-        "pope": (pope_table(answers), ("accuracy", "precision", "recall", "f1", "yes_ratio")),
-        "size_buckets_pointing_game": (bucket_table(maps, "pointing_game"), BUCKETS),
-        "size_buckets_accuracy": (bucket_table(answers, "score"), BUCKETS),
-        "families_pointing_game": (bucket_table(maps, "pointing_game", "family"), ()),
-        "families_accuracy": (bucket_table(answers, "score", "family"), ()),
+def _plain(
+    df: pd.DataFrame,
+    percent: Sequence[str] = (),
+    digits: int = 1,
+    declared: Mapping[str, Score] | None = None,
+) -> Table:
+    """A table shown as it is; ``declared``: column -> the score it holds (its arrow)."""
+    arrows = {c: s.arrow for c, s in (declared or {}).items() if s.arrow}
+    return Table(df, df, percent, digits, {}, arrows)
+
+
+def _columns_of(kind: Kind, group: str, prefix: str = "") -> dict[str, Score]:
+    """The registry's scores of ``kind`` and ``group`` by table column (name less ``prefix``)."""
+    return {s.name.removeprefix(prefix): s for s in scores(kind, group)}
+
+
+def _families(df: pd.DataFrame) -> Table:
+    """A table by question family: every value column in percent (counts are ``n_*``)."""
+    keys = ("model", "dataset", "name")
+    return _plain(df, [c for c in df.columns if c not in keys and not c.startswith("n_")])
+
+
+def build_tables(maps: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Table]:
+    """Every table the lines allow, by name, in the report's order.
+
+    Left out: ``faithfulness`` when no line holds a faithfulness score, ``pope`` without
+    POPE lines, the ``families_*`` tables with fewer than two question families.
+    """
+    localisation = _columns_of("map", "localisation")
+    pope = _columns_of("dataset", "pope", "pope_")
+    tables = {
+        "pointing_game": _plain(
+            pointing_game_table(maps),
+            [c for c, s in localisation.items() if s.percent],
+            declared=localisation,
+        ),
+        "faithfulness": faithfulness_shown(faithfulness_table(maps)),
+        "accuracy": _plain(accuracy_table(answers), digits=2),
+        "accuracy_long": _plain(accuracy_long(answers), ("accuracy", "delta_vs_base"), 2),
+        "pope": _plain(
+            pope_table(answers), [c for c, s in pope.items() if s.percent], declared=pope
+        ),
+        "size_buckets_pointing_game": _plain(bucket_table(maps, "pointing_game"), BUCKETS),
+        "size_buckets_accuracy": _plain(bucket_table(answers, "score"), BUCKETS),
+        "families_pointing_game": _families(bucket_table(maps, "pointing_game", "family")),
+        "families_accuracy": _families(bucket_table(answers, "score", "family")),
     }
-    written = {}
-    for name, (df, percent) in tables.items():
-        if name.startswith("families"):
-            percent = [
-                c
-                for c in df.columns
-                if c not in ("model", "dataset", "name") and not c.startswith("n_")
-            ]
-        if df.empty and name in ("pope", "families_pointing_game", "families_accuracy"):
-            continue
-        if name.startswith("families") and len(df.columns) <= 5:  # one family or none
-            continue
-        _write_csv(out / f"{name}.csv", df)
-        _write_text(
-            out / f"{name}.md",
-            to_markdown(df, percent, digits=2 if name.startswith("accuracy") else 1),
-        )
-        written[name] = (df, percent)
-    return written
+    optional = ("faithfulness", "pope", "families_pointing_game", "families_accuracy")
+    for name in optional:
+        if tables[name].data.empty:
+            del tables[name]
+    for name in ("families_pointing_game", "families_accuracy"):
+        if name in tables and len(tables[name].data.columns) <= 5:  # one family or none
+            del tables[name]
+    return tables
+
+
+def write_tables(maps: pd.DataFrame, answers: pd.DataFrame, out: str | Path) -> dict[str, Table]:
+    """Write every table of :func:`build_tables` as ``.csv`` (its ``data``) and ``.md`` (what
+    it shows) into ``out``; return the tables by name."""
+    out = Path(out)
+    tables = build_tables(maps, answers)
+    for name, table in tables.items():
+        _write_csv(out / f"{name}.csv", table.data)
+        _write_text(out / f"{name}.md", table_markdown(table))
+    return tables
+
+
+def table_markdown(table: Table) -> str:
+    """A :class:`Table` as markdown: what it shows, with its percent columns and headers."""
+    return to_markdown(table.shown, table.percent, table.digits, table.headers)
 
 
 def write_report(
@@ -411,6 +540,7 @@ def write_report(
 
 TITLES = {
     "pointing_game": "Localisation per method (scores in %; pointing game at the tolerance in the config)",
+    "faithfulness": "Faithfulness per method (mean [95 % interval]; arrows: which way is better)",
     "accuracy": "Answer accuracy, Table 1 layout (%; change vs base in brackets)",
     "accuracy_long": "Answer accuracy, long form (%)",
     "pope": "POPE (%; unparseable answers count as wrong, never as yes)",
@@ -435,7 +565,7 @@ def _index_text(
     paths: Sequence[str | Path],
     maps: pd.DataFrame,
     answers: pd.DataFrame,
-    tables: dict[str, Any],
+    tables: Mapping[str, Table],
     figs: Sequence[Path],
     grids: Sequence[Path],
     notes: Sequence[str],
@@ -453,12 +583,8 @@ def _index_text(
             "not official annotations."
         )
     lines.append("")
-    for name, (df, percent) in tables.items():
-        lines += [
-            f"## {TITLES.get(name, name)}",
-            "",
-            to_markdown(df, percent, 2 if name.startswith("accuracy") else 1),
-        ]
+    for name, table in tables.items():
+        lines += [f"## {TITLES.get(name, name)}", "", table_markdown(table)]
     if figs:
         lines += ["## Figures (bars: mean; error bars: 95 % bootstrap CI)", ""]
         lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figs]

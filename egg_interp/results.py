@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from egg_interp.errors import InputError
-from egg_interp.io import atomic_path
+from egg_interp.io import atomic_path, to_json
 
 SCHEMA_VERSION = 1
 """Version of the line layout; part of every config hash (bumping it re-runs everything)."""
@@ -47,33 +47,16 @@ Key = tuple[str, str, str, str]
 
 
 def clean(obj: Any) -> Any:
-    """Turn ``obj`` into strict-JSON values (recursively).
+    """Turn ``obj`` into strict-JSON values (recursively): :func:`egg_interp.io.to_json`.
 
-    NaN -> None, +-inf -> ``"inf"``/``"-inf"``, numpy scalars and arrays -> Python numbers
-    and lists, tuples -> lists, Paths -> strings.
+    NaN -> None, +-inf -> ``"inf"``/``"-inf"`` (the package's one encoding, read back by
+    :func:`egg_interp.io.read_number`), numpy scalars and arrays -> Python numbers and
+    lists, tuples -> lists, Paths -> strings.
 
     >>> clean({"a": float("nan"), "b": (1, float("inf"))})
     {'a': None, 'b': [1, 'inf']}
     """
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
-    if isinstance(obj, Mapping):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays, 0-d tensors
-        return clean(obj.tolist())
-    if hasattr(obj, "to_dict"):
-        return clean(obj.to_dict())
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+    return to_json(obj)
 
 
 def encode_line(record: Mapping[str, Any]) -> bytes:

@@ -1,9 +1,10 @@
 """Score one map or one answer of one sample: thin composition of :mod:`egg_interp.metrics`.
 
 :func:`score_map` turns an :class:`~egg_interp.maps.AttributionMap` and the sample's evidence
-boxes into the localisation scores, a summary of the map and its ranked regions;
-:func:`score_answer` scores an answer with the dataset's answer metric. Both return plain
-JSON-able dicts (NaN = skipped; see each metric's NaN policy). :func:`reference_scores`
+boxes into the map scores declared in :mod:`egg_interp.metrics.registry`, a summary of the
+map and its ranked regions; :func:`score_answer` scores an answer with the dataset's answer
+score from the same registry. Both return plain JSON-able values (NaN = skipped; see each
+score's NaN policy). :func:`reference_scores`
 scores the reference pointers of :data:`POINTERS` (a centre point, a uniform-random map, a
 random object of the scene, and whether a map's peak hits any object) beside a map;
 :func:`crop_pointing_game` scores the top crop an answer pipeline chose.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,20 +24,9 @@ from egg_interp.entropy import shannon_entropy, spatial_entropy
 from egg_interp.errors import DegenerateMapError, InputError
 from egg_interp.geometry import Box
 from egg_interp.maps import AttributionMap
-from egg_interp.metrics import (
-    ANSWER_METRICS,
-    all_boxes_covered,
-    any_box_hit,
-    auc,
-    box_hits,
-    energy_pointing_game,
-    pointing_game,
-    region_hit,
-    region_iou,
-    relevance_mass_accuracy,
-    relevance_rank_accuracy,
-)
+from egg_interp.metrics import box_hits, pointing_game
 from egg_interp.metrics.localisation import boxes_to_mask
+from egg_interp.metrics.registry import MAP_INPUTS, Score, get_score, scores
 from egg_interp.regions import DEFAULT_SIGMA, find_regions
 
 SIZE_BUCKETS = (("small", 0.005), ("medium", 0.05), ("large", math.inf))
@@ -74,8 +64,44 @@ def _filled(heat: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(heat), min(0.0, float(finite.min())), heat)
 
 
-def _finite(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)
+def _map_summary(amap: AttributionMap) -> dict[str, Any]:
+    """Grid shape, views, min/max/mean/sum of the original image's primary grid."""
+    grid = amap.images[0].primary.values
+    finite = np.isfinite(grid).any()
+    return {
+        "grid_shape": list(grid.shape),
+        "n_views": len(amap.images[0].views),
+        "min": float(np.nanmin(grid)) if finite else float("nan"),
+        "max": float(np.nanmax(grid)) if finite else float("nan"),
+        "mean": float(np.nanmean(grid)) if finite else float("nan"),
+        "sum": float(np.nansum(grid)),
+        "degenerate": "",
+    }
+
+
+_FROM_THE_MAP = {"heat", "regions"}
+"""Inputs of map scores that :func:`score_map` derives from the map itself."""
+
+
+def _written_scores(given: Mapping[str, Any]) -> list[Score]:
+    """The map scores of the registry whose inputs are all given or derived from the map."""
+    available = set(given) | _FROM_THE_MAP
+    return [s for s in scores("map") if available.issuperset(s.needs)]
+
+
+def _compute(written: Sequence[Score], inputs: dict[str, Any]) -> dict[str, float]:
+    """Each score on its inputs; NaN without calling it when it needs boxes and there are none."""
+    no_boxes = not inputs["boxes"]
+    return {
+        s.name: math.nan if no_boxes and "boxes" in s.needs else s.compute(inputs) for s in written
+    }
+
+
+def _regions_json(regions: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {"box": [float(v) for v in r.box], "score": float(r.score), "rank": int(r.rank)}
+        for r in regions
+    ]
 
 
 def score_map(
@@ -84,15 +110,17 @@ def score_map(
     tolerance: float = 15.0,
     top_k: int = 2,
     region_kwargs: dict[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Localisation scores, a summary and the top regions of the original image's map.
+    """Scores of the registry, a summary and the top regions of the original image's map.
 
     Parameters
     ----------
     amap : AttributionMap
         A map whose first image is the original (its ``heatmap()`` is on the original pixels).
     sample_boxes : sequence of (x0, y0, x1, y1)
-        Evidence boxes in original-image pixels (may be empty: every box score is then NaN).
+        Evidence boxes in original-image pixels (may be empty: every score that needs them
+        is then NaN).
     tolerance : float, default 15.0
         Pointing-game radius in original-image pixels (strict).
     top_k : int, default 2
@@ -100,16 +128,21 @@ def score_map(
         whether they cover every evidence box.
     region_kwargs : dict, optional
         More arguments of ``find_regions``; its ``sigma`` also smooths the spatial entropy.
+    inputs : mapping, optional
+        More inputs of map scores (keys of :data:`egg_interp.metrics.registry.MAP_INPUTS`),
+        for scores that need more than the map and the boxes (e.g. curves that cost forwards).
 
     Returns
     -------
     dict
-        ``scores``: ``pointing_game``, ``energy_pointing_game``, ``relevance_mass_accuracy``,
+        ``scores``: every map score of :data:`egg_interp.metrics.registry.SCORES` whose
+        inputs are given, in declaration order (by default the localisation scores:
+        ``pointing_game``, ``energy_pointing_game``, ``relevance_mass_accuracy``,
         ``relevance_rank_accuracy``, ``auc``, ``region_iou``, ``region_hit`` (IoU >= 0.5),
-        ``any_box_hit`` and ``all_boxes_covered`` (top-k regions cover >= 50 % of every box);
-        ``map``: grid shape, min/max/mean/sum, spatial and Shannon entropy, ``degenerate``
-        (why the map cannot rank anything, else ``""``), ``nan_fraction`` (pixels no token
-        covers); ``regions``: list of ``{box, score, rank}``.
+        ``any_box_hit`` and ``all_boxes_covered`` (top-k regions cover >= 50 % of every
+        box)); ``map``: grid shape, min/max/mean/sum, spatial and Shannon entropy,
+        ``degenerate`` (why the map cannot rank anything, else ``""``), ``nan_fraction``
+        (pixels no token covers); ``regions``: list of ``{box, score, rank}``.
 
     Notes
     -----
@@ -119,84 +152,51 @@ def score_map(
     neither the pointing-game maximum nor carry mass. A degenerate map (NaN or all zeros)
     scores NaN everywhere and has no regions.
     """
-    view = amap.images[0].primary
-    grid = view.values
-    summary: dict[str, Any] = {
-        "grid_shape": list(grid.shape),
-        "n_views": len(amap.images[0].views),
-        "min": float(np.nanmin(grid)) if np.isfinite(grid).any() else float("nan"),
-        "max": float(np.nanmax(grid)) if np.isfinite(grid).any() else float("nan"),
-        "mean": float(np.nanmean(grid)) if np.isfinite(grid).any() else float("nan"),
-        "sum": float(np.nansum(grid)),
-        "degenerate": "",
-    }
-    nan_scores = {
-        name: float("nan")
-        for name in (
-            "pointing_game",
-            "energy_pointing_game",
-            "relevance_mass_accuracy",
-            "relevance_rank_accuracy",
-            "auc",
-            "region_iou",
-            "region_hit",
-            "any_box_hit",
-            "all_boxes_covered",
-        )
-    }
+    unknown = sorted(set(inputs or {}) - set(MAP_INPUTS))
+    if unknown:
+        raise InputError(f"unknown map-score inputs {unknown}; valid: {sorted(MAP_INPUTS)}")
+    summary = _map_summary(amap)
+    given = {"boxes": list(sample_boxes), "tolerance": tolerance, "top_k": top_k, **(inputs or {})}
+    written = _written_scores(given)
     try:
         amap.check()
     except DegenerateMapError as exc:
         summary.update(degenerate=str(exc), spatial_entropy=math.nan, shannon_entropy=math.nan)
-        return {"scores": nan_scores, "map": summary, "regions": []}
+        return {"scores": {s.name: math.nan for s in written}, "map": summary, "regions": []}
+    view = amap.images[0].primary
     sigma = (region_kwargs or {}).get("sigma", DEFAULT_SIGMA)
-    summary["spatial_entropy"] = _finite(spatial_entropy(grid, sigma=sigma))
-    summary["shannon_entropy"] = _finite(shannon_entropy(grid))
+    summary["spatial_entropy"] = spatial_entropy(view.values, sigma=sigma)
+    summary["shannon_entropy"] = shannon_entropy(view.values)
     heat = amap.heatmap()
     summary["nan_fraction"] = float(np.isnan(heat).mean())
-    heat = _filled(heat)
     regions = find_regions(
-        grid, view.cell_boxes, amap.images[0].image_size, top_k=top_k, **(region_kwargs or {})
+        view.values,
+        view.cell_boxes,
+        amap.images[0].image_size,
+        top_k=top_k,
+        **(region_kwargs or {}),
     )
-    region_boxes = [r.box for r in regions]
-    boxes = list(sample_boxes)
-    scores = dict(nan_scores)
-    if boxes:
-        scores.update(
-            pointing_game=pointing_game(heat, boxes, tolerance),
-            energy_pointing_game=energy_pointing_game(heat, boxes),
-            relevance_mass_accuracy=relevance_mass_accuracy(heat, boxes),
-            relevance_rank_accuracy=relevance_rank_accuracy(heat, boxes),
-            auc=auc(heat, boxes),
-            region_iou=region_iou(region_boxes, boxes),
-            region_hit=region_hit(region_boxes, boxes),
-            any_box_hit=any_box_hit(heat, boxes, tolerance),
-            all_boxes_covered=all_boxes_covered(region_boxes, boxes, k=top_k),
-        )
+    derived = {"heat": _filled(heat), "regions": [r.box for r in regions]}
     return {
-        "scores": scores,
+        "scores": _compute(written, {**given, **derived}),
         "map": summary,
-        "regions": [
-            {"box": [float(v) for v in r.box], "score": float(r.score), "rank": int(r.rank)}
-            for r in regions
-        ],
+        "regions": _regions_json(regions),
     }
 
 
 def score_answer(metric: str, prediction: str, sample: Sample) -> float:
     """Score one answer with a dataset's answer metric (see ``egg_interp.data.registry``).
 
-    ``"pope"`` is scored per question by :func:`egg_interp.metrics.yes_no_match` (its mean is
-    POPE accuracy; precision, recall and F1 are computed over a dataset by the report);
-    ``"multiple_choice"`` passes the sample's options. NaN when the sample has no answer.
+    ``metric`` names an answer score of :mod:`egg_interp.metrics.registry`; ``"pope"`` is
+    scored per question by ``yes_no`` (its mean is POPE accuracy; precision, recall and F1
+    are computed over a dataset by the report). NaN when the sample has no answer.
     """
     name = "yes_no" if metric == "pope" else metric
-    if name not in ANSWER_METRICS:
-        raise InputError(f"unknown answer metric {metric!r}; valid: {sorted(ANSWER_METRICS)}")
-    fn = ANSWER_METRICS[name]
-    if name == "multiple_choice":
-        return float(fn(prediction, sample.answers, options=sample.options))
-    return float(fn(prediction, sample.answers))
+    valid = [s.name for s in scores("answer")]
+    if name not in valid:
+        raise InputError(f"unknown answer metric {metric!r}; valid: {sorted(valid)}")
+    inputs = {"prediction": prediction, "answers": sample.answers, "options": sample.options}
+    return get_score(name).compute(inputs)
 
 
 def crop_pointing_game(

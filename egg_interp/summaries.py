@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from egg_interp.data.sample import Sample
+from egg_interp.io import read_number
 from egg_interp.metrics.intervals import interval
 from egg_interp.results import dedupe, is_error
 from egg_interp.scoring import crop_pointing_game
@@ -52,8 +53,54 @@ def current_records(
     ]
 
 
-def _num(x: Any) -> float:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+def _new_row(r: Mapping[str, Any]) -> Row:
+    return {
+        "id": r["sample_id"],
+        "family": r.get("family"),
+        "n_objects": None,
+        "n_boxes": len(r.get("boxes") or []),
+        "correct": {},
+        "seconds": {},
+        "crop_pointing": {},
+        "answers": {},
+        "pointing": {},
+        "reference": {},
+        "top2_cover_all": math.nan,
+        "entropy": math.nan,
+        "steps": math.nan,
+    }
+
+
+def _add_answer(row: Row, r: Mapping[str, Any], loop_pipeline: str, tolerance: float) -> None:
+    """An answer line's score, seconds, crop pointing game and answer; the loop's steps and
+    step-0 entropy when it is ``loop_pipeline``'s."""
+    name = r["name"]
+    row["correct"][name] = read_number(r.get("score"))
+    row["seconds"][name] = read_number((r.get("timing") or {}).get("total"))
+    row["crop_pointing"][name] = crop_pointing_game(
+        r.get("crops") or [], r.get("boxes") or [], tolerance
+    )
+    row["answers"][name] = r.get("answer", "")
+    if name == loop_pipeline:
+        steps = r.get("steps") or []
+        row["steps"] = float((r.get("info") or {}).get("n_steps", len(steps)))
+        if steps and math.isnan(row["entropy"]):
+            row["entropy"] = read_number(steps[0].get("next_token_entropy"))
+
+
+def _add_map(row: Row, r: Mapping[str, Any], loop_method: str) -> None:
+    """A map line's pointing game; the references, top-2 cover and the next-token entropy
+    when it is ``loop_method``'s."""
+    scores = r.get("scores") or {}
+    row["pointing"][r["name"]] = read_number(scores.get("pointing_game"))
+    if r["name"] != loop_method:
+        return
+    row["reference"] = {k: read_number(v) for k, v in (r.get("reference") or {}).items()}
+    if row["n_boxes"] > 1:
+        row["top2_cover_all"] = read_number(scores.get("all_boxes_covered"))
+    entropy = read_number((r.get("meta") or {}).get("next_token_entropy"))
+    if not math.isnan(entropy):
+        row["entropy"] = entropy
 
 
 def sample_rows(
@@ -74,50 +121,16 @@ def sample_rows(
     ``top2_cover_all`` (the ``loop_method`` map's top regions cover every box; NaN with
     fewer than two boxes); ``entropy`` (next-token entropy of the answer distribution on
     the original image: the ``loop_method`` map's, else step 0 of ``loop_pipeline``);
-    ``steps`` (loop steps of ``loop_pipeline``); ``answers`` (pipeline -> answer).
+    ``steps`` (loop steps of ``loop_pipeline``); ``answers`` (pipeline -> answer). Numbers
+    are read by :func:`egg_interp.io.read_number`.
     """
     by_id: dict[str, Row] = {}
     for r in records:
-        row = by_id.setdefault(
-            r["sample_id"],
-            {
-                "id": r["sample_id"],
-                "family": r.get("family"),
-                "n_objects": None,
-                "n_boxes": len(r.get("boxes") or []),
-                "correct": {},
-                "seconds": {},
-                "crop_pointing": {},
-                "answers": {},
-                "pointing": {},
-                "reference": {},
-                "top2_cover_all": math.nan,
-                "entropy": math.nan,
-                "steps": math.nan,
-            },
-        )
+        row = by_id.setdefault(r["sample_id"], _new_row(r))
         if r["kind"] == "answer":
-            row["correct"][r["name"]] = _num(r.get("score"))
-            row["seconds"][r["name"]] = _num((r.get("timing") or {}).get("total"))
-            row["crop_pointing"][r["name"]] = crop_pointing_game(
-                r.get("crops") or [], r.get("boxes") or [], tolerance
-            )
-            row["answers"][r["name"]] = r.get("answer", "")
-            if r["name"] == loop_pipeline:
-                steps = r.get("steps") or []
-                row["steps"] = float((r.get("info") or {}).get("n_steps", len(steps)))
-                if steps and math.isnan(row["entropy"]):
-                    row["entropy"] = _num(steps[0].get("next_token_entropy"))
+            _add_answer(row, r, loop_pipeline, tolerance)
         else:
-            scores = r.get("scores") or {}
-            row["pointing"][r["name"]] = _num(scores.get("pointing_game"))
-            if r["name"] == loop_method:
-                row["reference"] = {k: _num(v) for k, v in (r.get("reference") or {}).items()}
-                if row["n_boxes"] > 1:
-                    row["top2_cover_all"] = _num(scores.get("all_boxes_covered"))
-                entropy = _num((r.get("meta") or {}).get("next_token_entropy"))
-                if not math.isnan(entropy):
-                    row["entropy"] = entropy
+            _add_map(row, r, loop_method)
     if samples is None:
         return list(by_id.values())
     rows = []
@@ -166,22 +179,16 @@ def pipeline_figures(rows: Iterable[Row], pipeline: str = "egg") -> dict[str, di
 def step_values(record: Mapping[str, Any], name: str = "spatial_entropy") -> list[float]:
     """Field ``name`` of every step of an answer line's step log, as floats.
 
-    The line stores non-finite numbers as JSON allows (:func:`egg_interp.results.clean`):
+    The line stores non-finite numbers as JSON allows (:func:`egg_interp.io.to_json`):
     ``null`` (NaN, e.g. a degenerate map) and ``"inf"`` (a spatial entropy without focus)
-    come back as ``nan`` and ``inf``. No steps (a pipeline without a loop): ``[]``.
+    come back as ``nan`` and ``inf`` (:func:`egg_interp.io.read_number`). No steps (a
+    pipeline without a loop): ``[]``.
 
     >>> step_values({"steps": [{"spatial_entropy": 1.5}, {"spatial_entropy": None},
     ...                        {"spatial_entropy": "inf"}]})
     [1.5, nan, inf]
     """
-    out = []
-    for step in record.get("steps") or []:
-        value = step.get(name)
-        if isinstance(value, str) and value in ("inf", "-inf"):
-            out.append(float(value))
-        else:
-            out.append(_num(value))
-    return out
+    return [read_number(step.get(name)) for step in record.get("steps") or []]
 
 
 def entropy_bins(

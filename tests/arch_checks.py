@@ -32,8 +32,9 @@ ATTENTION_OUTPUTS = ("out_proj", "proj", "o_proj", "projection_layer")
 
 
 def make_vision_token_local(adapter, tower: str) -> None:
-    """Zero the output projection of every attention block of ``model.model.<tower>``."""
-    vision = getattr(adapter.model.model, tower)
+    """Zero the output projection of every attention block of ``model.model.<tower>`` (or of
+    ``model.<tower>`` when the model has no inner ``model``, as Llama 4)."""
+    vision = getattr(getattr(adapter.model, "model", adapter.model), tower)
     n = 0
     for name, module in vision.named_modules():
         if "attn" not in name.rsplit(".", 1)[-1] and "attention" not in name.rsplit(".", 1)[-1]:
@@ -286,9 +287,8 @@ def check_every_method(adapter, images, pixel_space, refused=None):
     """Every registered method gives a finite map on every view; pixel-space variants run
     when ``pixel_space`` and are refused with :class:`UnsupportedModelError` otherwise.
 
-    ``refused`` maps a method name to a pattern its one-line
-    :class:`UnsupportedModelError` must match (a method the architecture cannot run, e.g.
-    attention rollout on a hybrid linear-attention model); default none.
+    ``refused`` maps the names of methods the architecture refuses (in token space too) to a
+    pattern their one-line :class:`UnsupportedModelError` must match (default: none refused).
     """
     from egg_interp.errors import UnsupportedModelError
     from egg_interp.methods import METHODS, get_method
@@ -305,10 +305,10 @@ def check_every_method(adapter, images, pixel_space, refused=None):
             with pytest.raises(UnsupportedModelError):
                 method.attribute(adapter, images, QUESTION)
             continue
-        if name in refused and not options:
+        if name in refused:
             with pytest.raises(UnsupportedModelError, match=refused[name]) as info:
                 method.attribute(adapter, images, QUESTION)
-            assert "\n" not in str(info.value), name
+            assert "\n" not in str(info.value), name  # one line
             continue
         amap = method.attribute(adapter, images, QUESTION)
         assert [[v.shape for v in im.views] for im in amap.images] == shapes, name

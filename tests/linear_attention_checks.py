@@ -45,11 +45,10 @@ def check_attention_maps_read_attention_layers(adapter, images, attention_layers
     inputs = adapter.build_inputs(images, QUESTION)
     columns = torch.cat(adapter.visual_positions(inputs))
     for layer in attention_layers:
-        amap = get_method("raw_attention", layers=layer).attribute(
-            adapter, images, QUESTION, inputs=inputs
-        )
+        method = get_method("raw_attention", layers=layer)
+        relevance, _ = method.relevance(adapter, inputs, method.target)  # feature-row order
         expected = _weights_of_layer(adapter, inputs, layer)[:, -1, columns].float().mean(0)
-        got = np.concatenate([im.primary.values.ravel() for im in amap.images])
+        got = np.concatenate([np.asarray(r, dtype=np.float32) for r in relevance])
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-8)
     default = get_method("raw_attention").attribute(adapter, images, QUESTION, inputs=inputs)
     assert default.meta["layers"] == [attention_layers[len(attention_layers) // 2]]

@@ -236,3 +236,111 @@ def test_page_in_a_real_browser(results, tmp_path):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the map source
+
+
+def test_map_source_saved_recomputed_and_one_error_policy(results, tmp_path):
+    """Saved maps are read, others recomputed (the recomputed rel-att map reproduces its
+    line's scores), and what cannot be loaded is one note, never an exception."""
+    from egg_interp.map_source import MapLine, MapSource, read_map_lines
+    from egg_interp.maps import AttributionMap
+    from egg_interp.scoring import score_map
+
+    lines = read_map_lines([results])
+    egg = next(x for x in lines if x.record["name"] == "egg")
+    rel = next(x for x in lines if x.record["name"] == "rel_att" and x.key == egg.key)
+    source = MapSource()
+    sample = source.samples([egg.record])[egg.key]
+    image = source.image(sample)
+    amap, src = source.map(egg, image, sample.question)
+    assert src == "saved" and egg.saved is not None
+    np.testing.assert_array_equal(
+        amap.images[0].primary.values, AttributionMap.load(egg.saved).images[0].primary.values
+    )
+    amap, src = source.map(rel, image, sample.question)
+    assert src == "recomputed" and source.notes == []
+    rescored = score_map(amap, sample.boxes)["scores"]
+    for name in ("pointing_game", "energy_pointing_game", "relevance_rank_accuracy", "auc"):
+        assert rescored[name] == rel.record["scores"][name]  # the scores of the heat map
+    # recorded weights that differ from the model's: said once
+    other = MapLine(
+        {**rel.record, "config": {**rel.record["config"], "weights": "0" * 16}}, rel.folder
+    )
+    source.map(other, image, sample.question)
+    source.map(other, image, sample.question)
+    assert len(source.notes) == 1 and "weights differ" in source.notes[0]
+    # a model that cannot be loaded: one note, no map, no retry, no exception
+    bad = MapSource(model=str(tmp_path / "no-checkpoint"))
+    assert bad.map(rel, image, sample.question) == (None, "none")
+    assert bad.map(rel, image, sample.question) == (None, "none")
+    assert len(bad.notes) == 1 and "cannot load the model" in bad.notes[0]
+    assert MapSource(recompute=False).map(rel, image, sample.question) == (None, "none")
+    # a dataset that cannot be loaded: a note, no sample
+    missing = MapSource()
+    assert missing.samples([{**egg.record, "dataset": "no_such_benchmark"}]) == {}
+    assert "no_such_benchmark: cannot load the images" in missing.notes[0]
+
+
+def test_grids_use_the_same_source(results, tmp_path):
+    from egg_interp.compare import comparison_grids
+
+    written, notes = comparison_grids([results], tmp_path / "grids", 2)
+    assert len(written) == 2 and notes == []
+    # with a model that cannot be loaded, the saved egg maps are still drawn; one note
+    written, notes = comparison_grids(
+        [results], tmp_path / "grids2", 1, model=str(tmp_path / "no-checkpoint")
+    )
+    assert len(written) == 1 and len(notes) == 1 and "cannot load the model" in notes[0]
+
+
+def test_page_lists_the_registry_scores_and_labels_targets(tmp_path, monkeypatch):
+    """Synthetic lines (no image needed): the page's score columns are the registry's map
+    scores with their arrows, a declared faithfulness score among them; a map of another
+    target than the method's default is labelled with it."""
+    from egg_interp.metrics.registry import SCORES, Score, register
+    from egg_interp.results import ResultsWriter
+
+    register(Score("deletion_t", "map", len, ("heat",), "lower", "-", "deletion AUC", "faith"))
+    try:
+        path = tmp_path / "r.jsonl"
+        with ResultsWriter(path) as w:
+            for name, target in (("egg", "entropy"), ("saliency", "logprob"), ("rel_att", "none")):
+                w.write(
+                    {
+                        "sample_id": "s1",
+                        "kind": "map",
+                        "name": name,
+                        "config_hash": name * 4,
+                        "dataset": "nowhere",
+                        "model": "m",
+                        "target": target,
+                        "scores": {"pointing_game": 1.0, "deletion_t": 0.25},
+                    }
+                )
+        data = collect(path, ExplorerOptions(max_media=0, plots=False))
+    finally:
+        SCORES.pop("deletion_t")
+    assert data["methods"] == ["egg", "rel_att", "saliency[logprob]"]
+    names = [s["name"] for s in data["scores"]]
+    assert names[0] == "pointing_game" and names[-1] == "deletion_t"
+    assert data["scores"][-1]["arrow"] == "\u2193" and data["scores"][-1]["header"] == (
+        "deletion AUC \u2193"
+    )
+    assert data["samples"][0]["maps"]["saliency[logprob]"]["scores"]["deletion_t"] == 0.25
+
+
+def test_page_tables_carry_the_direction_arrows(results, tmp_path):
+    from egg_interp.explorer.page import report_html
+
+    text = report_html([results], plots=False)
+    assert '<th title="higher is better">pointing_game \u2191</th>' in text
+
+
+def test_explore_takes_threads(results, tmp_path, monkeypatch):
+    from egg_interp.cli import build_parser
+
+    monkeypatch.setenv("EGG_INTERP_THREADS", "3")
+    assert build_parser().parse_args(["explore", str(results)]).threads == 3
+    assert build_parser().parse_args(["explore", str(results), "--threads", "1"]).threads == 1

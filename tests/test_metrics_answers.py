@@ -8,7 +8,6 @@ import pytest
 
 from egg_interp.errors import InputError
 from egg_interp.metrics import (
-    ANSWER_METRICS,
     anls,
     exact_match,
     multiple_choice_letter,
@@ -172,8 +171,10 @@ def test_exact_match_and_yes_no_match():
     assert math.isnan(yes_no_match("yes", []))
 
 
-def test_answer_metrics_registry():
-    assert ANSWER_METRICS["vqa"] is vqa_accuracy
-    assert ANSWER_METRICS["anls"] is anls and ANSWER_METRICS["exact"] is exact_match
+def test_answer_metrics_are_declared_in_the_registry():
+    from egg_interp.metrics.registry import SCORES
+
+    assert SCORES["vqa"].fn is vqa_accuracy
+    assert SCORES["anls"].fn is anls and SCORES["exact"].fn is exact_match
     for name in ("vqa", "anls", "exact", "yes_no"):
-        assert ANSWER_METRICS[name]("yes", ["yes"]) == 1.0
+        assert SCORES[name].compute({"prediction": "yes", "answers": ["yes"]}) == 1.0

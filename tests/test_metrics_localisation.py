@@ -288,15 +288,7 @@ def test_apply_substrate():
         apply_substrate(image, keep, "noise")
 
 
-# ------------------------------------------------------------------ registry, docs
-
-
-def test_score_directions_are_data():
-    direction = metrics.SCORE_DIRECTION
-    assert direction["pointing_game"] == "higher"
-    assert direction["deletion_auc"] == "lower" and direction["insertion_auc"] == "higher"
-    assert set(direction.values()) <= {"higher", "lower", "none"}
-    assert set(metrics.MAP_METRICS) | set(metrics.ANSWER_METRICS) <= set(direction)
+# ------------------------------------------------------------------ docs
 
 
 @pytest.mark.parametrize("module", ["localisation", "regions", "deletion", "answers"])

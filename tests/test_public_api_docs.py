@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from conftest import noise_image
 
 from egg_interp.geometry import regular_cell_boxes
-from egg_interp.io import write_json
 from egg_interp.loop import ground
 from egg_interp.maps import AttributionMap, GridView, ImageMap
 from egg_interp.methods import attribute
@@ -40,13 +38,6 @@ def test_map_repr_is_short():
 def test_py_typed_is_shipped():
     assert (ROOT / "egg_interp" / "py.typed").exists()
     assert '"egg_interp" = ["py.typed"]' in (ROOT / "pyproject.toml").read_text()
-
-
-def test_json_outputs_use_null_for_infinity(tmp_path):
-    write_json(tmp_path / "s.json", {"h": math.inf, "n": np.float32("nan"), "x": [1.5, -math.inf]})
-    text = (tmp_path / "s.json").read_text()
-    assert json.loads(text) == {"h": None, "n": None, "x": [1.5, None]}
-    assert "inf" not in text.lower() and "NaN" not in text
 
 
 def test_a_tiny_image_warns_and_stops_when_crops_repeat(tiny_llava):

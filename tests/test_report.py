@@ -234,3 +234,114 @@ def test_report_names_its_results_file_relative_to_the_project(tmp_path, monkeyp
     inside = tmp_path / "runs" / "results.jsonl"
     assert _display_path(inside) == "runs/results.jsonl"
     assert _display_path("/elsewhere/results.jsonl") == "/elsewhere/results.jsonl"
+
+
+# ------------------------------------------------------------------ registry-driven parts
+
+FAITHFULNESS = (
+    ("deletion_auc_t", "lower", "deletion AUC"),
+    ("insertion_auc_t", "higher", "insertion AUC"),
+    ("morf_lerf_gap_t", "higher", "MoRF-LeRF gap"),
+)
+
+
+@pytest.fixture()
+def faithfulness_scores():
+    """Faithfulness scores declared as the faithfulness suite will declare them (one
+    :func:`register` each); removed after the test."""
+    from egg_interp.metrics.registry import SCORES, Score, register
+
+    for name, direction, label in FAITHFULNESS:
+        fn = lambda heat: 0.0  # noqa: E731  (computed elsewhere in these tests)
+        nan = "NaN on a degenerate map"
+        register(Score(name, "map", fn, ("heat",), direction, nan, label, "faithfulness", False))
+    yield [name for name, _, _ in FAITHFULNESS]
+    for name, _, _ in FAITHFULNESS:
+        SCORES.pop(name)
+
+
+def _faithful_line(sid, name, deletion, insertion, target="entropy", config="c1"):
+    line = map_line(sid, name, 1.0, config=config)
+    line["target"] = target
+    line["scores"].update(
+        deletion_auc_t=deletion, insertion_auc_t=insertion, morf_lerf_gap_t=insertion - deletion
+    )
+    return line
+
+
+def test_faithfulness_table_and_plot_from_synthetic_lines(tmp_path, faithfulness_scores):
+    from egg_interp.metrics.intervals import interval
+
+    path = tmp_path / "r.jsonl"
+    egg = [(0.1, 0.8), (0.2, 0.6), (0.3, 0.7)]
+    saliency = [(0.4, 0.5), (0.6, 0.3), (0.5, 0.4)]
+    with ResultsWriter(path) as w:
+        for i, (d, ins) in enumerate(egg):
+            w.write(_faithful_line(f"s{i}", "egg", d, ins))
+        for i, (d, ins) in enumerate(saliency):  # saliency explained the entropy: labelled so
+            w.write(_faithful_line(f"s{i}", "saliency", d, ins, target="logprob"))
+    out = tmp_path / "rep"
+    write_report(path, out)
+    table = pd.read_csv(out / "faithfulness.csv").set_index("method")
+    assert list(table.index) == ["egg", "saliency[logprob]"]
+    assert table.loc["egg", "deletion_auc_t"] == pytest.approx(0.2)
+    assert table.loc["saliency[logprob]", "insertion_auc_t"] == pytest.approx(0.4)
+    assert table.loc["egg", "morf_lerf_gap_t"] == pytest.approx(0.5)
+    lo, hi = interval([0.1, 0.2, 0.3], proportion=False)["ci95"]
+    assert (table.loc["egg", "deletion_auc_t_lo"], table.loc["egg", "deletion_auc_t_hi"]) == (
+        pytest.approx(lo),
+        pytest.approx(hi),
+    )
+    assert lo < 0.2 < hi
+    md = (out / "faithfulness.md").read_text()
+    assert "| deletion AUC \u2193 | insertion AUC \u2191 | MoRF-LeRF gap \u2191 |" in md
+    assert f"| egg | 3 | 0 | 3 | 0.2 [{lo:.3g}, {hi:.3g}] |" in md
+    assert (out / "faithfulness.png").stat().st_size > 5000
+    assert "## Faithfulness per method" in (out / "report.md").read_text()
+    # the localisation table is as before, with the new label
+    assert "saliency[logprob]" in (out / "pointing_game.md").read_text()
+
+
+def test_no_faithfulness_table_without_such_scores(results, tmp_path, faithfulness_scores):
+    out = tmp_path / "rep"
+    write_report(results, out, figures=False)
+    assert not (out / "faithfulness.md").exists()
+    assert "Faithfulness" not in (out / "report.md").read_text()
+
+
+def test_labels_name_a_target_that_is_not_the_default(tmp_path):
+    path = tmp_path / "r.jsonl"
+    lines = [
+        _target_line("egg", "entropy", "e"),
+        _target_line("saliency", "entropy", "a"),
+        _target_line("saliency", "logprob", "b"),
+        _target_line("rel_att", "none", "r"),
+        _target_line("grad_att", "logprob", "g"),  # its default: no bracket
+        _target_line("grad_att", "logprob", "h"),  # a second config of one label: the hash
+    ]
+    with ResultsWriter(path) as w:
+        for line in lines:
+            w.write(line)
+    maps, _ = load_frames(path)
+    assert sorted(pointing_game_table(maps)["method"]) == [
+        "egg",
+        "grad_att@gggggg",
+        "grad_att@hhhhhh",
+        "rel_att",
+        "saliency",
+        "saliency[logprob]",
+    ]
+
+
+def _target_line(name, target, config):
+    line = map_line("s1", name, 1.0, config=config)
+    line["target"] = target
+    return line
+
+
+def test_default_targets_mirror_the_methods():
+    from egg_interp.methods import METHODS
+    from egg_interp.titles import DEFAULT_TARGETS
+
+    expected = {n: c.default_target if c.uses_target else "none" for n, c in METHODS.items()}
+    assert DEFAULT_TARGETS == expected

@@ -7,7 +7,7 @@ Options are checked first -- the loop's as one :class:`~egg_interp.settings.Loop
 built here once from the parsed arguments -- before torch is imported or a model is loaded.
 
 Layout: :mod:`.args` (every command's arguments), :mod:`.commands` (``ground``, ``compare``,
-``methods``, ``demo``, ``bench``), :mod:`.evaluate` (``evaluate``, ``merge``, ``report``).
+``methods``, ``demo``, ``bench``), :mod:`.evaluate` (``evaluate``, ``merge``, ``report``), :mod:`.explore` (``explore``).
 Library code never imports this package.
 """
 
@@ -23,8 +23,8 @@ from egg_interp import __version__
 from egg_interp.cli import args as a
 from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
+from egg_interp.cli.explore import EXPLORE_HELP, add_explore_args, run_explore
 from egg_interp.errors import EggError
-from egg_interp.explorer.cli import EXPLORE_HELP, add_explore_args, run_explore
 from egg_interp.settings import LoopSettings
 
 Runner = Callable[[argparse.Namespace], int]
@@ -70,7 +70,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
 }
 """name -> (help, add-arguments function, function that runs it)."""
 
-COMMANDS["explore"] = (EXPLORE_HELP, add_explore_args, run_explore)  # egg_interp/explorer/
+COMMANDS["explore"] = (EXPLORE_HELP, add_explore_args, run_explore)  # .explore
 
 LOOP_COMMANDS = ("ground", "evaluate")
 """Commands whose loop options become ``args.loop`` (a :class:`LoopSettings`)."""

@@ -26,12 +26,13 @@ def run_ground_video(args: argparse.Namespace) -> int:
     question = check_question(args.question)
     settings: LoopSettings = args.loop
 
-    from egg_interp.cli.commands import _load_model
     from egg_interp.methods import get_method
+    from egg_interp.models import load_model
     from egg_interp.video_grounding import ground_video
 
     method = get_method(settings.method_for("egg"), **settings.method_kwargs())
-    adapter = _load_model(args)
+    suffix = getattr(args, "prompt_suffix", "")
+    adapter = load_model(args.model, device=args.device, dtype=args.dtype, prompt_suffix=suffix)
     result = ground_video(adapter, video, question, method, max_new_tokens=args.max_new_tokens)
     print(f"question: {question}")
     print(f"video:    {video!r}")

@@ -6,8 +6,8 @@ table of samples that sorts and filters, and a view of one sample (image and evi
 method's map as an overlay, ranked regions, the loop's steps with their crops, every
 pipeline's answer). Data gathering is in :mod:`egg_interp.explorer.build`, pictures in
 :mod:`egg_interp.explorer.media`, the HTML in :mod:`egg_interp.explorer.page` and its
-``assets/``, the command's arguments in :mod:`egg_interp.explorer.cli` (light: the CLI
-imports it at start-up, so this package imports nothing heavy until used).
+``assets/``; images and maps come from :mod:`egg_interp.map_source`, the command from
+:mod:`egg_interp.cli.explore`. This package imports nothing heavy until used.
 """
 
 from __future__ import annotations

@@ -2,16 +2,19 @@
 
 Result lines (:mod:`egg_interp.runner`) hold, per sample, each method's scores and ranked
 regions and each pipeline's answer, score, crops and loop steps, but neither the image nor
-the maps. :func:`collect` therefore adds, for at most ``max_media`` samples, the image
-(loaded with the dataset's loader, as ``report --grids`` does), every crop of every pipeline
-and loop step (cut from the full-resolution image), and each method's map as an overlay:
-read from the line's ``map_file`` when the run saved maps (``evaluate --save-maps``),
+the maps. :func:`collect` therefore adds, for at most ``max_media`` samples, the image,
+every crop of every pipeline and loop step (cut from the full-resolution image), and each
+method's map as an overlay, all from :class:`egg_interp.map_source.MapSource` (as
+``report --grids`` finds them): the map saved by the run (``evaluate --save-maps``),
 otherwise recomputed with the model and the method options recorded in the line (or
 ``model``), otherwise left out. Each map says which of the three happened (``src``), and the
 page counts them per method.
 
-Labels are the report's (:func:`egg_interp.report.load_frames`): the method or pipeline
-name, or ``name@hash6`` when a file holds several configs of one name.
+Labels are the report's (:func:`egg_interp.report.load_frames`): the method's label
+(:func:`egg_interp.titles.method_label`: with its target when not the method's default) or
+the pipeline's name, then ``@hash6`` when a file holds several configs of one label. The
+page's score columns, their labels and direction arrows are the registry's map scores
+(:mod:`egg_interp.metrics.registry`), listed in ``scores``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from egg_interp.explorer.media import crop_uri, fit_size, overlay_uri, thumbnail
-from egg_interp.explorer.sources import MapSource, load_images
-from egg_interp.report import load_frames, pipeline_order
+from egg_interp.map_source import MapLine, MapSource, sample_key
+from egg_interp.metrics.registry import scores
+from egg_interp.report import load_frames
 from egg_interp.results import load_results
-
-SampleKey = tuple[str, str, str]
-"""``(dataset, split, sample_id)``."""
+from egg_interp.titles import method_order, pipeline_order
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,6 @@ def compact(obj: Any, digits: int = 5) -> Any:
     return obj
 
 
-def _first_method(labels: Iterable[str]) -> list[str]:
-    """Method labels with EGG's first, the others in name order."""
-    labels = sorted(set(labels))
-    return [x for x in labels if x.split("@")[0] == "egg"] + [
-        x for x in labels if x.split("@")[0] != "egg"
-    ]
-
-
 def _label_table(paths: list[Path]) -> dict[tuple[str, str, str, str], str]:
     """``(kind, name, config_hash, model) -> label`` as the report labels the lines."""
     maps, answers = load_frames(paths)
@@ -136,7 +130,57 @@ def _sample_entry(r: Mapping[str, Any]) -> dict[str, Any]:
         "pipelines": {},
         "image": None,
         "crops": {},
+        "_records": [],
     }
+
+
+def _config_entry(r: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = r.get("config") or {}
+    return {
+        "kind": r["kind"],
+        "name": r["name"],
+        "config_hash": r["config_hash"],
+        "model": str(r.get("model", "")),
+        "weights": cfg.get("weights", ""),
+        "options": cfg.get("options", {}),
+    }
+
+
+def _map_entry(r: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """A map line as the page shows it (scores, summary, regions), and the line itself
+    (``_line``) for :func:`add_media`."""
+    return {
+        "error": r.get("error") or "",
+        "scores": r.get("scores") or {},
+        "summary": r.get("map") or {},
+        "regions": r.get("regions") or [],
+        "target": r.get("target", ""),
+        "src": "none",
+        "overlay": None,
+        "_line": MapLine(r, folder),
+    }
+
+
+def _answer_entry(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "error": r.get("error") or "",
+        "answer": r.get("answer") or "",
+        "score": r.get("score"),
+        "metric": r.get("metric") or "",
+        "crops": r.get("crops") or [],
+        "steps": r.get("steps") or [],
+        "decision": (r.get("info") or {}).get("decision"),
+    }
+
+
+def _file_order(samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Samples by dataset, split, index (samples without one last) and id."""
+
+    def key(s: dict[str, Any]) -> tuple:
+        index = s["index"] if isinstance(s["index"], int) else math.inf
+        return (s["dataset"], s["split"], index, s["id"])
+
+    return sorted(samples, key=key)
 
 
 def _add_crops(crops: dict[str, str], image: Any, boxes: Iterable[Any], px: int) -> list[str]:
@@ -153,149 +197,117 @@ def _add_crops(crops: dict[str, str], image: Any, boxes: Iterable[Any], px: int)
 def group_samples(paths: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One entry per sample (file order by dataset, split, index), and the run's facts.
 
-    Map lines become ``maps[label]`` (scores, map summary, regions, error, and the line's
-    ``map_file`` and config for :func:`add_media`); answer lines ``pipelines[label]``
-    (answer, score, crops, loop steps, decision, error).
+    Map lines become ``maps[label]`` (scores, map summary, regions, error, target); answer
+    lines ``pipelines[label]`` (answer, score, crops, loop steps, decision, error). The
+    lines themselves stay in private ``_`` fields for :func:`add_media`, which removes them.
+    Facts: ``configs`` (one per kind and label), ``methods`` (:func:`method_order`),
+    ``pipelines`` (:func:`pipeline_order`) and ``run_times`` (first and last).
     """
     labels = _label_table(paths)
-    samples: dict[SampleKey, dict[str, Any]] = {}
+    samples: dict[tuple[str, str, str], dict[str, Any]] = {}
     configs: dict[str, dict[str, Any]] = {}
     times: list[str] = []
     for path in paths:
         for r in load_results(path):
-            key = (str(r.get("dataset", "")), str(r.get("split", "")), str(r["sample_id"]))
-            entry = samples.setdefault(key, _sample_entry(r))
-            label = labels.get(
-                (r["kind"], r["name"], r["config_hash"], str(r.get("model", ""))), r["name"]
-            )
-            cfg = r.get("config") or {}
-            configs.setdefault(
-                f"{r['kind']} {label}",
-                {
-                    "kind": r["kind"],
-                    "name": r["name"],
-                    "config_hash": r["config_hash"],
-                    "model": str(r.get("model", "")),
-                    "weights": cfg.get("weights", ""),
-                    "options": cfg.get("options", {}),
-                },
-            )
-            run = r.get("run") or {}
-            if run.get("time"):
-                times.append(str(run["time"]))
-            common = {"error": r.get("error") or ""}
+            entry = samples.setdefault(sample_key(r), _sample_entry(r))
+            entry["_records"].append(r)
+            model = str(r.get("model", ""))
+            label = labels.get((r["kind"], r["name"], r["config_hash"], model), r["name"])
+            configs.setdefault(f"{r['kind']} {label}", _config_entry(r))
+            if (r.get("run") or {}).get("time"):
+                times.append(str(r["run"]["time"]))
             if r["kind"] == "map":
-                entry["maps"][label] = {
-                    **common,
-                    "scores": r.get("scores") or {},
-                    "summary": r.get("map") or {},
-                    "regions": r.get("regions") or [],
-                    "target": r.get("target", ""),
-                    "src": "none",
-                    "overlay": None,
-                    "_file": (Path(path).parent / r["map_file"]) if r.get("map_file") else None,
-                    "_name": r["name"],
-                    "_options": cfg.get("options") or {},
-                    "_dtype": cfg.get("dtype"),
-                    "_suffix": cfg.get("prompt_suffix", ""),
-                    "_weights": cfg.get("weights", ""),
-                    "_data_root": run.get("data_root"),
-                }
+                entry["maps"][label] = _map_entry(r, Path(path).parent)
             elif r["kind"] == "answer":
-                info = r.get("info") or {}
-                entry["pipelines"][label] = {
-                    **common,
-                    "answer": r.get("answer") or "",
-                    "score": r.get("score"),
-                    "metric": r.get("metric") or "",
-                    "crops": r.get("crops") or [],
-                    "steps": r.get("steps") or [],
-                    "decision": info.get("decision"),
-                    "_data_root": run.get("data_root"),
-                }
-    ordered = sorted(
-        samples.values(),
-        key=lambda s: (
-            s["dataset"],
-            s["split"],
-            s["index"] if isinstance(s["index"], int) else math.inf,
-            s["id"],
-        ),
-    )
+                entry["pipelines"][label] = _answer_entry(r)
+    ordered = _file_order(samples.values())
     facts = {
         "configs": configs,
-        "methods": _first_method(lab for s in ordered for lab in s["maps"]),
+        "methods": method_order(lab for s in ordered for lab in s["maps"]),
         "pipelines": pipeline_order(lab for s in ordered for lab in s["pipelines"]),
         "run_times": [min(times), max(times)] if times else [],
     }
     return ordered, facts
 
 
+def _add_overlays(
+    s: dict[str, Any], source: MapSource, image: Any, size: tuple[int, int]
+) -> dict[str, str]:
+    """Each map of the sample as an overlay of ``size``; where each came from, by label."""
+    sources = {}
+    for label, entry in s["maps"].items():
+        amap, src = (None, "none")
+        if not entry["error"]:
+            amap, src = source.map(entry["_line"], image, s["question"])
+        if amap is not None:
+            entry["overlay"] = overlay_uri(amap.heatmap(size=size))
+        entry["src"] = sources[label] = src
+    return sources
+
+
+def _add_pipeline_crops(s: dict[str, Any], image: Any, px: int) -> None:
+    """Pictures of every pipeline's crops and of every loop step's input and chosen crops."""
+    for p in s["pipelines"].values():
+        p["crop_keys"] = _add_crops(s["crops"], image, p["crops"], px)
+        for step in p["steps"]:
+            for field in ("crops_in", "crop_boxes"):
+                boxes = step.get(field) or []
+                step[f"{field}_keys"] = _add_crops(s["crops"], image, boxes, px)
+
+
+def _drop_private(samples: list[dict[str, Any]]) -> None:
+    for s in samples:
+        s.pop("_records", None)
+        for entry in s["maps"].values():
+            entry.pop("_line", None)
+
+
 def add_media(samples: list[dict[str, Any]], options: ExplorerOptions) -> dict[str, Any]:
     """Add images, map overlays and crops to the first ``options.max_media`` samples.
 
     Returns the facts the page states: per method how many maps were ``saved``,
-    ``recomputed`` or missing (``none``), the samples with media, and notes on what failed.
+    ``recomputed`` or missing (``none``), the samples with media, and notes on what failed
+    (:class:`~egg_interp.map_source.MapSource`'s error policy: noted, never raised).
     """
-    notes: list[str] = []
+    source = MapSource(
+        options.model, options.device, options.dtype, None, options.data_root, options.recompute
+    )
     wanted = samples[: options.max_media]
-    loaded = load_images(wanted, options.data_root, notes)
-    maps = MapSource(options)
-    sources: dict[str, Counter] = {}
-    with_media = 0
-    absent = []
+    loaded = source.samples(r for s in wanted for r in s["_records"])
+    counts: dict[str, Counter] = {}
+    with_media, absent = 0, []
     for s in wanted:
         sample = loaded.get((s["dataset"], s["split"], s["id"]))
+        image = None if sample is None else source.image(sample)
         if sample is None:
             absent.append(s["id"])
-            continue
-        try:
-            image = sample.image
-        except Exception as exc:
-            notes.append(f"{s['id']}: cannot read the image ({exc})")
+        if image is None:
             continue
         with_media += 1
         s["image"] = thumbnail(image, options.image_px)
         size = fit_size(image.size, options.map_px)
-        for label, entry in s["maps"].items():
-            amap, src = (None, "none")
-            if not entry["error"]:
-                try:
-                    amap, src = maps.get(entry, s["model"], image, s["question"])
-                except Exception as exc:
-                    notes.append(f"{s['id']}/{label}: map not recomputed ({exc})")
-            if amap is not None:
-                entry["overlay"] = overlay_uri(amap.heatmap(size=size))
-            entry["src"] = src
-            sources.setdefault(label, Counter())[src] += 1
-        for p in s["pipelines"].values():
-            p["crop_keys"] = _add_crops(s["crops"], image, p["crops"], options.crop_px)
-            for step in p["steps"]:
-                for field in ("crops_in", "crop_boxes"):
-                    boxes = step.get(field) or []
-                    step[f"{field}_keys"] = _add_crops(s["crops"], image, boxes, options.crop_px)
+        for label, src in _add_overlays(s, source, image, size).items():
+            counts.setdefault(label, Counter())[src] += 1
+        _add_pipeline_crops(s, image, options.crop_px)
     if absent:
-        notes.append(
+        source.note(
             f"{len(absent)} sample(s) not found by the dataset loader (e.g. {absent[0]}; "
             "another data root or dataset version?): no image, maps or crops for them"
         )
-    for s in samples:
-        for entry in s["maps"].values():
-            for k in [k for k in entry if k.startswith("_")]:
-                del entry[k]
-        for entry in s["pipelines"].values():
-            entry.pop("_data_root", None)
+    _drop_private(samples)
     return {
-        "map_sources": {k: dict(v) for k, v in sources.items()},
+        "map_sources": {k: dict(v) for k, v in counts.items()},
         "with_media": with_media,
-        "notes": notes + maps.notes,
+        "notes": source.notes,
     }
 
 
 def collect(
     results: str | Path | Iterable[str | Path], options: ExplorerOptions | None = None
 ) -> dict[str, Any]:
-    """Everything the page shows: ``meta``, ``methods``, ``pipelines`` and ``samples``.
+    """Everything the page shows: ``meta``, ``methods``, ``pipelines``, ``scores`` (the
+    registry's map scores: name, label, header, direction, arrow, group, percent) and
+    ``samples``.
 
     Parameters
     ----------
@@ -323,5 +335,6 @@ def collect(
         "meta": meta,
         "methods": facts["methods"],
         "pipelines": facts["pipelines"],
+        "scores": [s.to_dict() for s in scores("map")],
         "samples": compact(samples),
     }

@@ -1,7 +1,8 @@
 """The explorer page: one self-contained HTML file (inline CSS, JS, data and pictures).
 
 Layout (see ``assets/explorer.html``): at the top the report's tables (the same tables as
-``egg-interp report``: :func:`egg_interp.report.write_tables`) and bar plots
+``egg-interp report``: :func:`egg_interp.report.build_tables`, with each score's direction
+arrow in its header) and bar plots
 (:func:`egg_interp.figures.bars.bar_plots`), embedded as PNG data URIs; below, the table of
 samples and the sample view, driven by ``assets/explorer.js`` from one JSON block
 (:func:`egg_interp.explorer.build.collect`). Nothing is fetched when the page opens: it works
@@ -24,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from egg_interp.explorer.build import ExplorerOptions, collect
-from egg_interp.io import atomic_path
+from egg_interp.io import atomic_path, to_json
+from egg_interp.report import Table
 
 
 @dataclass
@@ -52,14 +54,32 @@ def _cell(col: str, value: Any, percent: Any, digits: int) -> str:
     return html.escape(str(value))
 
 
-def table_html(df: pd.DataFrame, percent: Any = (), digits: int = 1) -> str:
-    """An HTML table of ``df``; ``percent`` columns times 100, NaN as ``-`` (as the report)."""
+_BETTER = {"\u2191": "higher is better", "\u2193": "lower is better"}
+
+
+def _header(col: str, table: Table) -> str:
+    """A column's header cell: its header (a score's label and arrow) or its name, with the
+    score's direction arrow (:mod:`egg_interp.metrics.registry`) and a tooltip saying it."""
+    text = table.headers.get(col, col)
+    arrow = table.arrows.get(col, "")
+    shown = f"{text} {arrow}" if arrow else text
+    tip = next((why for sign, why in _BETTER.items() if sign in shown), "")
+    title = f' title="{tip}"' if tip else ""
+    return f"<th{title}>{html.escape(str(shown))}</th>"
+
+
+def table_html(table: Table) -> str:
+    """An HTML table of what ``table`` shows: percent columns times 100, NaN as ``-`` (as in
+    the report), headers with the scores' direction arrows."""
+    df = table.shown
     if df.empty:
         return "<p><i>(no rows)</i></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    head = "".join(_header(c, table) for c in df.columns)
     body = "".join(
         "<tr>"
-        + "".join(f"<td>{_cell(c, v, percent, digits)}</td>" for c, v in zip(df.columns, row))
+        + "".join(
+            f"<td>{_cell(c, v, table.percent, table.digits)}</td>" for c, v in zip(df.columns, row)
+        )
         + "</tr>"
         for row in df.itertuples(index=False)
     )
@@ -67,33 +87,43 @@ def table_html(df: pd.DataFrame, percent: Any = (), digits: int = 1) -> str:
 
 
 def report_html(results: list[Path], plots: bool = True) -> str:
-    """The report's tables and (optionally) bar plots as one HTML fragment."""
-    from egg_interp.report import TITLES, load_frames, write_tables
+    """The report's tables (:func:`egg_interp.report.build_tables`) and (optionally) bar
+    plots as one HTML fragment."""
+    from egg_interp.report import TITLES, build_tables, load_frames
 
     maps, answers = load_frames(results)
     parts = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tables = write_tables(maps, answers, tmp)
-        for name, (df, percent) in tables.items():
-            digits = 2 if name.startswith("accuracy") else 1
-            parts.append(f"<h3>{html.escape(TITLES.get(name, name))}</h3>")
-            parts.append(table_html(df, percent, digits))
-        if plots:
-            from egg_interp.figures.bars import bar_plots
-
-            images = []
-            for png in bar_plots(maps, answers, tmp):
-                uri = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-                images.append(f'<img src="data:image/png;base64,{uri}" alt="{png.stem}">')
-            if images:
-                parts.append("<h3>Figures (bars: mean; error bars: 95 % bootstrap CI)</h3>")
-                parts.append('<div class="plots">' + "".join(images) + "</div>")
+    for name, table in build_tables(maps, answers).items():
+        parts.append(f"<h3>{html.escape(TITLES.get(name, name))}</h3>")
+        parts.append(table_html(table))
+    if plots:
+        parts.append(_plots_html(maps, answers))
     return "\n".join(parts)
 
 
+def _plots_html(maps: pd.DataFrame, answers: pd.DataFrame) -> str:
+    from egg_interp.figures.bars import bar_plots
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images = []
+        for png in bar_plots(maps, answers, tmp):
+            uri = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+            images.append(f'<img src="data:image/png;base64,{uri}" alt="{png.stem}">')
+    if not images:
+        return ""
+    return (
+        "<h3>Figures (bars: mean; error bars: 95 % bootstrap CI)</h3>\n"
+        + '<div class="plots">'
+        + "".join(images)
+        + "</div>"
+    )
+
+
 def _json_for_script(data: Any) -> str:
-    """JSON safe inside ``<script>``: no ``</`` or ``<!--`` can end or confuse the block."""
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """JSON safe inside ``<script>``: no ``</`` or ``<!--`` can end or confuse the block.
+    Numbers are encoded as everywhere (:func:`egg_interp.io.to_json`: NaN as ``null``, +-inf
+    as ``"inf"``/``"-inf"``, which the page's ``num()`` reads back)."""
+    text = json.dumps(to_json(data), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 

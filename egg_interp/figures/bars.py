@@ -2,7 +2,9 @@
 
 Bar plots are drawn from the per-sample rows of :func:`egg_interp.report.load_frames`
 (seaborn computes the mean and a 95 % percentile-bootstrap confidence interval,
-``errorbar=("ci", 95)``, 1000 resamples, seed 0, so redrawing gives the same bars).
+``errorbar=("ci", 95)``, 1000 resamples, seed 0, so redrawing gives the same bars). Which
+scores exist, their labels and which way is better come from
+:mod:`egg_interp.metrics.registry`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from egg_interp.io import save_figure
-from egg_interp.titles import BUCKETS, DATASET_TITLES, dataset_order, pipeline_order
+from egg_interp.metrics.registry import Score, scores
+from egg_interp.titles import BUCKETS, DATASET_TITLES, dataset_order, method_order, pipeline_order
 
 CI = ("ci", 95)
 N_BOOT = 1000
@@ -61,6 +64,7 @@ def bar_plots(maps: pd.DataFrame, answers: pd.DataFrame, out: str | Path) -> lis
     and ``size_buckets_accuracy.png`` (by evidence size, all datasets pooled),
     ``families_pointing_game.png`` and ``families_accuracy.png`` (by question family, when
     the samples have several). All values in percent; one panel per model when several.
+    ``faithfulness.png`` (:func:`faithfulness_plot`) when the lines hold faithfulness scores.
     """
     out = Path(out)
     written: list[Path] = []
@@ -106,4 +110,70 @@ def bar_plots(maps: pd.DataFrame, answers: pd.DataFrame, out: str | Path) -> lis
             order = sorted(fam["family"].unique())
             fig = _bar(fam, "family", "pct", hue, order, ylabel, names)
             written.append(save_figure(fig, out / f"families_{stem}.png"))
+    held = scores_held(maps, "faithfulness")
+    if held:
+        written.append(save_figure(faithfulness_plot(maps, held), out / "faithfulness.png"))
     return written
+
+
+def scores_held(maps: pd.DataFrame, group: str) -> list[Score]:
+    """The registry's map scores of ``group`` that some line without error holds, in
+    declaration order."""
+    if maps.empty:
+        return []
+    ok = maps[maps["error"] == ""]
+    return [s for s in scores("map", group) if s.name in ok and ok[s.name].notna().any()]
+
+
+def faithfulness_plot(maps: pd.DataFrame, held: Sequence[Score]) -> Any:
+    """One panel per score of ``held``: its mean per method, with a 95 % bootstrap CI.
+
+    Each panel is titled with the score's label and direction arrow and says which way is
+    better (deletion AUC: lower; insertion AUC and the MoRF-LeRF gap: higher); scores with
+    ``percent`` are shown in percent. Methods in :func:`egg_interp.titles.method_order`;
+    one row of panels per model when several. Returns the figure.
+    """
+    import seaborn as sns
+
+    ok = maps[maps["error"] == ""]
+    parts = []
+    for s in held:
+        part = ok.loc[ok[s.name].notna(), ["model", "label"]].copy()
+        part["value"] = ok.loc[part.index, s.name] * (100 if s.percent else 1)
+        part["score"] = s.header
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True).rename(columns={"label": "method"})
+    several = long["model"].nunique() > 1
+    grid = sns.catplot(
+        data=long,
+        kind="bar",
+        x="method",
+        y="value",
+        col="score",
+        col_order=[s.header for s in held],
+        col_wrap=None if several else min(3, len(held)),
+        row="model" if several else None,
+        order=method_order(long["method"]),
+        errorbar=CI,
+        n_boot=N_BOOT,
+        seed=SEED,
+        sharey=False,
+        height=3.2,
+        aspect=min(2.2, max(1.0, 0.5 + 0.15 * long["method"].nunique())),
+    )
+    better = {s.header: _better(s) for s in held}
+    for name, ax in grid.axes_dict.items():
+        header = name[-1] if isinstance(name, tuple) else name
+        ax.set_title(f"{header}\n({better[header]})", fontsize=9)
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(30)
+            tick.set_horizontalalignment("right")
+    grid.set_axis_labels("method", "")
+    return grid.figure
+
+
+def _better(score: Score) -> str:
+    unit = " (%)" if score.percent else ""
+    if score.direction == "none":
+        return f"neither way is better{unit}"
+    return f"{score.direction} is better{unit}"

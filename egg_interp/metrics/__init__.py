@@ -1,11 +1,11 @@
 """Localisation and answer metrics: pure functions on numpy arrays and strings.
 
-Every score's better direction is in :data:`SCORE_DIRECTION` ("higher", "lower" or "none").
+Every score is declared once in :mod:`egg_interp.metrics.registry` (:data:`SCORES`: its
+function, inputs, better direction, NaN policy and label), which scoring, the report and
+the explorer read.
 """
 
-from egg_interp.metrics import answers, deletion, localisation, regions
 from egg_interp.metrics.answers import (
-    ANSWER_METRICS,
     anls,
     exact_match,
     multiple_choice_letter,
@@ -23,7 +23,6 @@ from egg_interp.metrics.deletion import (
     deletion_insertion_curve,
 )
 from egg_interp.metrics.localisation import (
-    MAP_METRICS,
     argmax_point,
     auc,
     boxes_to_mask,
@@ -42,19 +41,12 @@ from egg_interp.metrics.regions import (
     region_hit,
     region_iou,
 )
-
-SCORE_DIRECTION: dict[str, str] = {
-    **localisation.SCORE_DIRECTION,
-    **regions.SCORE_DIRECTION,
-    **deletion.SCORE_DIRECTION,
-    **answers.SCORE_DIRECTION,
-}
+from egg_interp.metrics.registry import SCORES, Score, get_score, register, scores
 
 __all__ = [
-    "ANSWER_METRICS",
-    "MAP_METRICS",
-    "SCORE_DIRECTION",
+    "SCORES",
     "Curve",
+    "Score",
     "all_boxes_covered",
     "anls",
     "any_box_hit",
@@ -69,16 +61,19 @@ __all__ = [
     "deletion_insertion_curve",
     "energy_pointing_game",
     "exact_match",
+    "get_score",
     "multiple_choice_letter",
     "multiple_choice_match",
     "normalize_vqa_answer",
     "parse_yes_no",
     "pointing_game",
     "pope_scores",
+    "register",
     "region_hit",
     "region_iou",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "scores",
     "top_k_intersection",
     "vqa_accuracy",
     "yes_no_match",

@@ -1,14 +1,15 @@
 """Answer scoring: VQA accuracy, ANLS, POPE, multiple choice and exact match.
 
 Every per-question score is called ``fn(prediction, answers)`` and returns a float in
-[0, 1], or NaN when there is no ground-truth answer; :data:`ANSWER_METRICS` maps the
-names datasets use to these functions (``"multiple_choice"`` also needs ``options=``).
+[0, 1], or NaN when there is no ground-truth answer (``multiple_choice_match`` also takes
+the options). The names datasets use for them are declared in
+:mod:`egg_interp.metrics.registry`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from egg_interp.errors import InputError
 
@@ -325,22 +326,3 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
     if not gts:
         return float("nan")
     return float(_em_norm(prediction) in {_em_norm(a) for a in gts})
-
-
-ANSWER_METRICS: dict[str, Callable[..., float]] = {
-    "vqa": vqa_accuracy,
-    "anls": anls,
-    "exact": exact_match,
-    "yes_no": yes_no_match,
-    "multiple_choice": multiple_choice_match,
-}
-"""Per-question scores by the name a dataset gives, called ``fn(prediction, answers)``."""
-
-SCORE_DIRECTION: dict[str, str] = {name: "higher" for name in ANSWER_METRICS} | {
-    "pope_accuracy": "higher",
-    "pope_precision": "higher",
-    "pope_recall": "higher",
-    "pope_f1": "higher",
-    "pope_yes_ratio": "none",
-}
-"""Which way is better; "none" for ``yes_ratio`` (0.5 means balanced on POPE's splits)."""

@@ -177,7 +177,3 @@ def apply_substrate(
     else:
         raise InputError(f"unknown substrate {substrate!r}; use 'zeros', 'blur' or 'mean'")
     return np.where(keep[..., None], img, fill).astype(img.dtype)
-
-
-SCORE_DIRECTION: dict[str, str] = {"deletion_auc": "lower", "insertion_auc": "higher"}
-"""Which way is better for each curve area."""

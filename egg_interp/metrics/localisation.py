@@ -12,14 +12,13 @@ Conventions shared by every function here:
   a map containing NaN or +-inf gives NaN. Aggregate with ``np.nanmean`` and report the
   number of skipped samples. Each function states its own extra cases.
 
-The direction of each score ("higher" or "lower" is better) is data, in
-:data:`SCORE_DIRECTION`; :data:`MAP_METRICS` maps names to the scores that are called
-``fn(saliency, boxes)``.
+Each score is declared (direction, inputs, NaN policy, label) in
+:mod:`egg_interp.metrics.registry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -241,23 +240,3 @@ def auc(saliency: np.ndarray, boxes: BoxesLike) -> float:
     ranks = rankdata(arr.ravel(), method="average")
     u = ranks[gt].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
-
-
-MAP_METRICS: dict[str, Callable[[np.ndarray, BoxesLike], float]] = {
-    "pointing_game": pointing_game,
-    "energy_pointing_game": energy_pointing_game,
-    "relevance_mass_accuracy": relevance_mass_accuracy,
-    "relevance_rank_accuracy": relevance_rank_accuracy,
-    "auc": auc,
-}
-"""Scores called as ``fn(saliency, boxes)`` with default parameters, by name."""
-
-SCORE_DIRECTION: dict[str, str] = {
-    "pointing_game": "higher",
-    "energy_pointing_game": "higher",
-    "relevance_mass_accuracy": "higher",
-    "relevance_rank_accuracy": "higher",
-    "top_k_intersection": "higher",
-    "auc": "higher",
-}
-"""Which way is better for each map score (``regions`` and ``deletion`` hold their own)."""

@@ -210,12 +210,3 @@ def all_boxes_covered(
     if len(cov) == 0:
         return float("nan")
     return float((cov >= min_coverage).all())
-
-
-SCORE_DIRECTION: dict[str, str] = {
-    "region_iou": "higher",
-    "region_hit": "higher",
-    "any_box_hit": "higher",
-    "all_boxes_covered": "higher",
-}
-"""Which way is better for each region score."""

@@ -120,8 +120,9 @@ def continue_greedy(
 ) -> str:
     """Greedy answer text for ``inputs`` from a recorded forward of the same prompt.
 
-    The first token is the argmax of the recorded logits; ``generate`` then continues from
-    the recorded key/value cache with the first token as its only new input.
+    The first token is the argmax of the recorded logits; the adapter's
+    :meth:`~egg_interp.models.base.VLMAdapter.generate_ids` (``generate`` by default) then
+    continues from the recorded key/value cache with the first token as its only new input.
     """
     first = int(state.logits.argmax())
     gen = adapter.model.generation_config
@@ -132,14 +133,7 @@ def continue_greedy(
         ext = adapter.extend(inputs, [first])
         batch = {k: v for k, v in ext.batch.items() if k not in adapter.pixel_keys}
         adapter.restore_positions(state.positions)
-        with torch.no_grad():
-            out = adapter.model.generate(
-                **batch,
-                cache=state.cache,
-                max_new_tokens=max_new_tokens - 1,
-                do_sample=False,
-                pad_token_id=adapter.tokenizer.pad_token_id,
-            )
+        out = adapter.generate_ids(batch, max_new_tokens - 1, cache=state.cache)
         ids += out[0, ext.input_ids.shape[1] :].tolist()
     state.cache = None  # generate extended it in place: it no longer holds this prompt alone
     return adapter.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -167,12 +161,6 @@ def generate_batch(
     padding is dropped with the special tokens, so each text equals the row's own answer.
     """
     adapter.reset_positions()  # Qwen: rotary offsets of an earlier prompt must not leak in
-    with torch.no_grad():
-        out = adapter.model.generate(
-            **inputs.batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=adapter.tokenizer.pad_token_id,
-        )
+    out = adapter.generate_ids(inputs.batch, max_new_tokens)
     new = out[:, inputs.input_ids.shape[1] :]
     return [adapter.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]

@@ -26,8 +26,13 @@ Required:
 
 Optional (the default is right for LLaVA-like models):
 
+* ``auto_class`` (class data): the transformers auto class that loads the model (default
+  ``"AutoModelForImageTextToText"``; Phi-4-multimodal: ``"AutoModelForCausalLM"``).
 * ``image_token``, ``pixel_keys``, ``max_images_per_prompt`` (class data); :meth:`~VLMAdapter.fallback_prompt`
   ``(n_images, text) -> str`` when the processor has no chat template.
+* :meth:`~VLMAdapter.load_processor` ``(source, model_type) -> processor`` (class method):
+  how :func:`~egg_interp.models.load_model` builds the processor; override where the
+  transformers processor cannot be built without torchvision.
 * :meth:`~VLMAdapter.encoder_outputs` ``(list of (T_i, H)) -> object``: how the model takes
   precomputed features (``mm_encoder_outputs["image"]``); default a
   ``BaseModelOutputWithPooling`` with the tuple as ``pooler_output``.
@@ -60,7 +65,9 @@ Optional (the default is right for LLaVA-like models):
   joins them per video for ``mm_encoder_outputs["video"]``
   (:meth:`~VLMAdapter.visual_encoder_outputs`).
 * :attr:`~VLMAdapter.input_side` (int, ViCrop's crop unit), :meth:`~VLMAdapter.forward`,
-  :meth:`~VLMAdapter.generate` when the model needs a reset before each call.
+  :meth:`~VLMAdapter.generate` when the model needs a reset before each call;
+  :meth:`~VLMAdapter.generate_ids` ``(batch, max_new_tokens, cache=None) -> (rows, seq + new)``
+  when the model's own ``generate`` cannot run (every answer path decodes through it).
 
 What methods call (shared, not overridden): :meth:`~VLMAdapter.build_inputs` /
 :meth:`~VLMAdapter.build_batch` (prompts), :meth:`~VLMAdapter.image_features`,
@@ -123,10 +130,13 @@ class VLMAdapter:
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
+    auto_class: ClassVar[str] = "AutoModelForImageTextToText"
+    """Name of the transformers auto class :func:`~egg_interp.models.load_model` loads with."""
     image_token: ClassVar[str] = "<image>"
     images_nested_per_prompt: ClassVar[bool] = False
-    """Whether the processor takes a batch's images as one list per prompt (SmolVLM) rather
-    than one flat list (the others)."""
+    """Whether the processor takes the images as one list per prompt (SmolVLM; LLaVA-OneVision,
+    whose processor reads a prompt's image count from it) rather than one flat list (the
+    others); a single prompt is then a list of one list."""
     max_images_per_prompt: ClassVar[int | None] = None
     """How many images one prompt may hold (``None``: no limit). The loop puts the original
     images and their crops in one prompt; an architecture that takes fewer says so here, and
@@ -183,6 +193,18 @@ class VLMAdapter:
         """
         value = getattr(self.model.config, "egg_region_sigma", None)
         return DEFAULT_SIGMA if value is None else float(value)
+
+    @classmethod
+    def load_processor(cls, source: str, model_type: str) -> Any:
+        """The processor of checkpoint ``source`` (a local directory or a hub id).
+
+        Default: :func:`egg_interp.models.processors.load_processor` (``AutoProcessor``, else
+        the processor without its video slot). Architectures whose image processor needs
+        torchvision override it to build an equivalent without torchvision when it is missing.
+        """
+        from egg_interp.models.processors import load_processor
+
+        return load_processor(source, model_type)
 
     # ------------------------------------------------------------------ prompts
     def prompt_text(self, n_images: int, question: str, n_videos: int = 0) -> str:
@@ -292,7 +314,8 @@ class VLMAdapter:
             elif videos:
                 batch = self._process_with_videos(flat, texts[0], videos)
             else:
-                batch = self.processor(images=flat, text=texts[0], return_tensors="pt")
+                images = nested if self.images_nested_per_prompt else flat
+                batch = self.processor(images=images, text=texts[0], return_tensors="pt")
         except ValueError as exc:  # e.g. an image too small for the processor's patch size
             raise InputError(
                 f"{type(self).__name__}: the processor rejects the input: {exc}"
@@ -627,15 +650,30 @@ class VLMAdapter:
 
     def generate(self, inputs: PromptInputs, max_new_tokens: int = 20) -> str:
         """Greedy answer text for a built prompt."""
+        out = self.generate_ids(inputs.batch, max_new_tokens)
+        new = out[0, inputs.input_ids.shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+    def generate_ids(
+        self, batch: dict[str, Any], max_new_tokens: int, cache: Any = None
+    ) -> torch.Tensor:
+        """Greedy decoding of a processor batch: token ids ``(rows, seq + new)``, prompt first.
+
+        Rows that end early are padded with the pad token, as ``generate`` does. ``cache``:
+        the key/value cache of all of the batch's tokens but the last ones (a recorded
+        forward, whose answer this continues); the batch then holds no pixels. Default
+        ``model.generate``, without gradients; adapters of a model whose ``generate`` cannot
+        run decode here themselves.
+        """
+        extra = {} if cache is None else {"cache": cache}
         with torch.no_grad():
-            out = self.model.generate(
-                **inputs.batch,
+            return self.model.generate(
+                **batch,
+                **extra,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        new = out[0, inputs.input_ids.shape[1] :]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def answer(
         self,
@@ -807,17 +845,37 @@ class VLMAdapter:
     # ------------------------------------------------------------------ hygiene
     @contextmanager
     def attention_implementation(self, impl: str) -> Iterator[None]:
-        """Temporarily switch the attention implementation (e.g. to ``"eager"``)."""
-        before = getattr(self.model.config, "_attn_implementation", None)
-        if before == impl:
+        """Temporarily switch the attention implementation (e.g. to ``"eager"``).
+
+        What was set is restored per sub-model: a composite model may mix implementations
+        (PaliGemma 2: its Gemma 2 language model supports only eager attention, its vision
+        tower and the wrapper sdpa), and restoring one name everywhere would fail.
+        """
+        before = _attention_settings(self.model.config)
+        if _leaves(before) <= {impl}:
             yield
             return
         self.model.set_attn_implementation(impl)
         try:
             yield
         finally:
-            if before is not None:
+            if _leaves(before) - {None}:
                 self.model.set_attn_implementation(before)
+
+
+def _attention_settings(config: Any) -> Any:
+    """A config's attention implementation, as ``set_attn_implementation`` takes it back: the
+    name, or ``{"": name, sub_config: ...}`` when it has sub-configs."""
+    name = getattr(config, "_attn_implementation", None)
+    subs = {k: getattr(config, k, None) for k in getattr(config, "sub_configs", {})}
+    subs = {k: _attention_settings(c) for k, c in subs.items() if c is not None}
+    return {"": name, **subs} if subs else name
+
+
+def _leaves(settings: Any) -> set:
+    if isinstance(settings, dict):
+        return set().union(*(_leaves(v) for v in settings.values()))
+    return {settings}
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

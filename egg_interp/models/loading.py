@@ -10,12 +10,23 @@ import torch
 
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.deepseek_vl import DeepseekVLAdapter
+from egg_interp.models.gemma3 import Gemma3Adapter
+from egg_interp.models.gemma4 import Gemma4Adapter
 from egg_interp.models.glm4v import Glm4vAdapter
+from egg_interp.models.idefics2 import REFUSED as IDEFICS2_REFUSED
 from egg_interp.models.idefics3 import Idefics3Adapter, SmolVLMAdapter
 from egg_interp.models.internvl import InternVLAdapter
+from egg_interp.models.lfm2_vl import Lfm2VlAdapter
+from egg_interp.models.llama4 import Llama4Adapter
 from egg_interp.models.llava import LlavaAdapter
 from egg_interp.models.llava_next import LlavaNextAdapter
-from egg_interp.models.processors import load_processor
+from egg_interp.models.llava_onevision import LlavaOnevisionAdapter
+from egg_interp.models.mistral3 import Mistral3Adapter
+from egg_interp.models.molmo2 import Molmo2Adapter
+from egg_interp.models.ovis2 import Ovis2Adapter
+from egg_interp.models.paligemma import PaliGemmaAdapter
+from egg_interp.models.phi4_multimodal import Phi4MultimodalAdapter
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from egg_interp.models.qwen2_vl import Qwen2VLAdapter
 from egg_interp.models.qwen3_5 import Qwen3_5Adapter
@@ -28,6 +39,9 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
     for cls in (
         LlavaAdapter,
         LlavaNextAdapter,
+        LlavaOnevisionAdapter,
+        Mistral3Adapter,
+        Llama4Adapter,
         Qwen2_5_VLAdapter,
         Qwen3VLAdapter,
         InternVLAdapter,
@@ -38,10 +52,22 @@ ADAPTERS: dict[str, type[VLMAdapter]] = {
         Qwen3VLMoeAdapter,
         Qwen3_5Adapter,
         Qwen3_5MoeAdapter,
+        Gemma3Adapter,
+        Gemma4Adapter,
+        PaliGemmaAdapter,
+        Molmo2Adapter,
+        Lfm2VlAdapter,
+        DeepseekVLAdapter,
+        Ovis2Adapter,
+        Phi4MultimodalAdapter,
     )
     for t in cls.model_types
 }
 """``model_type`` -> adapter class."""
+
+REFUSED: dict[str, str] = {**IDEFICS2_REFUSED}
+"""``model_type`` -> why it is refused (architectures whose tokens have no place in the
+image); :func:`adapter_class` raises with the reason, before any weight is loaded."""
 
 ORGANISM = "organism"
 """Name that selects the embedded model organism (the default of every command)."""
@@ -170,7 +196,10 @@ def _native_hint(source: str, model_type: str) -> str:
 
 
 def adapter_class(model_type: str) -> type[VLMAdapter]:
-    """The adapter for ``model_type``, or :class:`UnsupportedModelError` naming the supported ones."""
+    """The adapter for ``model_type``, or :class:`UnsupportedModelError` naming the supported
+    ones (or, for a refused architecture, why it is refused)."""
+    if model_type in REFUSED:
+        raise UnsupportedModelError(f"architecture {model_type!r}: {REFUSED[model_type]}")
     if model_type not in ADAPTERS:
         raise UnsupportedModelError(
             f"architecture {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}"
@@ -210,7 +239,7 @@ def load_model(
         In eval mode, with every parameter's ``requires_grad`` switched off: methods take
         gradients at the visual token embeddings or the pixels only.
     """
-    from transformers import AutoModelForImageTextToText
+    import transformers
 
     source = str(source)
     if source == ORGANISM:
@@ -227,10 +256,10 @@ def load_model(
     if attn_implementation is not None:
         load_kwargs["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForImageTextToText.from_pretrained(source, **load_kwargs)
+        model = getattr(transformers, cls.auto_class).from_pretrained(source, **load_kwargs)
     except OSError as exc:
         raise InputError(f"cannot load model {source!r}: {exc}") from exc
-    processor = load_processor(source, model_type)
+    processor = cls.load_processor(source, model_type)
     if device_map is None:
         model = model.to(device)
     model.eval()

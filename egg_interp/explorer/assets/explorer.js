@@ -4,9 +4,10 @@
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("data").textContent);
-  const S = D.samples, M = D.methods, P = D.pipelines;
+  const S = D.samples, M = D.methods, P = D.pipelines, SC = D.scores || [];
   const $ = (id) => document.getElementById(id);
-  const base = (label) => label.split("@")[0].split(" ")[0];
+  // a label is name[target]@hash [model]: the name alone
+  const base = (label) => label.split(" ")[0].split("@")[0].split("[")[0];
   const EGG_M = M.find((m) => base(m) === "egg");
   const BASE_P = P.find((p) => base(p) === "base");
   const EGG_P = P.find((p) => base(p) === "egg");
@@ -15,6 +16,7 @@
     rows: [], order: [], pos: -1, method: EGG_M || M[0] || "", step: 0,
     loop: EGG_P || P.find((p) => S.some((s) => steps(s, p).length)) || "",
     sortKey: "index", sortDir: 1,
+    score: (SC.find((c) => c.name === "pointing_game") || SC[0] || { name: "pointing_game" }).name,
   };
 
   // ------------------------------------------------------------ helpers
@@ -32,7 +34,15 @@
     if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
     return Number(x.toPrecision(d)).toString();
   }
-  function pg(s, m) { const e = s.maps[m]; return e && !e.error ? num(e.scores.pointing_game) : NaN; }
+  function pg(s, m) { return mapScore(s, m, "pointing_game"); }
+  function mapScore(s, m, name) { const e = s.maps[m]; return e && !e.error ? num((e.scores || {})[name]) : NaN; }
+  const scoreDecl = (name) => SC.find((c) => c.name === name) || { name, label: name, header: name, arrow: "", percent: false };
+  // a score whose values are all 0 or 1 reads as hit / miss
+  const BINARY = Object.fromEntries(SC.map((c) => [c.name, S.every((s) => M.every((m) => { const v = mapScore(s, m, c.name); return Number.isNaN(v) || v === 0 || v === 1; }))]));
+  function scoreText(c, v) {
+    if (Number.isNaN(v)) return "-";
+    return c.percent && Number.isFinite(v) ? (100 * v).toFixed(1) : fmt(v);
+  }
   function score(s, p) { const e = s.pipelines[p]; return e && !e.error ? num(e.score) : NaN; }
   function steps(s, p) { const e = s.pipelines[p]; return (e && e.steps) || []; }
   const hits = (s, m) => pg(s, m) === 1, misses = (s, m) => pg(s, m) === 0;
@@ -84,6 +94,9 @@
     fillSelect($("family"), [["", "all"], ...fams.map((f) => [f, f || "(none)"])]);
     const buckets = ["small", "medium", "large", "none"].filter((b) => S.some((s) => s.size_bucket === b));
     fillSelect($("bucket"), [["", "all"], ...buckets.map((b) => [b, b])]);
+    fillSelect($("score"), SC.map((c) => [c.name, c.header]));
+    $("score").value = state.score;
+    $("score").addEventListener("change", () => { state.score = $("score").value; buildTable(); applyFilters(); });
     for (const id of ["preset", "family", "bucket"]) $(id).addEventListener("change", applyFilters);
     $("search").addEventListener("input", applyFilters);
   }
@@ -116,9 +129,15 @@
     { key: "dataset", title: "dataset", value: (s) => s.dataset, cell: (s) => esc(s.dataset) },
     { key: "size", title: "size", value: (s) => s.size_bucket, cell: (s) => esc(s.size_bucket) },
     ...M.map((m) => ({
-      key: "pg:" + m, title: "pg " + m, tip: `pointing game of the ${m} map (hit / miss / - no evidence or no map)`,
-      value: (s) => pg(s, m),
-      cell: (s) => { const v = pg(s, m); return Number.isNaN(v) ? '<span class="na">-</span>' : v === 1 ? '<span class="hit">hit</span>' : '<span class="miss">miss</span>'; },
+      key: "map:" + m, title: () => `${m} ${scoreDecl(state.score).arrow}`.trim(),
+      tip: () => `${scoreDecl(state.score).header} of the ${m} map (- no evidence or no map); choose the score above`,
+      value: (s) => mapScore(s, m, state.score),
+      cell: (s) => {
+        const c = scoreDecl(state.score), v = mapScore(s, m, c.name);
+        if (Number.isNaN(v)) return '<span class="na">-</span>';
+        if (BINARY[c.name]) return v === 1 ? '<span class="hit">hit</span>' : '<span class="miss">miss</span>';
+        return esc(scoreText(c, v));
+      },
     })),
     ...P.map((p) => ({
       key: "ans:" + p, title: p, tip: `answer of the ${p} pipeline (green: score >= ${RIGHT}); sorts by score`,
@@ -144,8 +163,19 @@
       return a - b;
     });
   }
+  const text = (x) => (typeof x === "function" ? x() : x);
+  function buildTable() {
+    $("samples").tHead.innerHTML = "<tr>" + COLS.map((c) => `<th data-key="${esc(c.key)}" title="${esc(text(c.tip) || "sort by " + text(c.title))}" class="${c.key === state.sortKey ? (state.sortDir > 0 ? "sorted-asc" : "sorted-desc") : ""}">${esc(text(c.title))}</th>`).join("") + "</tr>";
+    state.rows = S.map((s, i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.i = i;
+      tr.dataset.id = s.id;
+      tr.innerHTML = COLS.map((c) => `<td>${c.cell(s)}</td>`).join("");
+      return tr;
+    });
+  }
   function setupTable() {
-    $("samples").tHead.innerHTML = "<tr>" + COLS.map((c) => `<th data-key="${esc(c.key)}" title="${esc(c.tip || "sort by " + c.title)}">${esc(c.title)}</th>`).join("") + "</tr>";
+    buildTable();
     $("samples").tHead.addEventListener("click", (ev) => {
       const th = ev.target.closest("th");
       if (!th) return;
@@ -153,13 +183,6 @@
       state.sortKey = th.dataset.key;
       for (const h of $("samples").tHead.rows[0].cells) h.className = h === th ? (state.sortDir > 0 ? "sorted-asc" : "sorted-desc") : "";
       applyFilters();
-    });
-    state.rows = S.map((s, i) => {
-      const tr = document.createElement("tr");
-      tr.dataset.i = i;
-      tr.dataset.id = s.id;
-      tr.innerHTML = COLS.map((c) => `<td>${c.cell(s)}</td>`).join("");
-      return tr;
     });
     $("samples").tBodies[0].addEventListener("click", (ev) => {
       const tr = ev.target.closest("tr");
@@ -234,8 +257,9 @@
     if (e) {
       if (e.error) info += `<br><span class="miss">error: ${esc(e.error)}</span>`;
       const sc = e.scores || {}, sm = e.summary || {};
-      info += `<br>pointing game ${fmt(sc.pointing_game)}, energy pg ${fmt(sc.energy_pointing_game)}, top region IoU ${fmt(sc.region_iou)}` +
-        `<br>spatial entropy ${fmt(sm.spatial_entropy)}, Shannon entropy ${fmt(sm.shannon_entropy)}, grid ${esc((sm.grid_shape || []).join("x"))}, target ${esc(e.target || "-")}`;
+      const shown = SC.filter((c) => c.name in sc).map((c) => `<span class="score" data-score="${esc(c.name)}" title="${esc(c.direction === "none" ? "neither way is better" : c.direction + " is better")}">${esc(c.header)} ${esc(scoreText(c, num(sc[c.name])))}</span>`);
+      if (shown.length) info += "<br>" + shown.join(", ");
+      info += `<br>spatial entropy ${fmt(sm.spatial_entropy)}, Shannon entropy ${fmt(sm.shannon_entropy)}, grid ${esc((sm.grid_shape || []).join("x"))}, target ${esc(e.target || "-")}`;
       if (sm.degenerate) info += `<br><span class="miss">degenerate: ${esc(sm.degenerate)}</span>`;
     }
     $("map-info").innerHTML = info;

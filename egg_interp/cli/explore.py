@@ -1,9 +1,12 @@
-"""``egg-interp explore``: arguments and what the command runs (registered in the CLI module)."""
+"""``egg-interp explore``: arguments and what the command runs (the page is built by
+:mod:`egg_interp.explorer`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from egg_interp.cli.args import add_threads_arg, device_name, dtype_name
 
 EXPLORE_HELP = (
     "write one self-contained HTML page to browse a results file (tables, samples, maps, loop)"
@@ -19,8 +22,19 @@ def add_explore_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="recompute the maps the results do not hold with this model (default: as recorded)",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default=None,
+        help="where to recompute maps: cpu, cuda, cuda:1, mps (default: cuda if available)",
+    )
+    p.add_argument(
+        "--dtype",
+        type=dtype_name,
+        default=None,
+        help="float32 | bfloat16 | float16 for recomputed maps (default: as recorded)",
+    )
+    add_threads_arg(p)
     p.add_argument(
         "--data-root", default=None, help="the benchmark's images (default: as recorded)"
     )
@@ -32,7 +46,7 @@ def add_explore_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=500,
         metavar="N",
-        help="samples with images, maps and crops (the first N; the table lists all) (500)",
+        help="samples with images, maps and crops (the first N; the table lists all)",
     )
     p.add_argument("--no-plots", action="store_true", help="tables only at the top")
     p.add_argument("--title", default=None, help="page title")

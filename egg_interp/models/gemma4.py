@@ -1,0 +1,136 @@
+"""Adapter for ``gemma4`` checkpoints (Gemma 4).
+
+Layout. The image processor keeps the aspect ratio: it resizes a ``W x H`` image (bicubic)
+to the largest ``w x h`` with both sides multiples of ``3 * patch`` (48 px at patch 16)
+whose patch count stays within ``9 * max_soft_tokens`` (``max_soft_tokens`` in 70, 140,
+280, 560, 1120; 280 by default), and cuts it into patches; the vision encoder's pooler
+averages each 3 x 3 block of patches by position into one soft token. An image thus gives
+``(h / 48) x (w / 48)`` tokens, row-major, between ``<|image>`` and ``<image|>`` (e.g.
+128 x 64 at 280 tokens -> 1104 x 528 px -> 23 x 11 tokens; the floor to multiples of 48
+scales the two sides slightly differently). Token ``(r, c)`` covers
+``[48 c W / w, 48 (c + 1) W / w) x [48 r H / h, 48 (r + 1) H / h)``; the grid is read from
+the ``image_position_ids`` the processor returned (patch ``(x, y)``, ``-1`` for padding), so
+it follows any processor setting. One view, ``"base"``.
+
+Hook: ``get_image_features(...).pooler_output`` (one tensor per image, padding stripped),
+after the multimodal embedder. Those vectors replace the ``<|image|>`` embeddings, and the
+language model derives from ``inputs_embeds`` both its residual stream and the context part
+of its per-layer inputs (the token-identity part of an image position is the pad token's),
+so a gradient at the features covers every path by which the image enters. Positions are
+1-D. With ``use_bidirectional_attention="vision"`` (the larger released models) each
+image's tokens attend to each other in the sliding-window layers (``mm_token_type_ids`` = 1
+on them), never in the full-attention ones; appended answer tokens are text (type 0). The
+last ``num_kv_shared_layers`` layers reuse earlier layers' keys and values; with
+``logits_to_keep=1`` they run on the last position only, which changes nothing upstream.
+Mixture-of-experts variants (26B-A4B) need nothing more: the routing is part of the
+language model the gradient runs through (piecewise: top-k choices do not move within a
+gradient step).
+
+The processor wants an audio ``feature_extractor`` and a ``video_processor`` (torchvision);
+without torchvision it is built image-only
+(:func:`egg_interp.models.processors.image_only_processor_class`), same prompts, same
+tensors. Video (per frame ``mm:ss <|image>`` + 70 ``<|video|>`` + ``<image|>``) is not
+handled here; :func:`gemma4_grid_layout` is the per-frame layout a video path can reuse.
+
+Attention heuristics read one layer's answer row; at a sliding-window layer it sees only the
+last ``sliding_window`` positions (512 or 1024 in the released models), so on a long prompt
+(the loop's original plus crops, 280 tokens each by default) earlier image tokens get exactly
+0 there and rel-att 0 / 0 = NaN: pass ``layers=`` a full-attention layer
+(``config.text_config.layer_types``) to read every token (see :mod:`egg_interp.models.gemma3`).
+
+Not supported: pixel-space methods (``pixel_values`` are flattened patches, not an image),
+``gemma4_unified`` (no vision encoder). What maps cannot show: anything finer than 48 x 48
+processed pixels, i.e. ``48 W / w`` original pixels per token side (at 280 tokens: 5.6 px
+for a 128 x 64 image, 56 px for a 1280 x 640 one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from egg_interp.models.base import (
+    ImageLayout,
+    PromptInputs,
+    ViewLayout,
+    VLMAdapter,
+    regular_cell_boxes,
+)
+from egg_interp.models.gemma3 import extend_token_types, repeat_prompt
+
+
+def gemma4_grid_layout(
+    size: tuple[int, int], patch_grid: tuple[int, int], patch: int, kernel: int
+) -> ImageLayout:
+    """Layout of one image (or video frame) encoded on a ``patch_grid`` of patches.
+
+    Parameters
+    ----------
+    size : (int, int)
+        ``(width, height)`` of the original image.
+    patch_grid : (int, int)
+        ``(rows, cols)`` of patches of the resized image (multiples of ``kernel``).
+    patch, kernel : int
+        Patch side in processed pixels and the pooling kernel (3).
+
+    Returns
+    -------
+    ImageLayout
+        One ``"base"`` view of ``(rows / kernel) x (cols / kernel)`` tokens, row-major; each
+        cell is ``kernel * patch`` processed pixels, rescaled to the original.
+    """
+    width, height = size
+    prow, pcol = patch_grid
+    rows, cols = prow // kernel, pcol // kernel
+    cell_w = kernel * patch * width / (pcol * patch)
+    cell_h = kernel * patch * height / (prow * patch)
+    boxes = regular_cell_boxes(rows, cols, 0.0, 0.0, cell_w, cell_h)
+    index = np.arange(rows * cols).reshape(rows, cols)
+    return ImageLayout((width, height), rows * cols, [ViewLayout("base", index, boxes)])
+
+
+class Gemma4Adapter(VLMAdapter):
+    """Gemma 4: one aspect-preserving grid of 3x3-pooled patches per image."""
+
+    model_types = ("gemma4",)
+    image_token = "<|image|>"
+    images_nested_per_prompt = True
+    pixel_keys = ("pixel_values", "image_position_ids")
+
+    def layouts(self, images: Sequence[Image.Image], batch: dict[str, Any]) -> list[ImageLayout]:
+        vc = self.model.config.vision_config
+        positions = batch["image_position_ids"]
+        if positions.shape[0] != len(images):
+            raise RuntimeError(
+                f"Gemma4Adapter: {positions.shape[0]} encoded images for {len(images)} images"
+            )
+        out = []
+        for im, pos in zip(images, positions):
+            real = pos[(pos >= 0).all(dim=-1)]
+            grid = (int(real[:, 1].max()) + 1, int(real[:, 0].max()) + 1)  # (rows, cols)
+            out.append(gemma4_grid_layout(im.size, grid, vc.patch_size, vc.pooling_kernel_size))
+        return out
+
+    def compute_image_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        out = self.model.model.get_image_features(
+            pixel_values=inputs.batch["pixel_values"],
+            image_position_ids=inputs.batch["image_position_ids"],
+            return_dict=True,
+        )
+        return list(out.pooler_output)
+
+    def extend_extra(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
+        """Answer tokens are text: ``mm_token_type_ids`` 0 (causal)."""
+        return extend_token_types(batch, "mm_token_type_ids", n, 0)
+
+    def perturbed_logits(
+        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """One forward: the prompt repeated along the batch, feature sets row-major."""
+        n = features[0].shape[0]
+        flat = [f[b] for b in range(n) for f in features]
+        return self.forward_features(repeat_prompt(inputs, n), flat).logits[:, -1]
