@@ -35,7 +35,7 @@ from video_checks import (
     check_video_layout_by_perturbation,
     check_video_pixels_match_image,
     noise_video,
-    video_processor_patch_count,
+    video_processor_token_count,
 )
 
 from egg_interp.models.glm4v import Glm4vAdapter
@@ -155,7 +155,7 @@ def test_video_of_two_equal_frames_is_the_image(adapter):
 def test_video_grid_follows_the_video_processors_rule(adapter):
     check_video_grid_rule(
         adapter,
-        video_processor_patch_count(adapter, Glm4vVideoProcessor),
+        video_processor_token_count(adapter, Glm4vVideoProcessor),
         [(96, 72), (60, 150)],
         [2, 5],
     )

@@ -32,7 +32,7 @@ from video_checks import (
     check_video_layout_by_perturbation,
     check_video_pixels_match_image,
     noise_video,
-    qwen2_patch_count,
+    qwen2_token_count,
 )
 
 from egg_interp.models.offline.qwen import build_tiny_qwen2_vl
@@ -129,7 +129,7 @@ def test_video_of_two_equal_frames_is_the_image(adapter):
 
 
 def test_video_grid_follows_the_video_processors_rule(adapter):
-    check_video_grid_rule(adapter, qwen2_patch_count(adapter), [(96, 72), (60, 150)], [2, 5])
+    check_video_grid_rule(adapter, qwen2_token_count(adapter), [(96, 72), (60, 150)], [2, 5])
 
 
 def test_video_features_give_the_models_own_logits(adapter):

@@ -37,7 +37,7 @@ from video_checks import (
     check_video_layout_by_perturbation,
     check_video_pixels_match_image,
     noise_video,
-    video_processor_patch_count,
+    video_processor_token_count,
 )
 
 from egg_interp.methods import get_method
@@ -140,7 +140,7 @@ def test_video_of_two_equal_frames_is_the_image(adapter):
 def test_video_grid_follows_the_video_processors_rule(adapter):
     check_video_grid_rule(
         adapter,
-        video_processor_patch_count(adapter, Qwen3VLVideoProcessor),
+        video_processor_token_count(adapter, Qwen3VLVideoProcessor),
         [(96, 72), (60, 150)],
         [2, 5],
     )

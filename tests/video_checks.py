@@ -113,17 +113,19 @@ def check_video_pixels_match_image(adapter, size):
 
 
 def check_video_grid_rule(adapter, reference, sizes, frame_counts):
-    """``video_grid_thw`` of every size and frame count against ``reference(n, h, w)``, the
-    model's video processor's patch count (transformers' own rule), and the slices'
-    token counts against the grid."""
+    """The video's token count for every size and frame count against ``reference(n, h, w)``,
+    transformers' own count (the video processor's or processor's rule); Qwen-style grids
+    also against the temporal patching (one slice of ``gh gw / 4`` tokens per 2 frames)."""
     for size in sizes:
         for n in frame_counts:
             video = noise_video(size, n, seed=n)
             inputs = adapter.build_inputs([], QUESTION, videos=[video])
-            t, gh, gw = inputs.batch["video_grid_thw"][0].tolist()
-            assert t * gh * gw == reference(n, size[1], size[0]), (size, n)
-            assert t == -(-n // adapter.temporal_patch_size)
-            assert [lay.n_tokens for lay in inputs.layouts] == [gh * gw // 4] * t
+            counts = [lay.n_tokens for lay in inputs.layouts]
+            assert sum(counts) == reference(n, size[1], size[0]), (size, n)
+            if "video_grid_thw" in inputs.batch:
+                t, gh, gw = inputs.batch["video_grid_thw"][0].tolist()
+                assert t == -(-n // adapter.temporal_patch_size)
+                assert counts == [gh * gw // 4] * t
 
 
 def check_video_features_match_pixels(adapter, video, images=()):
@@ -209,21 +211,32 @@ def check_video_every_method(adapter, video, refused=None):
         assert "\n" not in str(info.value)
 
 
-def qwen2_patch_count(adapter):
-    """Qwen2-VL's and Qwen2.5-VL's video patch count, as ``Qwen2VLVideoProcessor`` computes
+def qwen2_token_count(adapter):
+    """Qwen2-VL's and Qwen2.5-VL's video token count, as ``Qwen2VLVideoProcessor`` computes
     it (``get_num_of_video_patches``: the image ``smart_resize`` of one frame, times
     ``ceil(n / temporal_patch_size)``; that class cannot be built without torchvision, its
-    per-frame count is the image processor's own ``get_number_of_image_patches``)."""
+    per-frame count is the image processor's own ``get_number_of_image_patches``), over the
+    2 x 2 merge."""
     ip = adapter.processor.image_processor
     tp = adapter.temporal_patch_size
-    return lambda n, h, w: -(-n // tp) * ip.get_number_of_image_patches(h, w, {})
+    return lambda n, h, w: -(-n // tp) * ip.get_number_of_image_patches(h, w, {}) // 4
 
 
-def video_processor_patch_count(adapter, cls):
-    """The patch count of transformers' own video processor class ``cls`` (Qwen3-VL's and
+def video_processor_token_count(adapter, cls):
+    """The token count of transformers' own video processor class ``cls`` (Qwen3-VL's and
     GLM-4V's build without torchvision; only their pixel steps need it), with the settings the
-    torchvision-free processor uses."""
+    torchvision-free processor uses: its patches over the 2 x 2 merge."""
     s = adapter.pil_video_processor().settings
     names = ("size", "patch_size", "temporal_patch_size", "merge_size")
     vp = cls(**{k: s[k] for k in names})
-    return lambda n, h, w: vp.get_num_of_video_patches(n, h, w, {})
+    return lambda n, h, w: vp.get_num_of_video_patches(n, h, w, {}) // 4
+
+
+def processor_token_count(adapter):
+    """The processor's own count (``_get_num_multimodal_tokens``, the rule vLLM reads)."""
+    processor = adapter.processor
+
+    def count(n, h, w):
+        return processor._get_num_multimodal_tokens(video_sizes=[[n, h, w]])["num_video_tokens"][0]
+
+    return count

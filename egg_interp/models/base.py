@@ -311,11 +311,12 @@ class VLMAdapter:
                 tok.padding_side = "left"
                 images = nested if self.images_nested_per_prompt else flat
                 batch = self.processor(images=images, text=texts, return_tensors="pt", padding=True)
-            elif videos:
-                batch = self._process_with_videos(flat, texts[0], videos)
             else:
                 images = nested if self.images_nested_per_prompt else flat
-                batch = self.processor(images=images, text=texts[0], return_tensors="pt")
+                if videos:
+                    batch = self._process_with_videos(images if flat else [], texts[0], videos)
+                else:
+                    batch = self.processor(images=images, text=texts[0], return_tensors="pt")
         except ValueError as exc:  # e.g. an image too small for the processor's patch size
             raise InputError(
                 f"{type(self).__name__}: the processor rejects the input: {exc}"
@@ -403,7 +404,7 @@ class VLMAdapter:
                 )
 
     def _process_with_videos(
-        self, images: Sequence[Image.Image], text: str, videos: Sequence[Video]
+        self, images: Sequence[Any], text: str, videos: Sequence[Video]
     ) -> Any:
         """The processor on one prompt with videos: the frames already sampled
         (``do_sample_frames=False``) with their metadata (timestamps), through the processor's
@@ -434,9 +435,14 @@ class VLMAdapter:
             checkpoint = getattr(self.model, "name_or_path", None) or None
             settings = video_settings(image_processor, checkpoint)
             self._pil_video_processor = PilVideoProcessor(
-                image_processor, self.video_frame_size, settings
+                image_processor, self.video_frame_size, settings, self.video_packing
             )
         return self._pil_video_processor
+
+    video_packing: ClassVar[str] = "patches"
+    """How the model takes video pixels (:class:`~egg_interp.models.video_inputs.PilVideoProcessor`):
+    ``"patches"`` (Qwen-style flattened temporal patches with ``video_grid_thw``) or
+    ``"frames"`` (``(videos, frames, channels, height, width)``)."""
 
     def video_frame_size(
         self, n_frames: int, height: int, width: int, settings: dict[str, Any]

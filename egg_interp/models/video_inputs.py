@@ -1,8 +1,8 @@
-"""Video inputs for Qwen-style models without torchvision.
+"""Video inputs without torchvision.
 
 transformers' video processors (``Qwen2VLVideoProcessor``, ``Qwen3VLVideoProcessor``,
-``Glm4vVideoProcessor``...) resize, normalise and patchify frames with torchvision, which this
-project cannot require. A processor's *prompt* side needs no torchvision: its
+``Glm4vVideoProcessor``, ``LlavaOnevisionVideoProcessor``...) resize, normalise and patchify
+frames with torchvision, which this project cannot require. A processor's *prompt* side needs no torchvision: its
 ``replace_video_token`` expands the video placeholder (Qwen3-VL writes ``<t seconds>`` and one
 vision block per temporal patch, GLM-4V a block and a timestamp per frame pair), its
 ``create_mm_token_type_ids`` types the tokens, and Qwen2.5-VL derives ``second_per_grid_ts``
@@ -15,7 +15,9 @@ rule's size (the adapter's :meth:`~egg_interp.models.base.VLMAdapter.video_frame
 and Qwen2.5-VL resize every frame with the image ``smart_resize``; Qwen3-VL, Qwen3.5 and
 GLM-4V count the pixel budget over all frames), rescaled and normalised by the image
 processor's own methods, then cut into ``temporal_patch x patch x patch`` blocks in the video
-processor's order (:func:`patchify_video`; an odd frame count repeats the last frame).
+processor's order (:func:`patchify_video`; an odd frame count repeats the last frame), or,
+for models that take whole frames (LLaVA-OneVision: every frame squashed to the tile size),
+stacked as ``(videos, frames, channels, height, width)``.
 
 Where it differs from the torchvision processors: frames are resized by PIL (bicubic, as the
 image path) instead of torchvision's tensor resize, so pixel values may differ by interpolation
@@ -113,7 +115,7 @@ def video_settings(image_processor: Any, checkpoint: str | None = None) -> dict[
 
 
 class PilVideoProcessor:
-    """A torchvision-free stand-in for a Qwen-style video processor (module docstring).
+    """A torchvision-free stand-in for a model's video processor (module docstring).
 
     Parameters
     ----------
@@ -124,20 +126,31 @@ class PilVideoProcessor:
         video resize rule.
     settings : dict
         :data:`SETTING_NAMES` (from :func:`video_settings`).
+    packing : str
+        ``"patches"``: Qwen-style rows of flattened temporal patches and ``video_grid_thw``;
+        ``"frames"``: the frames stacked, ``(videos, frames, channels, height, width)``.
     """
 
-    model_input_names = ("pixel_values_videos", "video_grid_thw")
-
-    def __init__(self, image_processor: Any, frame_size: FrameSize, settings: dict[str, Any]):
+    def __init__(
+        self,
+        image_processor: Any,
+        frame_size: FrameSize,
+        settings: dict[str, Any],
+        packing: str = "patches",
+    ):
+        if packing not in ("patches", "frames"):
+            raise ValueError(f"packing is 'patches' or 'frames', not {packing!r}")
         self.image_processor = image_processor
         self.frame_size = frame_size
         self.settings = dict(settings)
-        self.patch_size = int(settings["patch_size"])
-        self.temporal_patch_size = int(settings["temporal_patch_size"])
-        self.merge_size = int(settings["merge_size"])
+        self.packing = packing
+        if packing == "patches":
+            self.patch_size = int(settings["patch_size"])
+            self.temporal_patch_size = int(settings["temporal_patch_size"])
+            self.merge_size = int(settings["merge_size"])
 
     def __repr__(self) -> str:
-        return f"PilVideoProcessor(patch {self.patch_size}, temporal {self.temporal_patch_size})"
+        return f"PilVideoProcessor({self.packing})"
 
     def __call__(
         self,
@@ -155,27 +168,31 @@ class PilVideoProcessor:
         metadata = list(video_metadata) if video_metadata is not None else [None] * len(videos)
         if len(metadata) != len(videos):
             raise InputError(f"{len(videos)} videos but {len(metadata)} metadata entries")
-        patches, grids, metas = [], [], []
+        metas = []
         for video, meta in zip(videos, metadata, strict=True):
-            frames = self.frames_pixels(np.asarray(video))
-            patches.append(
-                patchify_video(frames, self.patch_size, self.merge_size, self.temporal_patch_size)
-            )
-            t = -(-frames.shape[0] // self.temporal_patch_size)
-            grids.append(
-                [t, frames.shape[2] // self.patch_size, frames.shape[3] // self.patch_size]
-            )
             if not isinstance(meta, VideoMetadata):
                 meta = VideoMetadata(**(meta or {"total_num_frames": len(video)}))
             metas.append(meta)
-        data = {
-            "pixel_values_videos": np.concatenate(patches).astype(np.float32),
-            "video_grid_thw": np.array(grids, dtype=np.int64),
-            "video_metadata": metas,
-        }
+        frames = [self.frames_pixels(np.asarray(video)) for video in videos]
+        if self.packing == "patches":
+            data = self.pack(frames)
+        else:
+            data = {"pixel_values_videos": np.stack(frames)}
+        data["video_metadata"] = metas
         return BatchFeature(
             data, tensor_type=return_tensors, skip_tensor_conversion=["video_metadata"]
         )
+
+    def pack(self, videos: list[np.ndarray]) -> dict[str, Any]:
+        """Qwen-style ``pixel_values_videos`` (the patch rows of all videos) and
+        ``video_grid_thw`` of ``(T, C, H, W)`` frames."""
+        p, tp = self.patch_size, self.temporal_patch_size
+        rows = [patchify_video(frames, p, self.merge_size, tp) for frames in videos]
+        grids = [[-(-f.shape[0] // tp), f.shape[2] // p, f.shape[3] // p] for f in videos]
+        return {
+            "pixel_values_videos": np.concatenate(rows).astype(np.float32),
+            "video_grid_thw": np.array(grids, dtype=np.int64),
+        }
 
     def frames_pixels(self, video: np.ndarray) -> np.ndarray:
         """Resized, rescaled, normalised frames ``(T, C, rh, rw)`` float32 of a
@@ -210,6 +227,15 @@ def qwen2_frame_size(n_frames: int, height: int, width: int, s: dict[str, Any]) 
     factor = int(s["patch_size"]) * int(s["merge_size"])
     size = s["size"]
     return smart_resize(height, width, factor, size["shortest_edge"], size["longest_edge"])
+
+
+def squashed_frame_size(
+    n_frames: int, height: int, width: int, s: dict[str, Any]
+) -> tuple[int, int]:
+    """LLaVA-OneVision's video rule: every frame squashed to ``size`` (``height x width``, the
+    tile: 384 x 384 in the released models), aspect not kept."""
+    size = s["size"]
+    return int(size["height"]), int(size["width"])
 
 
 def qwen3_frame_size(n_frames: int, height: int, width: int, s: dict[str, Any]) -> tuple[int, int]:
@@ -249,6 +275,7 @@ __all__ = [
     "patchify_video",
     "qwen2_frame_size",
     "qwen3_frame_size",
+    "squashed_frame_size",
     "video_processor_slot",
     "video_settings",
 ]
