@@ -177,14 +177,15 @@ def check_video_greedy_matches_generate(adapter, video, n=3):
     assert out[0, inputs.input_ids.shape[1] :].tolist() == ids
 
 
-def check_video_every_method(adapter, video, refused=None):
+def check_video_every_method(adapter, video, refused=None, images=None):
     """Every registered method maps a video prompt (finite, one grid per slice and image);
-    pixel-space variants are refused in one line; no hook is left behind."""
+    pixel-space variants are refused in one line; no hook is left behind. ``images`` follow
+    the video (default one 40 x 40 image)."""
     from egg_interp.errors import UnsupportedModelError
     from egg_interp.methods import METHODS, attribute, get_method
 
     refused = dict(refused or {})
-    images = [noise_image(40, 40, 9)]
+    images = [noise_image(40, 40, 9)] if images is None else list(images)
     inputs = adapter.build_inputs(images, QUESTION, videos=[video])
     shapes = [[v.token_index.shape for v in lay.views] for lay in inputs.layouts]
     # transformers adds its output-capturing hooks at the first eager forward that returns

@@ -480,13 +480,21 @@ class VLMAdapter:
         self, inputs: PromptInputs, features: Sequence[torch.Tensor]
     ) -> dict[str, Any]:
         """The model's ``mm_encoder_outputs``: still images' features under ``"image"``, each
-        video's slices joined under ``"video"`` (through :meth:`encoder_outputs`)."""
+        video's slices joined under ``"video"`` (through :meth:`encoder_outputs`).
+
+        ``features`` may hold several copies of the prompt's set, row after row (a prompt
+        repeated along the batch for batched perturbations); each row's stills and videos then
+        follow the previous row's, as the placeholders are filled."""
         if not inputs.videos:
             return {"image": self.encoder_outputs(features)}
-        pairs = list(zip(inputs.layouts, features, strict=True))
+        n = len(inputs.layouts)
+        if len(features) % n:
+            raise ValueError(f"{len(features)} feature tensors for {n} layouts")
+        pairs = [(lay, f) for k, f in enumerate(features) for lay in [inputs.layouts[k % n]]]
         stills = [f for lay, f in pairs if not lay.is_video]
         videos = [
-            torch.cat([f for lay, f in pairs if lay.video_index == v])
+            torch.cat([f for lay, f in pairs[row : row + n] if lay.video_index == v])
+            for row in range(0, len(pairs), n)
             for v in range(len(inputs.videos))
         ]
         out = {"video": self.encoder_outputs(videos)}

@@ -86,31 +86,36 @@ def patchify_video(frames: np.ndarray, patch: int, merge: int, temporal: int) ->
     return blocks.reshape(gt * gh * gw, c * temporal * patch * patch)
 
 
+def saved_video_config(checkpoint: str | None) -> dict[str, Any]:
+    """The checkpoint's ``video_preprocessor_config.json`` (a local directory or the hub
+    cache, never downloaded), or ``{}``."""
+    if not checkpoint:
+        return {}
+    from transformers.utils import cached_file
+
+    path = cached_file(
+        checkpoint,
+        "video_preprocessor_config.json",
+        local_files_only=True,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    return json.loads(open(path).read()) if path else {}
+
+
 def video_settings(image_processor: Any, checkpoint: str | None = None) -> dict[str, Any]:
     """The video rule's settings: the image processor's, overridden by the checkpoint's
-    ``video_preprocessor_config.json`` (read from a local directory or the hub cache, never
-    downloaded) where it exists."""
+    ``video_preprocessor_config.json`` (:func:`saved_video_config`) where it exists."""
     settings = {name: getattr(image_processor, name, None) for name in SETTING_NAMES}
     if isinstance(settings["size"], dict) or hasattr(settings["size"], "items"):
         settings["size"] = dict(settings["size"].items())
-    if checkpoint:
-        from transformers.utils import cached_file
-
-        path = cached_file(
-            checkpoint,
-            "video_preprocessor_config.json",
-            local_files_only=True,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-        if path:
-            saved = json.loads(open(path).read())
-            for name in SETTING_NAMES:
-                if saved.get(name) is not None:
-                    settings[name] = saved[name]
-            for key, name in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
-                if saved.get(key) is not None:
-                    settings["size"] = {**settings["size"], name: saved[key]}
+    saved = saved_video_config(checkpoint)
+    for name in SETTING_NAMES:
+        if saved.get(name) is not None:
+            settings[name] = saved[name]
+    for key, name in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
+        if saved.get(key) is not None:
+            settings["size"] = {**settings["size"], name: saved[key]}
     return settings
 
 
@@ -275,6 +280,7 @@ __all__ = [
     "patchify_video",
     "qwen2_frame_size",
     "qwen3_frame_size",
+    "saved_video_config",
     "squashed_frame_size",
     "video_processor_slot",
     "video_settings",
