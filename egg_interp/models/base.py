@@ -218,14 +218,18 @@ class VLMAdapter:
         if getattr(self.processor, "chat_template", None):
             return self.processor.apply_chat_template(messages, add_generation_prompt=True)
         if n_videos:
-            raise UnsupportedModelError(
-                f"{type(self).__name__}: the processor has no chat template to place a video in"
-            )
+            return self.fallback_video_prompt(n_videos, n_images, text)
         return self.fallback_prompt(n_images, text)
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         """Prompt used when the processor has no chat template."""
         return "USER: " + f"{self.image_token}\n" * n_images + f"{text}\nASSISTANT:"
+
+    def fallback_video_prompt(self, n_videos: int, n_images: int, text: str) -> str:
+        """Prompt with videos used when the processor has no chat template (default: refused)."""
+        raise UnsupportedModelError(
+            f"{type(self).__name__}: the processor has no chat template to place a video in"
+        )
 
     def build_inputs(
         self,
@@ -281,7 +285,7 @@ class VLMAdapter:
     ) -> PromptInputs:
         """The one place prompts are built: check, format, process, lay out."""
         if videos:
-            self._check_videos(videos)
+            self._check_videos(videos, max(len(images) for images, _ in items))
         texts, questions, flat, counts = [], [], [], []
         nested: list[list[Image.Image]] = []
         for images, question in items:
@@ -393,10 +397,20 @@ class VLMAdapter:
             mask |= input_ids == self.video_token_id
         return mask
 
-    def _check_videos(self, videos: Sequence[Video]) -> None:
+    video_with_images: ClassVar[bool] = True
+    """Whether one prompt may hold a video and still images (the loop answers with the video
+    and zoomed frames); an architecture whose model refuses both kinds of pixels in one forward
+    says ``False`` and such a prompt fails in one line."""
+
+    def _check_videos(self, videos: Sequence[Video], n_images: int = 0) -> None:
         who = self.name or type(self).__name__
         if not self.supports_video:
             raise UnsupportedModelError(f"{who} does not take video (images only)")
+        if n_images and not self.video_with_images:
+            raise UnsupportedModelError(
+                f"{who} takes a video or images in one prompt, not both (its model refuses "
+                "both kinds of pixels in one forward)"
+            )
         for v in videos:
             if not isinstance(v, Video):
                 raise InputError(
