@@ -76,6 +76,9 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 """Random-weight models the suite can build in memory, by name (``egg-interp bench --preset``)."""
 
+CACHE_METHODS = ("egg", "saliency", "input_x_gradient", "raw_attention", "gradcam")
+"""The methods whose shared vision features the cache section times on one sample."""
+
 BENCH_WORDS = tuple("what is written on the sign ? describe the image red blue".split())
 """The word-level vocabulary of the preset models (the bench prompt's words)."""
 
@@ -355,18 +358,15 @@ def bench_batch(
 
 
 def bench_runner(
-    adapter: VLMAdapter,
-    n: int = 8,
-    batch_size: int = 1,
-    options: Any = None,
-    batch_pipelines: bool = True,
+    adapter: VLMAdapter, n: int = 8, batch_size: int = 1, options: Any = None
 ) -> dict[str, Any]:
     """Samples per second of the evaluation runner (EGG map and EGG pipeline per sample).
 
     Runs :func:`egg_interp.runner.evaluate` on ``n`` test scenes of the synthetic benchmark
     (images of any model's liking; no files needed), writing to a temporary JSONL file;
-    ``options`` are the :class:`~egg_interp.pipelines.PipelineOptions` (default: the defaults);
-    ``batch_pipelines=False`` runs the pipelines one sample at a time (the old path).
+    ``options`` are the :class:`~egg_interp.pipelines.PipelineOptions` (default: the defaults;
+    ``reuse_forward=False`` prefills every answer afresh, the path before answers continued
+    the maps' forwards).
     """
     import tempfile
 
@@ -384,7 +384,6 @@ def bench_runner(
             out=Path(tmp) / "results.jsonl",
             batch_size=batch_size,
             pipeline_options=options,
-            batch_pipelines=batch_pipelines,
             progress=False,
         )
         _sync(adapter.device)
@@ -397,19 +396,46 @@ def bench_runner(
     }
 
 
-def bench_runner_batches(adapter: VLMAdapter, n: int = 8, batch: int = 8) -> dict[str, Any]:
-    """The runner at batch 1 and at ``batch``, with maps batched only (the old path) and with
-    the pipelines batched too (the new one), run back to back on the same ``n`` scenes."""
-    one = bench_runner(adapter, n, 1)
-    old = bench_runner(adapter, n, batch, batch_pipelines=False)
-    new = bench_runner(adapter, n, batch)
+RUNNER_PATHS = {"fresh": False, "continued": True}
+"""The two answer paths the runner bench compares: every answer prefilled afresh (before),
+answers continued from the maps' own forwards (after); name -> ``reuse_forward``."""
+
+
+def bench_runner_batches(
+    adapter: VLMAdapter, n: int = 16, batch: int = 8, repeat: int = 3, label: str = ""
+) -> dict[str, Any]:
+    """The runner at batch 1 and at ``batch``, with answers prefilled afresh and continued
+    from the maps' forwards, side by side on the same ``n`` scenes.
+
+    The four configurations run interleaved ``repeat`` times after one warm-up run (so a
+    change in the load of a shared machine falls on all of them); each figure is the median
+    samples per second of its runs. ``label`` names the model in the table (default: the
+    adapter's name).
+    """
+    from egg_interp.pipelines import PipelineOptions
+
+    configs = [(b, path) for b in (1, batch) for path in RUNNER_PATHS]
+    bench_runner(adapter, n, batch)  # warm-up: scenes rendered, caches filled
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {c: [] for c in configs}
+    for _ in range(max(1, repeat)):
+        for b, path in configs:
+            options = PipelineOptions(reuse_forward=RUNNER_PATHS[path])
+            runs[b, path].append(bench_runner(adapter, n, b, options))
+    rate = {c: statistics.median(r["samples_per_second"] for r in rs) for c, rs in runs.items()}
     return {
+        "model": label or adapter.name,
+        "samples": n,
         "batch": batch,
-        "batch_1": one,
-        "old": old,
-        "new": new,
-        "old_speedup": old["samples_per_second"] / one["samples_per_second"],
-        "speedup": new["samples_per_second"] / one["samples_per_second"],
+        "repeat": max(1, repeat),
+        "threads": torch.get_num_threads(),
+        "samples_per_second": {
+            f"batch_{b}": {path: rate[b, path] for path in RUNNER_PATHS} for b in (1, batch)
+        },
+        "speedup": {path: rate[batch, path] / rate[1, path] for path in RUNNER_PATHS},
+        "continued_vs_fresh": {
+            f"batch_{b}": rate[b, "continued"] / rate[b, "fresh"] for b in (1, batch)
+        },
+        "errors": sum(r["errors"] for rs in runs.values() for r in rs),
     }
 
 
@@ -464,25 +490,57 @@ def run_suite(
     when; everything else keeps its earlier figures).
 
     The model is ``model`` (a checkpoint or ``"organism"``), else the random-weight
-    ``preset`` built in memory (default ``"llava-1.5-shaped"``). ``width_check`` (a preset, ``None`` to skip) adds EGG's time and memory
-    against the forward on a model of full width but few layers: memory ratios depend on
-    the width (activations saved per token against weights), which the small model lacks.
+    ``preset`` built in memory (default ``"llava-1.5-shaped"``). ``width_check`` (a preset,
+    ``None`` to skip) adds EGG's time and memory against the forward on a model of full width
+    but few layers: memory ratios depend on the width (activations saved per token against
+    weights), which the small model lacks. The runner at batch 1 and 8, answers prefilled
+    afresh and continued (``runner_batch``), always runs on the organism, whatever the model:
+    one of its prompts is too small to fill the cores, so batching shows there.
     """
-    import platform
-
-    from egg_interp.io import write_json
-    from egg_interp.methods import METHODS
-    from egg_interp.models import load_model
-
     out_dir = Path(out_dir)
+    adapter, label = _suite_adapter(model, preset, device, dtype)
+    sections = _sections(adapter, model, device, repeat)
+    if only:
+        import json
+
+        results = json.loads((out_dir / "bench.json").read_text())
+        for name in only:
+            results[name] = sections[name]()
+        results["rerun"] = {"sections": list(only), "date": time.strftime("%Y-%m-%d")}
+    else:
+        results = _header(adapter, label, repeat)
+        results["methods"] = bench_methods(adapter, _method_names(methods), repeat=repeat)
+        for name, run in sections.items():
+            results[name] = run()
+        if width_check:
+            results["width"] = _width_check(width_check, device, dtype, repeat)
+    return _write(out_dir, results)
+
+
+def _suite_adapter(
+    model: str | None, preset: str | None, device: str | None, dtype: str | None
+) -> tuple[VLMAdapter, str]:
+    """The suite's model and its label: a checkpoint, else a preset built in memory."""
     if model is None:
         preset = preset or "llava-1.5-shaped"
-        adapter, label = preset_adapter(preset, device, dtype), f"{preset} (random weights)"
-    else:
-        adapter, label = load_model(model, device=device, dtype=dtype), model
-    names = list(methods) if methods is not None else sorted(METHODS)
+        return preset_adapter(preset, device, dtype), f"{preset} (random weights)"
+    from egg_interp.models import load_model
+
+    return load_model(model, device=device, dtype=dtype), model
+
+
+def _method_names(methods: Sequence[str] | None) -> list[str]:
+    from egg_interp.methods import METHODS
+
+    return list(methods) if methods is not None else sorted(METHODS)
+
+
+def _header(adapter: VLMAdapter, label: str, repeat: int) -> dict[str, Any]:
+    """What was measured on what: model sizes, device, dtype, versions, date, targets."""
+    import platform
+
     cfg = adapter.model.config
-    results: dict[str, Any] = {
+    return {
         "model": label,
         "sizes": {
             "vision": f"{cfg.vision_config.hidden_size}x{cfg.vision_config.num_hidden_layers}",
@@ -498,47 +556,53 @@ def run_suite(
         "repeat": repeat,
         "targets": TARGETS,
     }
-    sections = {
-        "pipeline": lambda: bench_pipeline(
-            adapter, _image(400, 300), "what is written on the sign ?", repeat=max(1, repeat // 2)
-        ),
-        "runner": lambda: bench_runner(adapter),
-        "runner_batch": lambda: bench_runner_batches(adapter),
-    }
-    if only:
-        import json
 
-        results = json.loads((out_dir / "bench.json").read_text())
-        for name in only:
-            results[name] = sections[name]()
-        results["rerun"] = {"sections": list(only), "date": time.strftime("%Y-%m-%d")}
-        results["checks"] = check_targets(results)
-        write_json(out_dir / "bench.json", results)
-        (out_dir / "bench.md").write_text(markdown(results))
-        return results
-    results["methods"] = bench_methods(adapter, names, repeat=repeat)
-    results["regions"] = bench_regions()
-    results["scaling"] = bench_scaling(adapter, repeat=max(1, repeat // 2))
-    results["pipeline"] = sections["pipeline"]()
-    results["batch"] = bench_batch(adapter, repeat=max(1, repeat // 2))
-    cheap = [
-        m
-        for m in ("egg", "saliency", "input_x_gradient", "raw_attention", "gradcam")
-        if m in METHODS
-    ]
-    results["cache"] = bench_cache(adapter, cheap, repeat=max(1, repeat // 2))
-    results["runner"] = bench_runner(adapter)
-    results["runner_batch"] = bench_runner_batches(adapter)
-    if width_check:
-        wide = preset_adapter(width_check, device, dtype)
-        cfg = wide.model.config
-        results["width"] = {
-            "preset": width_check,
-            "text": f"{cfg.text_config.hidden_size}x{cfg.text_config.num_hidden_layers}",
-            "parameters": sum(p.numel() for p in wide.model.parameters()),
-            "methods": bench_methods(wide, ["egg"], repeat=max(1, repeat // 2)),
-        }
-        del wide
+
+def _sections(
+    adapter: VLMAdapter, model: str | None, device: str | None, repeat: int
+) -> dict[str, Callable[[], Any]]:
+    """The suite's sections after the methods table, in order, by their ``bench.json`` key."""
+    from egg_interp.methods import METHODS
+
+    half = max(1, repeat // 2)
+    cheap = [m for m in CACHE_METHODS if m in METHODS]
+
+    def organism() -> VLMAdapter:
+        from egg_interp.models import load_model
+
+        return adapter if model == "organism" else load_model("organism", device=device)
+
+    return {
+        "regions": bench_regions,
+        "scaling": lambda: bench_scaling(adapter, repeat=half),
+        "pipeline": lambda: bench_pipeline(
+            adapter, _image(400, 300), "what is written on the sign ?", repeat=half
+        ),
+        "batch": lambda: bench_batch(adapter, repeat=half),
+        "cache": lambda: bench_cache(adapter, cheap, repeat=half),
+        "runner": lambda: bench_runner(adapter),
+        "runner_batch": lambda: bench_runner_batches(
+            organism(), repeat=max(3, repeat), label="organism"
+        ),
+    }
+
+
+def _width_check(preset: str, device: str | None, dtype: str | None, repeat: int) -> dict:
+    """EGG's time and memory against the forward on the full-width preset ``preset``."""
+    wide = preset_adapter(preset, device, dtype)
+    cfg = wide.model.config
+    return {
+        "preset": preset,
+        "text": f"{cfg.text_config.hidden_size}x{cfg.text_config.num_hidden_layers}",
+        "parameters": sum(p.numel() for p in wide.model.parameters()),
+        "methods": bench_methods(wide, ["egg"], repeat=max(1, repeat // 2)),
+    }
+
+
+def _write(out_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Check the targets, then write ``bench.json`` and ``bench.md``."""
+    from egg_interp.io import write_json
+
     results["checks"] = check_targets(results)
     write_json(out_dir / "bench.json", results)
     (out_dir / "bench.md").write_text(markdown(results))
@@ -573,32 +637,62 @@ def check_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The suite's results as markdown tables."""
-    lines = [
-        f"Benchmark of {results['model']} ({results['sizes']['parameters'] / 1e6:.1f}M parameters; "
-        f"vision {results['sizes']['vision']}, text {results['sizes']['text']} (hidden x layers)) "
-        f"on {results['device']} ({results['dtype']}, {results['threads']} threads, torch "
-        f"{results['torch']}), {results['date']}; medians of {results['repeat']} runs.",
-        "",
-        "| method | time / forward | peak memory / forward |",
-        "|---|---:|---:|",
-    ]
-    for r in results["methods"]:
+    """The suite's results as markdown: the header, the methods and targets tables, one line
+    per other section, the runner's batches table."""
+    lines = [_md_header(results), ""]
+    lines += _md_methods(results["methods"]) + [""]
+    lines += _md_targets(results["checks"]) + [""]
+    lines += _md_section_lines(results)
+    if "runner_batch" in results:
+        lines += ["", *_md_runner_batches(results["runner_batch"])]
+    if "rerun" in results:
+        lines += [
+            "",
+            f"Sections rerun on {results['rerun']['date']}: "
+            f"{', '.join(results['rerun']['sections'])} (the rest from the run above).",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _md_header(results: dict[str, Any]) -> str:
+    return (
+        f"Benchmark of {results['model']} ({results['sizes']['parameters'] / 1e6:.1f}M "
+        f"parameters; vision {results['sizes']['vision']}, text {results['sizes']['text']} "
+        f"(hidden x layers)) on {results['device']} ({results['dtype']}, {results['threads']} "
+        f"threads, torch {results['torch']}), {results['date']}; medians of "
+        f"{results['repeat']} runs."
+    )
+
+
+def _md_methods(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| method | time / forward | peak memory / forward |", "|---|---:|---:|"]
+    for r in rows:
         if "error" in r:
             lines.append(f"| {r['method']} | n/a ({r['error'][:60]}) | |")
         else:
             lines.append(f"| {r['method']} | {r['time_ratio']:.2f}x | {r['memory_ratio']:.2f}x |")
-    lines += ["", "| target | measured | goal | holds |", "|---|---:|---:|---|"]
-    for k, c in results["checks"].items():
+    return lines
+
+
+def _md_targets(checks: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| target | measured | goal | holds |", "|---|---:|---:|---|"]
+    for k, c in checks.items():
         lines.append(
             f"| {k} | {c['value']:.3g} | <= {c['target']} | {'yes' if c['holds'] else 'no'} |"
         )
+    return lines
+
+
+def _md_section_lines(results: dict[str, Any]) -> list[str]:
+    """One sentence per measured section (absolute times, width check, scaling, pipeline,
+    batched maps, cache, runner)."""
     sc, pl, ca = results["scaling"], results["pipeline"], results["cache"]
     fwd = results["methods"][0]
     egg = next(
         (r for r in results["methods"] if r.get("method") == "egg" and "error" not in r), None
     )
-    lines += [""]
+    lines = []
     if egg is not None:
         lines.append(
             f"Absolute (this machine): forward {fwd['seconds'] * 1000:.0f} ms, EGG map "
@@ -614,18 +708,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"({f['seconds'] * 1000:.0f} ms forward), {e.get('memory_ratio', math.nan):.2f}x its "
             f"peak memory ({f['peak_bytes'] / 2**20:.0f} MiB forward)."
         )
+    old = (
+        f" (answers from the maps' own forwards; {pl['old_ratio']:.1f}x with every answer "
+        "prefilled afresh, measured side by side)."
+        if "old_ratio" in pl
+        else "."
+    )
     lines += [
         f"EGG map time vs visual tokens {sc['tokens']}: "
         + ", ".join(f"{s * 1000:.0f} ms" for s in sc["seconds"])
         + f"; fitted exponent {sc['exponent']:.2f}.",
         f"Full EGG pipeline ({pl['steps']} loop step{'' if pl['steps'] == 1 else 's'}): "
-        f"{pl['ratio']:.1f}x the base answer"
-        + (
-            f" (answers from the maps' own forwards; {pl['old_ratio']:.1f}x with every answer "
-            "prefilled afresh, measured side by side)."
-            if "old_ratio" in pl
-            else "."
-        ),
+        f"{pl['ratio']:.1f}x the base answer" + old,
         "Batched EGG maps per second: "
         + ", ".join(f"batch {b}: {v:.2f}/s" for b, v in results["batch"].items())
         + ".",
@@ -638,24 +732,30 @@ def markdown(results: dict[str, Any]) -> str:
             f"Evaluation runner (EGG map + EGG pipeline per sample, {ru['samples']} scenes): "
             f"{ru['samples_per_second']:.2f} samples/s."
         )
-    if "runner_batch" in results:
-        rb = results["runner_batch"]
-        lines += [
-            "",
-            f"| runner, {rb['batch_1']['samples']} scenes (EGG map + EGG pipeline) | samples/s "
-            "| vs batch 1 |",
-            "|---|---:|---:|",
-            f"| batch 1 | {rb['batch_1']['samples_per_second']:.2f} | 1.00x |",
-            f"| batch {rb['batch']}, maps batched (old path) | "
-            f"{rb['old']['samples_per_second']:.2f} | {rb['old_speedup']:.2f}x |",
-            f"| batch {rb['batch']}, maps and pipelines batched (new path) | "
-            f"{rb['new']['samples_per_second']:.2f} | {rb['speedup']:.2f}x |",
-        ]
-    if "rerun" in results:
-        lines += [
-            "",
-            f"Sections rerun on {results['rerun']['date']}: "
-            f"{', '.join(results['rerun']['sections'])} (the rest from the run above).",
-        ]
-    lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def _md_runner_batches(rb: dict[str, Any]) -> list[str]:
+    """The runner at batch 1 and at batch B, answers prefilled afresh (before) and continued
+    from the maps' forwards (after), side by side."""
+    if "samples_per_second" not in rb:  # a bench.json written before the two answer paths
+        return []
+    rate, b = rb["samples_per_second"], rb["batch"]
+    ratio = rb["continued_vs_fresh"]
+    return [
+        f"Runner on {rb['model']}, {rb['samples']} scenes (EGG map + EGG pipeline per sample), "
+        f"samples/s, medians of {rb['repeat']} interleaved runs"
+        + (f" ({rb['threads']} threads)" if "threads" in rb else "")
+        + (f"; {rb['errors']} errors" if rb.get("errors") else "")
+        + ":",
+        "",
+        "| batch | answers prefilled afresh (before) | answers continued from the maps' "
+        "forward (after) | after / before |",
+        "|---|---:|---:|---:|",
+        f"| 1 | {rate['batch_1']['fresh']:.2f} | {rate['batch_1']['continued']:.2f} | "
+        f"{ratio['batch_1']:.2f}x |",
+        f"| {b} | {rate[f'batch_{b}']['fresh']:.2f} | {rate[f'batch_{b}']['continued']:.2f} | "
+        f"{ratio[f'batch_{b}']:.2f}x |",
+        f"| batch {b} / batch 1 | {rb['speedup']['fresh']:.2f}x | "
+        f"{rb['speedup']['continued']:.2f}x | |",
+    ]

@@ -370,6 +370,7 @@ class AttributionMap:
         cmap: str = "inferno",
         boxes: list[Box] | None = None,
         title: str | None = None,
+        vmax: float | None = None,
     ) -> tuple[Any, Any]:
         """Draw the map (over ``image`` when given) and optional boxes.
 
@@ -381,6 +382,9 @@ class AttributionMap:
             Drawn into when given; otherwise a new figure is made.
         boxes : list of Box, optional
             Drawn as green rectangles (e.g. ground-truth evidence).
+        vmax : float, optional
+            Top of the colour scale (default: this image's largest value); one value for
+            several images draws them on one scale.
 
         Returns
         -------
@@ -393,7 +397,8 @@ class AttributionMap:
         if image is not None:
             ax.imshow(np.asarray(image))
         finite = heat[np.isfinite(heat)]
-        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        if vmax is None:
+            vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         ax.imshow(
             np.ma.masked_invalid(heat),
             cmap=cmap,

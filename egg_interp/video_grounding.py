@@ -18,8 +18,7 @@ from egg_interp.io import check_question
 from egg_interp.maps import AttributionMap, SliceRelevance
 from egg_interp.methods import get_method
 from egg_interp.methods.base import AttributionMethod
-from egg_interp.models import answering
-from egg_interp.models.answering import record_prefixes
+from egg_interp.models.answering import ForwardRecorder, continue_greedy
 from egg_interp.models.base import VLMAdapter
 from egg_interp.video import Video
 
@@ -125,9 +124,12 @@ def ground_video(
         raise UnsupportedModelError(f"{who} does not take video (images only)")
     method = get_method(method)
     inputs = adapter.build_inputs([], question, videos=[video])
-    with record_prefixes(adapter) as prefixes:
-        amap = method.attribute(adapter, [], question, inputs=inputs)
-    answer = answering.answer(adapter, inputs, prefixes, max_new_tokens)
+    recorder = ForwardRecorder()
+    amap = method.attribute(adapter, [], question, inputs=inputs, record=recorder)
+    if recorder.last is not None:
+        answer = continue_greedy(adapter, recorder.last, max_new_tokens)[0]
+    else:
+        answer = adapter.generate(inputs, max_new_tokens)
     return VideoGroundingResult(question, video, amap, answer, method.name)
 
 

@@ -10,7 +10,12 @@ Every adapter must pass the same four checks on a tiny random-weight checkpoint:
 * **entropy gradient = central finite differences** (float64 model, eps 1e-3 on the most
   sensitive coordinate of a token);
 * **zoom-and-reground**: two steps of the loop, the second with the original and its crops
-  in one prompt, then an answer with the crops as extra images;
+  in one prompt, then an answer with the crops as extra images; and the same with two user
+  images in one prompt (one grid per image, crops cut from their own image, answers on the
+  images then the crops), or a one-line refusal where the model takes fewer images;
+* **answers from the maps' forward**: answers continued from a map's recorded forward (one
+  prompt, rows of a left-padded batch, the loop's kept forwards one by one and in batches)
+  equal ``generate`` one prompt at a time;
 * **attention columns**: eager attention gives the last row's weights at each image's
   visual positions.
 """
@@ -23,9 +28,20 @@ import torch
 from conftest import noise_image
 from PIL import Image
 
-from egg_interp.loop import answer_with_crops, ground, zoom_and_reground
-from egg_interp.methods import attribute, make_target
+from egg_interp.errors import InputError
+from egg_interp.loop import (
+    KEEP_FORWARDS,
+    answer_batch,
+    answer_images,
+    answer_with_crops,
+    ground,
+    zoom_and_reground,
+    zoom_and_reground_batch,
+)
+from egg_interp.methods import attribute, get_method, make_target
 from egg_interp.methods.base import visual_token_gradients
+from egg_interp.models.answering import ForwardRecorder, continue_greedy
+from egg_interp.settings import LoopSettings
 
 QUESTION = "what colour is the square ?"
 ATTENTION_OUTPUTS = ("out_proj", "proj", "o_proj", "projection_layer")
@@ -177,7 +193,7 @@ def check_entropy_gradient(adapter, images, n_checks=4, eps=1e-3):
 
 def check_zoom_and_reground(adapter, image, question=QUESTION):
     """Two loop steps (the second with several images in one prompt), then an answer."""
-    result = zoom_and_reground(adapter, image, question, stop="fixed:2")
+    result = zoom_and_reground(adapter, image, question, settings=LoopSettings(stop="fixed:2"))
     assert len(result.steps) == 2 and len(result.maps) == 2
     second = result.maps[1]
     assert len(second.images) == 1 + len(result.steps[0].crop_boxes) >= 2
@@ -189,6 +205,38 @@ def check_zoom_and_reground(adapter, image, question=QUESTION):
         assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
     answer = answer_with_crops(adapter, image, question, result.crops, max_new_tokens=3)
     assert isinstance(answer, str)
+    check_several_images(adapter, image, noise_image(90, 120, seed=9), question)
+    return result
+
+
+def check_several_images(adapter, first, second, question=QUESTION, n=3):
+    """Two user images in one prompt: the map has one grid per image on its own pixels; the
+    loop's crops lie in the image each says it comes from; the answers equal ``generate`` on
+    the images then the crops. A model that takes fewer images per prompt than two images
+    plus the crops refuses in one line."""
+    images = [first, second]
+    settings = LoopSettings(stop="fixed:2")
+    limit = adapter.max_images_per_prompt
+    if limit is not None and len(images) + settings.top_k > limit:
+        with pytest.raises(InputError, match="per prompt") as info:
+            ground(adapter, images, question, settings=settings, max_new_tokens=n)
+        assert "\n" not in str(info.value)
+        return None
+    amap = attribute(adapter, images, question)
+    assert [im.image_size for im in amap.images] == [first.size, second.size]
+    assert [im.origin_box for im in amap.images] == [(0, 0, *first.size), (0, 0, *second.size)]
+    result = ground(adapter, images, question, settings=settings, max_new_tokens=n)
+    step0, step1 = result.steps
+    assert step1.sources_in == step0.crop_sources and step1.crops_in == step0.crop_boxes
+    assert len(result.maps[1].images) == 2 + len(step0.crop_boxes)
+    for im, box in zip(result.maps[1].images[2:], step0.crop_boxes):
+        assert im.origin_box == box
+    for box, source in zip(result.crops, result.crop_sources):
+        w, h = images[source].size
+        assert 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h
+    grounded = answer_images(images, result.crops, result.crop_sources)
+    assert result.answer == adapter.generate(adapter.build_inputs(grounded, question), n)
+    assert result.base_answer == adapter.generate(adapter.build_inputs(images, question), n)
     return result
 
 
@@ -323,30 +371,73 @@ def check_every_method(adapter, images, pixel_space, refused=None):
 def check_answers_from_the_maps_forward(adapter, image, question=QUESTION, n=4):
     """Answers continued from the maps' own forwards equal fresh ``generate`` answers.
 
-    The base answer continues the first map's forward, the final answer the forward of the
-    step whose prompt holds the kept crops (when the rule kept the step before the last);
-    a recorded EGG map's forward continued by hand equals ``generate`` token for token.
+    A recorded EGG map's forward continued by hand equals ``generate``; so do rows of a
+    left-padded batch's forward, continued in another order after an unrelated forward; in
+    :func:`ground` the base answer continues the first map's forward and the final answer the
+    forward of the step whose prompt holds the kept crops (when the rule kept the step before
+    the last); the loop in batches continues its kept forwards the same way.
     """
-    from egg_interp.methods import get_method
-    from egg_interp.models.answering import continue_greedy, record_prefixes
-
-    images = [image, image.crop((0, 0, image.width // 2, image.height // 2))]
-    inputs = adapter.build_inputs(images, question)
-    with record_prefixes(adapter) as recorded:
-        get_method("egg").attribute(adapter, images, question, inputs=inputs)
-    assert len(recorded) == 1 and recorded[0].matches(inputs)
-    adapter.forward(adapter.build_inputs([image], "what ?"))  # another prompt in between
-    assert continue_greedy(adapter, inputs, recorded[0], n) == adapter.generate(inputs, n)
+    _check_one_recorded_forward(adapter, image, question, n)
+    _check_batch_rows_continued(adapter, image, question, n)
     for stop in ("fixed:2", "ent"):
-        result = ground(adapter, image, question, stop=stop, max_steps=3, max_new_tokens=n)
+        settings = LoopSettings(stop=stop, max_steps=3)
+        result = ground(adapter, image, question, settings=settings, max_new_tokens=n)
+        assert result.forwards, "ground kept no map forward"
         assert result.base_answer == adapter.answer(image, question, max_new_tokens=n)
         fresh = answer_with_crops(adapter, image, question, result.crops, max_new_tokens=n)
         assert result.answer == fresh, stop
         old = ground(
-            adapter, image, question, stop=stop, max_steps=3, max_new_tokens=n, reuse_forward=False
+            adapter, image, question, settings=settings, max_new_tokens=n, reuse_forward=False
         )
+        assert not old.forwards
         assert (old.base_answer, old.answer, old.crops) == (
             result.base_answer,
             result.answer,
             result.crops,
         )
+    _check_loop_batch_answers(adapter, image, question, n)
+
+
+def _check_one_recorded_forward(adapter, image, question, n):
+    images = [image, image.crop((0, 0, image.width // 2, image.height // 2))]
+    inputs = adapter.build_inputs(images, question)
+    recorder = ForwardRecorder()
+    get_method("egg").attribute(adapter, images, question, inputs=inputs, record=recorder)
+    assert len(recorder.forwards) == 1 and recorder.forwards[0].rows == 1
+    assert torch.equal(recorder.forwards[0].tokens["input_ids"], inputs.input_ids)
+    adapter.forward(adapter.build_inputs([image], "what ?"))  # another prompt in between
+    assert continue_greedy(adapter, recorder.forwards[0], n) == [adapter.generate(inputs, n)]
+    with pytest.raises(ValueError, match="already continued"):
+        continue_greedy(adapter, recorder.forwards[0], n)
+
+
+def _check_batch_rows_continued(adapter, image, question, n):
+    items = [
+        ([image], question),
+        ([noise_image(90, 60, 2), noise_image(30, 30, 3)], "is there a red circle ?"),
+        ([noise_image(50, 80, 4)], "what ?"),  # shorter prompt: left padding
+    ]
+    recorder = ForwardRecorder()
+    get_method("egg").attribute_batch(adapter, items, record=recorder)
+    assert len(recorder.forwards) == 1 and recorder.forwards[0].rows == len(items)
+    adapter.forward(adapter.build_inputs([image], "what ?"))  # another prompt in between
+    texts = continue_greedy(adapter, recorder.forwards[0].select([2, 0]), n)
+    expected = [adapter.generate(adapter.build_inputs(*items[i]), n) for i in (2, 0)]
+    assert texts == expected
+
+
+def _check_loop_batch_answers(adapter, image, question, n):
+    images = [image, noise_image(100, 80, seed=8)]
+    questions = [question, "is there a red circle ?"]
+    results = zoom_and_reground_batch(
+        adapter, images, questions, settings=LoopSettings(max_steps=2), keep_forwards=KEEP_FORWARDS
+    )
+    recorded = [r.forwards for r in results]
+    assert all(recorded), "the batched loop kept no map forward"
+    base = answer_batch(adapter, [(im, (), q) for im, q in zip(images, questions)], n, recorded)
+    final = answer_batch(
+        adapter, [(im, r.crops, q) for im, r, q in zip(images, results, questions)], n, recorded
+    )
+    for im, q, r, b, f in zip(images, questions, results, base, final):
+        assert b == adapter.answer(im, q, max_new_tokens=n)
+        assert f == answer_with_crops(adapter, im, q, r.crops, max_new_tokens=n)

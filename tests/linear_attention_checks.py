@@ -94,12 +94,12 @@ def check_left_padding_is_exact(adapter):
 def check_recorded_cache_holds_detached_states(adapter, image):
     """The map forward's recorded cache holds each linear-attention layer's convolution and
     recurrent states, cut from the map's autograd graph."""
-    from egg_interp.models.answering import record_prefixes
+    from egg_interp.models.answering import ForwardRecorder
 
     inputs = adapter.build_inputs([image], QUESTION)
-    with record_prefixes(adapter) as recorded:
-        get_method("egg").attribute(adapter, [image], QUESTION, inputs=inputs)
-    (state,) = recorded
+    recorder = ForwardRecorder()
+    get_method("egg").attribute(adapter, [image], QUESTION, inputs=inputs, record=recorder)
+    (state,) = recorder.forwards
     linear = [i for i in range(adapter.num_lm_layers) if i not in adapter.attention_layers]
     for i in linear:
         layer = state.cache.layers[i]

@@ -36,7 +36,7 @@ from video_checks import (
 )
 
 from egg_interp.methods import get_method
-from egg_interp.models.answering import answer, record_prefixes
+from egg_interp.models.answering import ForwardRecorder, RecordedPrompt, answer_prompts
 from egg_interp.models.offline.qwen import build_tiny_qwen2_5_vl
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
@@ -125,10 +125,13 @@ def test_a_recorded_forward_serves_only_its_own_images(adapter):
     question = "what colour is the square ?"
     mine, other = (adapter.build_inputs([image, c], question) for c in (left, right))
     assert torch.equal(mine.input_ids, other.input_ids)
-    with record_prefixes(adapter) as recorded:
-        get_method("egg").attribute(adapter, mine.images, question, inputs=mine)
-    assert recorded[0].matches(mine) and not recorded[0].matches(other)
-    assert answer(adapter, other, recorded, 3) == adapter.generate(other, 3)
+    recorder = ForwardRecorder()
+    get_method("egg").attribute(adapter, mine.images, question, inputs=mine, record=recorder)
+    row = RecordedPrompt(recorder.last, 0, tuple(mine.images), question)
+    assert row.matches(mine.images, question) and not row.matches(other.images, question)
+    got = answer_prompts(adapter, [(other.images, question)], 3, recorded=[[row]])
+    assert got == [adapter.generate(other, 3)]
+    assert recorder.last.cache is not None  # not consumed: the other prompt was prefilled
 
 
 # ---------------------------------------------------------------------------- video

@@ -120,3 +120,36 @@ def test_runner_reuses_its_egg_map_lines_as_the_loops_step_0(organism, tmp_path,
         other = lines_with[sid]
         assert (line["answer"], line["crops"]) == (other["answer"], other["crops"])
         assert [s["crop_boxes"] for s in line["steps"]] == [s["crop_boxes"] for s in other["steps"]]
+
+
+def test_batched_egg_answers_continue_the_maps_forward(organism, samples, monkeypatch):
+    """In a batch, every egg answer whose prompt the loop's last map ran on (the rule kept the
+    step before the last) continues that map's forward; the others are prefilled; the answers
+    equal the old path's (every answer prefilled afresh)."""
+    from egg_interp.models import answering
+
+    continued, prefilled = [], []
+    original_continue, original_batch = answering.continue_greedy, answering.generate_batch
+
+    def counting_continue(adapter, forward, n):
+        continued.append(forward.rows)
+        return original_continue(adapter, forward, n)
+
+    def counting_batch(adapter, inputs, n):
+        prefilled.append(inputs.batch_size)
+        return original_batch(adapter, inputs, n)
+
+    monkeypatch.setattr(answering, "continue_greedy", counting_continue)
+    monkeypatch.setattr(answering, "generate_batch", counting_batch)
+    generate = organism.generate
+    monkeypatch.setattr(organism, "generate", lambda *a: prefilled.append(1) or generate(*a))
+    options = PipelineOptions(loop=LoopSettings(max_steps=4), max_new_tokens=4)
+    new = run_pipeline_batch("egg", organism, samples, options)
+    expected = sum(r["crops"] == r["steps"][-1]["crops_in"] for r in new)
+    assert expected >= 2 and sum(continued) == expected
+    assert sum(prefilled) == len(samples) - expected
+    continued.clear()
+    fresh = PipelineOptions(loop=options.loop, max_new_tokens=4, reuse_forward=False)
+    old = run_pipeline_batch("egg", organism, samples, fresh)
+    assert not continued
+    assert [(r["answer"], r["crops"]) for r in old] == [(r["answer"], r["crops"]) for r in new]

@@ -135,7 +135,38 @@ def test_runner_throughput_runs_the_real_runner(tiny_llava):
     assert out["samples_per_second"] == pytest.approx(2 / out["seconds"])
 
 
-def test_markdown_reports_old_and_new_paths_side_by_side():
+def test_runner_batches_interleave_the_four_configurations(monkeypatch):
+    """Batch 1 and 8, answers prefilled afresh and continued: run interleaved after a warm-up,
+    each figure the median of its runs, ratios from the medians."""
+    from egg_interp import bench
+
+    calls = []
+    rates = {(1, False): [2.0, 9.0, 2.2], (1, True): [3.0, 3.1, 1.0], (8, False): [4.0] * 3}
+    rates[8, True] = [6.0, 6.6, 7.0]
+
+    def fake(adapter, n, batch_size=1, options=None):
+        reuse = None if options is None else options.reuse_forward
+        calls.append((batch_size, reuse))
+        seen = sum(c == (batch_size, reuse) for c in calls)
+        sps = rates[batch_size, reuse][seen - 1] if options is not None else 1.0
+        return {"samples": n, "seconds": n / sps, "samples_per_second": sps, "errors": 0}
+
+    monkeypatch.setattr(bench, "bench_runner", fake)
+    adapter = type("A", (), {"name": "organism"})()
+    out = bench.bench_runner_batches(adapter, n=4, batch=8, repeat=3)
+    assert calls[0] == (8, None)  # the warm-up
+    assert calls[1:5] == [(1, False), (1, True), (8, False), (8, True)]  # interleaved
+    assert len(calls) == 1 + 4 * 3
+    assert out["samples_per_second"] == {
+        "batch_1": {"fresh": 2.2, "continued": 3.0},
+        "batch_8": {"fresh": 4.0, "continued": 6.6},
+    }
+    assert out["speedup"] == {"fresh": pytest.approx(4.0 / 2.2), "continued": pytest.approx(2.2)}
+    assert out["continued_vs_fresh"]["batch_8"] == pytest.approx(6.6 / 4.0)
+    assert out["model"] == "organism" and out["errors"] == 0
+
+
+def test_markdown_reports_both_answer_paths_at_both_batches_side_by_side():
     run = {"samples": 8, "seconds": 4.0, "samples_per_second": 2.0, "errors": 0}
     results = {
         "model": "m",
@@ -162,17 +193,24 @@ def test_markdown_reports_old_and_new_paths_side_by_side():
         "cache": {"methods": ["egg"], "saving": 0.5},
         "runner": run,
         "runner_batch": {
+            "model": "organism",
+            "samples": 16,
             "batch": 8,
-            "batch_1": run,
-            "old": {**run, "samples_per_second": 3.0},
-            "new": {**run, "samples_per_second": 6.0},
-            "old_speedup": 1.5,
-            "speedup": 3.0,
+            "repeat": 3,
+            "samples_per_second": {
+                "batch_1": {"fresh": 4.0, "continued": 5.0},
+                "batch_8": {"fresh": 6.0, "continued": 9.0},
+            },
+            "speedup": {"fresh": 1.5, "continued": 1.8},
+            "continued_vs_fresh": {"batch_1": 1.25, "batch_8": 1.5},
+            "errors": 0,
         },
         "rerun": {"sections": ["pipeline"], "date": "d2"},
     }
     text = markdown(results)
     assert "4.2x the base answer (answers from the maps' own forwards; 6.9x" in text
-    assert "| batch 8, maps batched (old path) | 3.00 | 1.50x |" in text
-    assert "| batch 8, maps and pipelines batched (new path) | 6.00 | 3.00x |" in text
+    assert "Runner on organism, 16 scenes" in text and "medians of 3 interleaved runs:" in text
+    assert "| 1 | 4.00 | 5.00 | 1.25x |" in text
+    assert "| 8 | 6.00 | 9.00 | 1.50x |" in text
+    assert "| batch 8 / batch 1 | 1.50x | 1.80x | |" in text
     assert "Sections rerun on d2: pipeline" in text

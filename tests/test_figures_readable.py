@@ -19,6 +19,7 @@ from egg_interp.figures.drawing import draw_boxes  # noqa: E402
 from egg_interp.figures.grounding import plot_grounding  # noqa: E402
 from egg_interp.io import save_figure  # noqa: E402
 from egg_interp.loop import ground  # noqa: E402
+from egg_interp.settings import LoopSettings  # noqa: E402
 from egg_interp.stopping import Decision  # noqa: E402
 
 QUESTION = "what colour is the square ?"
@@ -30,7 +31,8 @@ def result(tiny_llava_dir):
 
     adapter = load_model(tiny_llava_dir, device="cpu")
     image = noise_image(96, 64)
-    res = ground(adapter, image, QUESTION, stop="fixed:3", max_steps=3, max_new_tokens=2)
+    settings = LoopSettings(stop="fixed:3", max_steps=3)
+    res = ground(adapter, image, QUESTION, settings=settings, max_new_tokens=2)
     res.steps = [replace(res.steps[i % len(res.steps)], step=i) for i in range(7)]  # 7 steps
     return image, res
 
@@ -55,6 +57,15 @@ def test_grounding_draws_the_kept_step_with_colour_bar_and_legend(result):
         "region (#rank)",
     }
     plt.close(fig)
+
+
+def test_grounded_answer_is_labelled_by_the_loops_method(result):
+    image, res = result
+    titles = _titles(plot_grounding(image, res))
+    assert f"egg: {res.answer!r}" in titles and f"base: {res.base_answer!r}" in titles
+    titles = _titles(plot_grounding(image, replace(res, method="saliency")))
+    assert f"saliency: {res.answer!r}" in titles and "egg:" not in titles
+    plt.close("all")
 
 
 def test_long_question_and_answers_wrap_without_layout_warnings(result, tmp_path):

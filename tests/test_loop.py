@@ -13,7 +13,7 @@ from conftest import noise_image
 from egg_interp.entropy import spatial_entropy
 from egg_interp.errors import InputError
 from egg_interp.geometry import crop_image, to_original
-from egg_interp.loop import ground, zoom_and_reground
+from egg_interp.loop import KEEP_FORWARDS, ground, zoom_and_reground
 from egg_interp.regions import find_regions
 from egg_interp.settings import LoopSettings
 from egg_interp.stopping import FixedSteps
@@ -38,7 +38,9 @@ def test_crop_image_rounds_outwards_and_refuses_empty_boxes():
 
 def test_loop_logs_every_step_and_crops_zoom_into_previous_crops(tiny_llava):
     image = noise_image(160, 96, seed=4)
-    result = zoom_and_reground(tiny_llava, image, "what colour is the square ?", stop="fixed:3")
+    result = zoom_and_reground(
+        tiny_llava, image, "what colour is the square ?", settings=LoopSettings(stop="fixed:3")
+    )
     assert [s.step for s in result.steps] == [0, 1, 2]
     assert result.decision.keep == 2 and result.crops == result.steps[2].crop_boxes
     for prev, cur in zip(result.steps, result.steps[1:]):
@@ -62,11 +64,11 @@ def test_loop_logs_every_step_and_crops_zoom_into_previous_crops(tiny_llava):
 
 def test_spatial_entropy_rule_keeps_the_crops_before_the_rise(tiny_llava, monkeypatch):
     """Script the spatial entropy: 2.0, 1.0, 1.5 -> stop at step 2, keep step 1's crops."""
-    import egg_interp.loop as loop
+    import egg_interp.loop.state as state
 
     values = iter([2.0, 1.0, 1.5, 0.5])
-    monkeypatch.setattr(loop, "spatial_entropy", lambda grid, sigma: next(values))
-    result = zoom_and_reground(tiny_llava, noise_image(96, 96), "what colour ?", stop="ent")
+    monkeypatch.setattr(state, "spatial_entropy", lambda grid, sigma: next(values))
+    result = zoom_and_reground(tiny_llava, noise_image(96, 96), "what colour ?")
     assert len(result.steps) == 3
     assert result.decision.keep == 1 and result.crops == result.steps[1].crop_boxes
 
@@ -76,9 +78,10 @@ def test_loop_smooths_with_the_models_own_sigma_unless_told(tiny_llava):
     ``egg_region_sigma``), and an explicit ``LoopSettings.sigma`` wins."""
     image, question = noise_image(160, 96, seed=4), "what colour is the square ?"
     assert tiny_llava.region_sigma == 1.5  # the paper's, when the config names none
-    paper = zoom_and_reground(tiny_llava, image, question, stop="fixed:1")
+    one_step = LoopSettings(stop="fixed:1")
+    paper = zoom_and_reground(tiny_llava, image, question, settings=one_step)
     tiny_llava.model.config.egg_region_sigma = 0.0
-    sharp = zoom_and_reground(tiny_llava, image, question, stop="fixed:1")
+    sharp = zoom_and_reground(tiny_llava, image, question, settings=one_step)
     view = sharp.maps[0].images[0].primary
     expected = find_regions(view.values, view.cell_boxes, image.size, sigma=0.0, min_side=8.0)
     assert [r.box for r in sharp.steps[0].regions] == [r.box for r in expected]
@@ -110,7 +113,55 @@ def test_nan_map_is_reported_not_normalised(tiny_llava):
 
 def test_ground_answers_with_and_without_crops(tiny_llava):
     image = noise_image(64, 64)
-    result = ground(tiny_llava, image, "what colour ?", stop=FixedSteps(1), max_new_tokens=3)
+    result = ground(
+        tiny_llava, image, "what colour ?", settings=LoopSettings(stop="fixed:1"), max_new_tokens=3
+    )
     assert isinstance(result.base_answer, str) and isinstance(result.answer, str)
     assert len(result.crops) >= 1
     assert np.isfinite(result.steps[0].next_token_entropy)
+
+
+def test_old_keyword_forms_warn_and_mean_the_same_settings(tiny_llava):
+    image, question = noise_image(96, 64, seed=2), "what colour ?"
+    settings = LoopSettings(stop="fixed:2", top_k=1)
+    new = ground(tiny_llava, image, question, settings=settings, max_new_tokens=2)
+    with pytest.warns(DeprecationWarning, match=r"settings=LoopSettings\(stop=\.\.\., top_k="):
+        old = ground(tiny_llava, image, question, stop="fixed:2", top_k=1, max_new_tokens=2)
+    assert (old.crops, old.answer, old.base_answer) == (new.crops, new.answer, new.base_answer)
+    assert [s.crop_boxes for s in old.steps] == [s.crop_boxes for s in new.steps]
+    with pytest.raises(TypeError, match="not as objects"):
+        zoom_and_reground(tiny_llava, image, question, stop=FixedSteps(1))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        zoom_and_reground(tiny_llava, image, question, stopp="fixed:1")
+
+
+def test_the_loop_returns_the_map_forwards_it_keeps(tiny_llava, monkeypatch):
+    """``keep_forwards`` returns step 0's forward and the last step's when its prompt holds the
+    kept crops; ``ground`` continues them instead of prefilling (counted), same answers."""
+    image, question = noise_image(96, 64, seed=3), "what colour is the square ?"
+    short = LoopSettings(max_steps=3)
+    plain = zoom_and_reground(tiny_llava, image, question, settings=short, keep_maps=False)
+    assert plain.forwards == []
+    kept = zoom_and_reground(
+        tiny_llava, image, question, settings=short, keep_forwards=KEEP_FORWARDS
+    )
+    first = kept.forwards[0]
+    assert first.matches([image], question) and first.forward.rows == 1
+    last_prompt = kept.steps[-1].crops_in
+    assert (len(kept.forwards) == 2) == (kept.crops == last_prompt != [])
+    with pytest.raises(ValueError, match="keep_forwards"):
+        zoom_and_reground(tiny_llava, image, question, keep_forwards=("middle",))
+
+    prefills = []
+    generate = tiny_llava.generate
+    monkeypatch.setattr(
+        tiny_llava, "generate", lambda *a, **k: prefills.append(1) or generate(*a, **k)
+    )
+    one_step = LoopSettings(stop="fixed:1")  # keeps step 0's crops, which no map saw
+    reused = ground(tiny_llava, image, question, settings=one_step, max_new_tokens=3)
+    assert len(prefills) == 1  # the final answer; the base answer continued step 0's forward
+    fresh = ground(
+        tiny_llava, image, question, settings=one_step, max_new_tokens=3, reuse_forward=False
+    )
+    assert len(prefills) == 3
+    assert (reused.base_answer, reused.answer) == (fresh.base_answer, fresh.answer)

@@ -14,6 +14,7 @@ from egg_interp.geometry import regular_cell_boxes
 from egg_interp.loop import ground
 from egg_interp.maps import AttributionMap, GridView, ImageMap
 from egg_interp.methods import attribute
+from egg_interp.settings import LoopSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +43,16 @@ def test_py_typed_is_shipped():
 
 def test_a_tiny_image_warns_and_stops_when_crops_repeat(tiny_llava):
     with pytest.warns(UserWarning, match="cannot zoom in"):
-        result = ground(tiny_llava, noise_image(1, 1), "what colour is the square ?", top_k=1)
+        result = ground(
+            tiny_llava,
+            noise_image(1, 1),
+            "what colour is the square ?",
+            settings=LoopSettings(top_k=1),
+        )
     assert len(result.steps) <= 2 and "repeat" in result.decision.reason
     log = result.to_dict()
     json.dumps(log, allow_nan=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ground(tiny_llava, noise_image(64, 64), "what colour is the square ?", stop="fixed:2")
+        settings = LoopSettings(stop="fixed:2")
+        ground(tiny_llava, noise_image(64, 64), "what colour is the square ?", settings=settings)

@@ -175,7 +175,14 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
 def ground_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_loop_args(p)
-    p.add_argument("--image", default=None, help="image file (or --video)")
+    p.add_argument(
+        "--image",
+        default=None,
+        action="append",
+        metavar="FILE",
+        help="image file (or --video); repeat for several images in one prompt (--image a.png --image "
+        "b.png): one map per image, regions ranked across them, each crop from its own image",
+    )
     p.add_argument("--question", required=True, help="question text")
     p.add_argument("--out", default=None, help="directory for the overlay PNG, map .npz, step log")
     add_video_args(p)

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from egg_interp.errors import InputError
 from egg_interp.geometry import parse_boxes
 from egg_interp.io import check_question, load_image, save_figure, write_json
 from egg_interp.settings import LoopSettings, resolve_name, split_names
+
+if TYPE_CHECKING:  # the loop imports torch: only for the type checker
+    from PIL import Image
+
+    from egg_interp.loop import GroundingResult
 
 
 def _load_model(args: argparse.Namespace, **kwargs: object) -> object:
@@ -28,50 +34,68 @@ def _load_model(args: argparse.Namespace, **kwargs: object) -> object:
 
 
 def run_ground(args: argparse.Namespace) -> int:
-    """``ground``: the EGG loop (or ViCrop's single crop) on one image and question."""
+    """``ground``: the EGG loop (or ViCrop's single crop) on one or several images and a
+    question, or on a video's frames (``--video``)."""
     if (args.image is None) == (getattr(args, "video", None) is None):
         raise InputError("give one of --image and --video")
     if args.video is not None:
         from egg_interp.cli.video import run_ground_video
 
         return run_ground_video(args)
-    image = load_image(args.image)
+    images = [load_image(path) for path in args.image]
     question = check_question(args.question)
     settings: LoopSettings = args.loop
     pipeline = getattr(args, "pipeline", "egg")
+    if pipeline == "vicrop" and len(images) > 1:
+        raise InputError("--pipeline vicrop takes one --image (ViCrop crops a single image)")
 
     from egg_interp.methods import get_method
 
     method = get_method(settings.method_for(pipeline), **settings.method_kwargs())
     adapter = _load_model(args)
     if pipeline == "vicrop":
-        return _run_vicrop(args, adapter, image, question, method)
+        return _run_vicrop(args, adapter, images[0], question, method)
 
-    from egg_interp.figures.grounding import plot_grounding
     from egg_interp.loop import ground
 
     result = ground(
-        adapter, image, question, method, max_new_tokens=args.max_new_tokens, settings=settings
+        adapter, images, question, settings=settings, max_new_tokens=args.max_new_tokens
     )
-    print(f"question:        {question}")
+    _print_grounding(result, [str(p) for p in args.image])
+    if args.out:
+        _write_grounding(Path(args.out), images, result)
+    return 0
+
+
+def _print_grounding(result: GroundingResult, names: list[str]) -> None:
+    """The answers, the steps, the ranked regions and the kept crops (with their images when
+    there are several)."""
+    several = len(names) > 1
+    where = lambda source: f"  image {source} ({names[source]})" if several else ""  # noqa: E731
+    print(f"question:        {result.question}")
     print(f"base answer:     {result.base_answer}")
     print(f"grounded answer: {result.answer}")
     print(f"steps:           {len(result.steps)} ({result.decision.reason})")
-    print("regions (original-image pixels, x0 y0 x1 y1):")
-    for r in result.regions:
+    pixels = "pixels of its image" if several else "original-image pixels"
+    print(f"regions ({pixels}, x0 y0 x1 y1):")
+    for r, source in zip(result.regions, result.region_sources):
         box = ", ".join(f"{v:.0f}" for v in r.box)
-        print(f"  #{r.rank + 1}  score {r.score:.4g}  box ({box})")
-    print(
-        "kept crops: "
-        + ("; ".join(str(tuple(round(v) for v in b)) for b in result.crops) or "none")
-    )
-    if args.out:
-        out = Path(args.out)
-        result.first_map.save(out / "map.npz")
-        write_json(out / "steps.json", result.to_dict())
-        save_figure(plot_grounding(image, result), out / "grounding.png")
-        print(f"wrote {out / 'grounding.png'}, {out / 'map.npz'}, {out / 'steps.json'}")
-    return 0
+        print(f"  #{r.rank + 1}  score {r.score:.4g}  box ({box}){where(source)}")
+    crops = [
+        str(tuple(round(v) for v in b)) + (f" from image {s}" if several else "")
+        for b, s in zip(result.crops, result.crop_sources)
+    ]
+    print("kept crops: " + ("; ".join(crops) or "none"))
+
+
+def _write_grounding(out: Path, images: list[Image.Image], result: GroundingResult) -> None:
+    """``map.npz`` (step 0's map: one grid per image), ``steps.json`` and ``grounding.png``."""
+    from egg_interp.figures.grounding import plot_grounding
+
+    result.first_map.save(out / "map.npz")
+    write_json(out / "steps.json", result.to_dict())
+    save_figure(plot_grounding(images, result), out / "grounding.png")
+    print(f"wrote {out / 'grounding.png'}, {out / 'map.npz'}, {out / 'steps.json'}")
 
 
 def _run_vicrop(

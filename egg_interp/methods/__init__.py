@@ -86,7 +86,11 @@ def attribute(
     adapter : VLMAdapter
         A loaded model (:func:`egg_interp.models.load_model`).
     images : PIL.Image.Image or sequence of PIL.Image.Image
-        The original image, optionally followed by crops of it (one prompt, in this order).
+        The image, or several images asked about together, optionally followed by crops (one
+        prompt, in this order); the map has one grid per image, each on its own image's
+        pixels. A model that takes fewer images per prompt refuses in one line
+        (:attr:`VLMAdapter.max_images_per_prompt
+        <egg_interp.models.base.VLMAdapter.max_images_per_prompt>`).
     question : str
         The question; must not be empty. The adapter's ``prompt_suffix`` is appended.
     method : str or AttributionMethod, default "egg"

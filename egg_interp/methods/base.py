@@ -11,7 +11,7 @@ Shared arguments (documented once, here)
 adapter : VLMAdapter
     The loaded model (see :func:`egg_interp.models.load_model`).
 images : sequence of PIL.Image.Image
-    The original image first, then any crops.
+    The image or images asked about, then any crops (one grid each in the map).
 question : str
     Not empty.
 target : str or Target, optional
@@ -20,6 +20,9 @@ target : str or Target, optional
     :attr:`default_target`.
 inputs : PromptInputs, optional
     A prompt already built for these images and question (saves the processor call).
+record : ForwardRecorder, optional
+    Keeps the call's unperturbed forward for answering the same prompt without a second
+    prefill (:mod:`egg_interp.models.answering`); methods without one add nothing.
 videos : sequence of Video, optional
     Videos (:func:`egg_interp.video.read_video`) before the images, for models that take
     video (the map then has one entry per temporal slice of each video, first); pixel-space
@@ -39,7 +42,7 @@ from PIL import Image
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.maps import AttributionMap
 from egg_interp.methods.targets import Entropy, Target, make_target
-from egg_interp.models.answering import offer_prefix
+from egg_interp.models.answering import ForwardRecorder, offer, recording
 from egg_interp.models.base import PromptInputs, VLMAdapter
 from egg_interp.video import Video
 
@@ -109,6 +112,7 @@ class AttributionMethod:
         question: str,
         target: str | Target | None = None,
         inputs: PromptInputs | None = None,
+        record: ForwardRecorder | None = None,
         videos: Sequence[Video] = (),
     ) -> AttributionMap:
         """Compute the map (see the module docstring for the arguments)."""
@@ -125,7 +129,8 @@ class AttributionMethod:
             ids = adapter.greedy_tokens(inputs, self.answer_step - 1)
             inputs = adapter.extend(inputs, ids)
         start = time.perf_counter()
-        relevance, meta = self.relevance(adapter, inputs, tgt)
+        with recording(record):
+            relevance, meta = self.relevance(adapter, inputs, tgt)
         meta["seconds"] = time.perf_counter() - start
         meta["answer_step"] = self.answer_step
         described = tgt.describe() if self.uses_target else "none"
@@ -177,6 +182,7 @@ class AttributionMethod:
         adapter: VLMAdapter,
         items: Sequence[tuple[Sequence[Image.Image], str]],
         target: str | Target | None = None,
+        record: ForwardRecorder | None = None,
     ) -> list[AttributionMap]:
         """Maps for several ``(images, question)`` prompts.
 
@@ -184,11 +190,12 @@ class AttributionMethod:
         summed, so every row keeps its own gradients); the others loop. Inside
         :meth:`VLMAdapter.remember_maps <egg_interp.models.base.VLMAdapter.remember_maps>`, a
         batch of one-image prompts whose every prompt was mapped before by an equal method is
-        not computed again.
+        not computed again. ``record`` receives the batch's forward (rows in ``items`` order;
+        one forward per prompt when the method loops).
         """
         tgt = make_target(target, self.default_target) if target is not None else self.target
         if not self.batched or self.answer_step > 1 or len(items) == 1:
-            return [self.attribute(adapter, ims, q, target=tgt) for ims, q in items]
+            return [self.attribute(adapter, ims, q, target=tgt, record=record) for ims, q in items]
         memo = getattr(adapter, "map_memo", None)
         if memo is not None and any(len(ims) > 1 for ims, _ in items):
             memo = None  # only first-step prompts repeat: do not hash the crops of later steps
@@ -197,7 +204,8 @@ class AttributionMethod:
         )
         if keys and all(k in memo for k in keys):
             return [memo[k] for k in keys]
-        maps = self._attribute_batch(adapter, items, tgt)
+        with recording(record):
+            maps = self._attribute_batch(adapter, items, tgt)
         if memo is not None:
             memo.update(zip(keys, maps))
         return maps
@@ -271,9 +279,10 @@ def visual_token_gradients(
     logits : (vocab,) tensor at the answer position, detached
 
     With a batch of several prompts, ``objective`` and ``logits`` have one row per prompt
-    (the per-row objectives are summed for the backward, so gradients stay per row). Inside
-    :func:`egg_interp.models.answering.record_prefixes` the forward's logits and key/value
-    cache are kept for answering the same prompt without a second prefill.
+    (the per-row objectives are summed for the backward, so gradients stay per row). When the
+    map call was given a recorder (``record=``), the forward's logits and key/value cache are
+    kept for answering the same prompts without a second prefill
+    (:func:`egg_interp.models.answering.offer`).
     """
     feats = adapter.image_features(inputs)
     leaves = [f.detach().requires_grad_(True) for f in feats]
@@ -282,7 +291,7 @@ def visual_token_gradients(
         logits = out.logits[:, -1]
         objective = target(logits)
         grads = torch.autograd.grad(objective.sum(), leaves)
-    offer_prefix(adapter, inputs, logits, out)
+    offer(adapter, inputs, logits, out)
     if inputs.batch_size == 1:
         objective, logits = objective[0], logits[0]
     return feats, [g.float() for g in grads], objective.detach(), logits.detach()
