@@ -37,6 +37,7 @@ from video_checks import (
     check_video_greedy_matches_generate,
     check_video_grid_rule,
     check_video_layout_by_perturbation,
+    check_video_loop_answers,
     noise_video,
 )
 
@@ -264,3 +265,7 @@ def test_video_every_registered_method(adapter):
     """A one-frame video alone: rel-att's generic prompt then keeps every visual token inside
     the sliding window (beyond it the attention is 0 and rel-att 0 / 0: gemma3's docstring)."""
     check_video_every_method(adapter, noise_video((80, 60), 1), images=())
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((80, 60), 1))

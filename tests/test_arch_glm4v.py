@@ -38,8 +38,11 @@ from video_checks import (
     video_processor_token_count,
 )
 
+from egg_interp.geometry import crop_image
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.offline.glm4v import build_tiny_glm4v
+from egg_interp.settings import LoopSettings
+from egg_interp.video_grounding import ground_video
 
 ARCH = TinyArch(build_tiny_glm4v, tower="visual")
 
@@ -202,3 +205,20 @@ def test_video_and_images_in_one_prompt_from_features(adapter):
         hidden = model.language_model(inputs_embeds=embeds, position_ids=positions)
         theirs = adapter.model.lm_head(hidden.last_hidden_state[0, -1])
     torch.testing.assert_close(ours, theirs)
+
+
+def test_video_loop_answers_with_the_video_and_crops_from_features(adapter):
+    """The zoom loop on a video: the grounded prompt holds the video and the crops, which
+    GLM-4V's own vision path refuses; its answer (continued from a forward on features) equals
+    greedy decoding on precomputed features, one full forward per token."""
+    video = noise_video((96, 72), 4)
+    settings = LoopSettings(stop="fixed:2")
+    result = ground_video(adapter, video, "what ?", settings=settings, max_new_tokens=3)
+    assert result.loop.crops and len(result.loop.maps[1].images) > 2
+    crops = [crop_image(video.frames[f], b) for f, b in zip(result.crop_frames, result.crops)]
+    inputs = adapter.build_inputs(crops, "what ?", origin_boxes=result.crops, videos=[video])
+    ids = adapter.greedy_tokens(inputs, 3)
+    eos = adapter.model.generation_config.eos_token_id
+    eos = {eos} if isinstance(eos, int) else set(eos or ())
+    end = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+    assert result.answer == adapter.tokenizer.decode(ids[:end], skip_special_tokens=True).strip()

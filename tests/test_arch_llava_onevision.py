@@ -37,6 +37,7 @@ from video_checks import (
     check_video_greedy_matches_generate,
     check_video_grid_rule,
     check_video_layout_by_perturbation,
+    check_video_loop_answers,
     noise_video,
     processor_token_count,
 )
@@ -278,3 +279,7 @@ def test_video_greedy_decoding_matches_generate(adapter):
 
 def test_video_every_registered_method(adapter):
     check_video_every_method(adapter, noise_video((80, 60), 2))
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((80, 60), 2))

@@ -245,3 +245,16 @@ def test_video_greedy_decoding_matches_generate(adapter):
 
 def test_video_every_registered_method(adapter):
     check_video_every_method(adapter, noise_video((80, 60), 2), images=())
+
+
+def test_video_grounding_maps_and_answers_without_zooming(adapter):
+    """No zoom loop on a video (the crops cannot join it in one prompt): the map and the
+    answer to the video alone, equal to ``generate``, and a note saying why."""
+    from egg_interp.video_grounding import ground_video
+
+    video = noise_video((80, 60), 3)
+    result = ground_video(adapter, video, "what ?", max_new_tokens=3)
+    assert result.loop is None and "cannot hold a video and zoomed frames" in result.zoom_note
+    assert [im.frames for im in result.map.images] == [(0,), (1,), (2,)]
+    expected = adapter.generate(adapter.build_inputs([], "what ?", videos=[video]), 3)
+    assert result.answer == result.base_answer == expected

@@ -38,6 +38,7 @@ from video_checks import (
     check_video_greedy_matches_generate,
     check_video_grid_rule,
     check_video_layout_by_perturbation,
+    check_video_loop_answers,
     check_video_pixels_match_image,
     noise_video,
     video_processor_token_count,
@@ -182,3 +183,7 @@ def test_video_every_registered_method(adapter):
     check_video_every_method(
         adapter, noise_video((80, 60), 3), refused={"attention_rollout": "linear attention"}
     )
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((96, 72), 4))

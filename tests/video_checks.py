@@ -241,3 +241,28 @@ def processor_token_count(adapter):
         return processor._get_num_multimodal_tokens(video_sizes=[[n, h, w]])["num_video_tokens"][0]
 
     return count
+
+
+def check_video_loop_answers(adapter, video, question=QUESTION):
+    """The zoom loop on a video (two steps): step 1 maps the video and step 0's crops, cut
+    from their slices' first frames; both answers, continued from the maps' recorded
+    forwards, equal ``generate`` from the pixels of the same prompts."""
+    from egg_interp.geometry import crop_image
+    from egg_interp.settings import LoopSettings
+    from egg_interp.video_grounding import ground_video
+
+    settings = LoopSettings(stop="fixed:2")
+    result = ground_video(adapter, video, question, settings=settings, max_new_tokens=3)
+    loop = result.loop
+    n_slices = len(result.map.images)
+    assert len(loop.steps) == 2 and len(loop.maps[1].images) == n_slices + len(
+        loop.steps[0].crop_boxes
+    )
+    frames = [lay.frames for lay in loop.maps[0].images]
+    assert result.crop_frames == [frames[s][0] for s in loop.crop_sources]
+    crops = [crop_image(video.frames[f], b) for f, b in zip(result.crop_frames, loop.crops)]
+    for answer, images in ((result.base_answer, []), (result.answer, crops)):
+        inputs = adapter.build_inputs(
+            images, question, origin_boxes=loop.crops[: len(images)], videos=[video]
+        )
+        assert answer == adapter.generate(inputs, 3)

@@ -8,7 +8,7 @@ frames span. Figures only draw what they are given (frames, a map, boxes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -96,7 +96,7 @@ def plot_frame_strip(
     frames: Sequence[Image.Image],
     amap: AttributionMap,
     title: str = "",
-    boxes: Mapping[int, Sequence[Box]] | None = None,
+    regions: Sequence[tuple[int, Box]] = (),
     highlight: Sequence[int] = (),
     per_row: int = 8,
     video: int = 0,
@@ -111,9 +111,9 @@ def plot_frame_strip(
         A map of a prompt holding that video (its slices cover every frame).
     title : str
         Figure title (e.g. the question and the answer); wrapped.
-    boxes : mapping of frame index to boxes, optional
-        Rectangles ``(x0, y0, x1, y1)`` in frame pixels to draw on some frames (the loop's
-        regions), dashed cyan and numbered.
+    regions : sequence of (frame index, Box)
+        Ranked rectangles ``(x0, y0, x1, y1)`` in their frame's pixels (the loop's regions),
+        drawn dashed cyan on their frames and numbered by rank (``#1`` first).
     highlight : sequence of int
         Frame indices whose panel titles are marked (the frames the loop zoomed into).
 
@@ -135,7 +135,7 @@ def plot_frame_strip(
     fig = plt.figure(
         figsize=(panel * cols, panel * rows * height / width + 2.4 + 0.4 * bool(title))
     )
-    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[*[height / width] * rows, 1.0])
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[*[height / width] * rows, 0.7])
     marked = set(highlight)
     for k, ((f, t, im), heat) in enumerate(zip(entries, heats, strict=True)):
         ax = fig.add_subplot(grid[k // cols, k % cols])
@@ -143,9 +143,10 @@ def plot_frame_strip(
         ax.imshow(np.ma.masked_invalid(heat), cmap=CMAP, alpha=0.5, vmin=0.0, vmax=vmax)
         shared = f"frames {im.frames[0]}-{im.frames[-1]}" if len(im.frames) > 1 else f"frame {f}"
         ax.set_title(f"{'* ' if f in marked else ''}{t:.2f} s ({shared})", fontsize=7)
-        if boxes and boxes.get(f):
-            labels = [f"#{i + 1}" for i in range(len(boxes[f]))]
-            draw_boxes(ax, list(boxes[f]), color="cyan", linestyle="--", labels=labels)
+        mine = [(rank, box) for rank, (g, box) in enumerate(regions) if g == f]
+        if mine:
+            labels = [f"#{rank + 1}" for rank, _ in mine]
+            draw_boxes(ax, [b for _, b in mine], color="cyan", linestyle="--", labels=labels)
         ax.set_axis_off()
     slices = amap.video_slices(video)
     chosen = [k for k, i in enumerate(slices) if marked & set(amap.images[i].frames)]
