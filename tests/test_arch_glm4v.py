@@ -222,3 +222,4 @@ def test_video_loop_answers_with_the_video_and_crops_from_features(adapter):
     eos = {eos} if isinstance(eos, int) else set(eos or ())
     end = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
     assert result.answer == adapter.tokenizer.decode(ids[:end], skip_special_tokens=True).strip()
+    assert adapter.generate(inputs, 3) == result.answer  # generate answers it from features too

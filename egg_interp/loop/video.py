@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from PIL import Image
 
 from egg_interp.errors import UnsupportedModelError
@@ -32,11 +31,9 @@ from egg_interp.loop import KEEP_FORWARDS, _loop_method, _region_kwargs, _step_m
 from egg_interp.loop.log import GroundingResult
 from egg_interp.loop.state import LoopState, check_image_count
 from egg_interp.models.answering import (
-    ForwardRecorder,
     RecordedForward,
+    answer_from_features,
     continue_greedy,
-    offer,
-    recording,
 )
 from egg_interp.models.base import PromptInputs, VLMAdapter
 from egg_interp.settings import LoopSettings
@@ -147,11 +144,7 @@ def answer_video(
     """Greedy answer to a video prompt: ``recorded`` continued when given (and not consumed),
     else one forward on precomputed features, continued (the same tokens as ``generate``)."""
     if recorded is None or recorded.cache is None:
-        recorder = ForwardRecorder()
-        with recording(recorder), torch.no_grad():
-            out = adapter.forward_features(inputs, adapter.image_features(inputs), last_only=True)
-            offer(adapter, inputs, out.logits[:, -1], out)
-        recorded = recorder.last
+        return answer_from_features(adapter, inputs, max_new_tokens)
     return continue_greedy(adapter, recorded, max_new_tokens)[0]
 
 

@@ -68,3 +68,12 @@ class Glm4vAdapter(Qwen2_5_VLAdapter):
         if inputs.videos and inputs.images:
             return {"image": self.encoder_outputs(features)}
         return super().visual_encoder_outputs(inputs, features)
+
+    def generate(self, inputs: PromptInputs, max_new_tokens: int = 20) -> str:
+        """As the base; a prompt with a video and images, which the model's own vision path
+        refuses, is answered from its precomputed features (the same greedy tokens)."""
+        if inputs.videos and inputs.images:
+            from egg_interp.models.answering import answer_from_features
+
+            return answer_from_features(self, inputs, max_new_tokens)
+        return super().generate(inputs, max_new_tokens)
