@@ -59,11 +59,14 @@ Optional (the default is right for LLaVA-like models):
   :meth:`~VLMAdapter.video_layouts` ``(videos, batch) -> list[ImageLayout]``, one per temporal
   slice with its ``frames``, ``timestamps`` and ``video_index``;
   :meth:`~VLMAdapter.compute_video_features` ``(inputs) -> list of (T_v, H)``, one per video;
-  :meth:`~VLMAdapter.video_frame_size` ``(n_frames, height, width, settings) -> (h, w)``, the
-  video resize rule of the torchvision-free video processor
-  (:mod:`egg_interp.models.video_inputs`). Features travel per slice like images'; the base
-  joins them per video for ``mm_encoder_outputs["video"]``
-  (:meth:`~VLMAdapter.visual_encoder_outputs`).
+  :meth:`~VLMAdapter.video_frame_size` ``(n_frames, height, width, settings) -> (h, w)`` and
+  ``video_packing`` (class data, ``"patches"`` or ``"frames"``), the video rule of the
+  torchvision-free video processor (:mod:`egg_interp.models.video_inputs`), or
+  :meth:`~VLMAdapter.pil_video_processor` ``() -> processor`` for a model whose video
+  processor differs more; ``video_with_images`` (class data: may one prompt hold a video
+  and still images); :meth:`~VLMAdapter.fallback_video_prompt` without a chat template.
+  Features travel per slice like images'; the base joins them per video for
+  ``mm_encoder_outputs["video"]`` (:meth:`~VLMAdapter.visual_encoder_outputs`).
 * :attr:`~VLMAdapter.input_side` (int, ViCrop's crop unit), :meth:`~VLMAdapter.forward`,
   :meth:`~VLMAdapter.generate` when the model needs a reset before each call;
   :meth:`~VLMAdapter.generate_ids` ``(batch, max_new_tokens, cache=None) -> (rows, seq + new)``
