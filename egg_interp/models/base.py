@@ -307,7 +307,10 @@ class VLMAdapter:
             for im in rgb:
                 if min(im.size) < 1:
                     raise InputError(f"image of size {im.size} has no pixels")
-            texts.append(self.prompt_text(len(rgb), questions[-1], n_videos=len(videos)))
+            if videos:  # adapters that override prompt_text for images only keep working
+                texts.append(self.prompt_text(len(rgb), questions[-1], n_videos=len(videos)))
+            else:
+                texts.append(self.prompt_text(len(rgb), questions[-1]))
             flat.extend(rgb)
             nested.append(rgb)
             counts.append(len(rgb))
