@@ -118,8 +118,9 @@ class AttributionMethod:
         """Compute the map (see the module docstring for the arguments)."""
         self.check_supported(adapter)
         tgt = make_target(target, self.default_target) if target is not None else self.target
-        if inputs is None:
-            inputs = adapter.build_inputs(images, question, videos=videos)
+        if inputs is None:  # videos only when given: adapters may override build_inputs
+            video_kwargs = {"videos": videos} if videos else {}
+            inputs = adapter.build_inputs(images, question, **video_kwargs)
         if inputs.videos and getattr(self, "space", self.needs.space) == "pixels":
             raise UnsupportedModelError(
                 f"method {self.name!r} with space='pixels' takes still images only (video "
