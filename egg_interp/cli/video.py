@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from egg_interp.errors import InputError
 from egg_interp.io import atomic_path, check_question, save_figure, write_json
 from egg_interp.settings import LoopSettings
 from egg_interp.video import read_video
+
+if TYPE_CHECKING:
+    from egg_interp.video_grounding import VideoGroundingResult
 
 
 def run_ground_video(args: argparse.Namespace) -> int:
@@ -44,30 +48,28 @@ def run_ground_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(result: object) -> None:
-    r = result  # a VideoGroundingResult
-    print(f"question:        {r.question}")  # type: ignore[attr-defined]
-    print(f"video:           {r.video!r}")  # type: ignore[attr-defined]
-    print(f"base answer:     {r.base_answer}")  # type: ignore[attr-defined]
-    print(f"grounded answer: {r.answer}")  # type: ignore[attr-defined]
-    if r.zoom_note:  # type: ignore[attr-defined]
-        print(f"no zoom:         {r.zoom_note}")  # type: ignore[attr-defined]
-    if r.loop is not None:  # type: ignore[attr-defined]
-        loop = r.loop  # type: ignore[attr-defined]
+def _print(r: VideoGroundingResult) -> None:
+    print(f"question:        {r.question}")
+    print(f"video:           {r.video!r}")
+    print(f"base answer:     {r.base_answer}")
+    print(f"grounded answer: {r.answer}")
+    if r.zoom_note:
+        print(f"no zoom:         {r.zoom_note}")
+    if (loop := r.loop) is not None:
         print(f"steps:           {len(loop.steps)} ({loop.decision.reason})")
         crops = [
             f"frame {f}: ({', '.join(f'{v:.0f}' for v in b)})"
-            for f, b in zip(r.crop_frames, loop.crops, strict=True)  # type: ignore[attr-defined]
+            for f, b in zip(r.crop_frames, loop.crops, strict=True)
         ]
         print("kept crops:      " + ("; ".join(crops) or "none"))
-    print(f"relevance per temporal slice ({r.method}):")  # type: ignore[attr-defined]
-    for c in r.curve():  # type: ignore[attr-defined]
+    print(f"relevance per temporal slice ({r.method}):")
+    for c in r.curve():
         frames = ", ".join(str(f) for f in c.frames)
         times = "-".join(f"{t:.2f}" for t in (c.timestamps[0], c.timestamps[-1]))
         print(f"  frames {frames:<8} {times} s  share {c.share:6.1%}  total {c.total:.4g}")
 
 
-def write_video_outputs(result: object, out: Path) -> list[Path]:
+def write_video_outputs(r: VideoGroundingResult, out: Path) -> list[Path]:
     """The files of ``ground --video`` under ``out`` (module docstring); returns their paths."""
     from egg_interp.explorer.video import write_video_page
     from egg_interp.figures.video import (
@@ -79,8 +81,7 @@ def write_video_outputs(result: object, out: Path) -> list[Path]:
     )
     from egg_interp.geometry import crop_image
 
-    r = result  # a VideoGroundingResult
-    amap, video = r.map, r.video  # type: ignore[attr-defined]
+    amap, video = r.map, r.video
     written = [amap.save(out / "map.npz")]
     heats = frame_heatmaps(amap)
     vmax = shared_scale(heats)
@@ -88,16 +89,16 @@ def write_video_outputs(result: object, out: Path) -> list[Path]:
         with atomic_path(out / "frames" / f"frame_{position:02d}.png") as tmp:
             frame_overlay(video.frames[position], heat, vmax).save(tmp, format="png")
     written.append(out / "frames")
-    for k, (f, box) in enumerate(zip(r.crop_frames, r.crops, strict=True)):  # type: ignore[attr-defined]
+    for k, (f, box) in enumerate(zip(r.crop_frames, r.crops, strict=True)):
         with atomic_path(out / "crops" / f"crop_{k + 1}_frame_{f:02d}.png") as tmp:
             crop_image(video.frames[f], box).save(tmp, format="png")
     curve_fig, _ = plot_relevance_over_time(amap.relevance_over_time())
     written.append(save_figure(curve_fig, out / "relevance_over_time.png"))
-    found = r.loop.regions if r.loop is not None else []  # type: ignore[attr-defined]
-    regions = [(f, g.box) for f, g in zip(r.region_frames, found, strict=True)]  # type: ignore[attr-defined]
-    title = f"{r.question} -> {r.base_answer!r}; zoomed: {r.answer!r}"  # type: ignore[attr-defined]
-    strip = plot_frame_strip(video.frames, amap, title, regions, r.crop_frames)  # type: ignore[attr-defined]
+    found = r.loop.regions if r.loop is not None else []
+    regions = [(f, g.box) for f, g in zip(r.region_frames, found, strict=True)]
+    title = f"{r.question} -> {r.base_answer!r}; zoomed: {r.answer!r}"
+    strip = plot_frame_strip(video.frames, amap, title, regions, r.crop_frames)
     written.append(save_figure(strip, out / "frame_strip.png"))
-    written.append(write_json(out / "video.json", r.to_dict()))  # type: ignore[attr-defined]
+    written.append(write_json(out / "video.json", r.to_dict()))
     written.append(write_video_page(out / "video.html", video.frames, amap, title))
     return written
