@@ -40,6 +40,7 @@ from egg_interp.methods import get_method
 from egg_interp.models.answering import ForwardRecorder, RecordedPrompt, answer_prompts
 from egg_interp.models.offline.qwen import build_tiny_qwen2_5_vl
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from egg_interp.video import Video
 
 ARCH = TinyArch(build_tiny_qwen2_5_vl, tower="visual")
 
@@ -171,3 +172,12 @@ def test_video_every_registered_method(adapter):
 
 def test_video_zoom_loop_answers_equal_generate(adapter):
     check_video_loop_answers(adapter, noise_video((96, 72), 4))
+
+
+def test_video_temporal_positions_follow_the_sampled_frame_rate(adapter):
+    """Four frames sampled evenly from a 16-frame, 8 fps clip (every 4th: 2 fps): a temporal
+    patch of 2 frames lasts 1 s (``second_per_grid_ts``, from the frames' metadata)."""
+    frames = noise_video((80, 60), 4).frames
+    video = Video(frames, (0, 4, 8, 12), fps=8.0, total_frames=16)
+    inputs = adapter.build_inputs([], "what ?", videos=[video])
+    assert inputs.batch["second_per_grid_ts"].tolist() == [1.0]

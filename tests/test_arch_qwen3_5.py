@@ -47,6 +47,7 @@ from video_checks import (
 from egg_interp.methods import get_method
 from egg_interp.models.offline.qwen import build_tiny_qwen3_5
 from egg_interp.models.qwen3_5 import Qwen3_5Adapter
+from egg_interp.video import Video
 
 ARCH = TinyArch(build_tiny_qwen3_5, tower="visual")
 
@@ -187,3 +188,14 @@ def test_video_every_registered_method(adapter):
 
 def test_video_zoom_loop_answers_equal_generate(adapter):
     check_video_loop_answers(adapter, noise_video((96, 72), 4))
+
+
+def test_video_prompt_writes_each_temporal_patchs_time(adapter):
+    """Qwen3-VL's processor (transformers' code) writes ``<t seconds>`` before each temporal
+    patch's block, the mean time of its frames, from the frames' indices and rate."""
+    frames = noise_video((80, 60), 4).frames
+    video = Video(frames, (0, 3, 6, 9), fps=6.0, total_frames=12)  # 0, 0.5, 1, 1.5 s
+    inputs = adapter.build_inputs([], "what ?", videos=[video])
+    text = adapter.tokenizer.decode(inputs.input_ids[0])
+    assert "<0.2 seconds>" in text and "<1.2 seconds>" in text  # (0 + 0.5) / 2, (1 + 1.5) / 2
+    assert text.count("<|vision_start|>") == 1 + 2  # the template's, then one per patch
