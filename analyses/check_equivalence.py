@@ -32,7 +32,7 @@ METHODS = (
     "gradcam,raw_attention,attention_rollout,rel_att,grad_att,pure_grad"
 )
 PIPELINES = "base,egg,vicrop,oracle,oracle_one,random,random_egg"
-VOLATILE = {"timing", "run", "config_hash", "seconds", "code_version", "map_file"}
+VOLATILE = {"timing", "run", "config_hash", "seconds", "code_version", "code", "map_file"}
 """Keys dropped at any depth: they differ between two runs of the same code."""
 
 
@@ -76,11 +76,27 @@ def _normalised(obj: object) -> object:
     return obj
 
 
-def _lines(path: Path, skip: frozenset[str] = frozenset()) -> list[str]:
+def _rows(path: Path, skip: frozenset[str] = frozenset()) -> list[dict]:
     rows = [_normalised(json.loads(line)) for line in path.read_text().splitlines() if line]
     rows = [r for r in rows if r["name"] not in skip]
-    keyed = sorted(rows, key=lambda r: (r["sample_id"], r["kind"], r["name"]))
-    return [json.dumps(r, sort_keys=True) for r in keyed]
+    return sorted(rows, key=lambda r: (r["sample_id"], r["kind"], r["name"]))
+
+
+def _restricted(obj: object, like: object, added: set[str], path: str = "") -> object:
+    """``obj`` with the dictionary keys that ``like`` lacks dropped (their paths go to
+    ``added``): fields a newer version records on top of the old ones."""
+    if isinstance(obj, dict) and isinstance(like, dict):
+        added.update(f"{path}.{k}" for k in obj if k not in like)
+        return {
+            k: _restricted(v, like[k], added, f"{path}.{k}") for k, v in obj.items() if k in like
+        }
+    if isinstance(obj, list) and isinstance(like, list) and len(obj) == len(like):
+        return [_restricted(v, w, added, path) for v, w in zip(obj, like)]
+    return obj
+
+
+def _lines(rows: list[dict]) -> list[str]:
+    return [json.dumps(r, sort_keys=True) for r in rows]
 
 
 def _maps(root: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -118,11 +134,19 @@ def _table_text(path: Path, recording: Path) -> list[str]:
     return out
 
 
-def compare(a: Path, b: Path, skip: frozenset[str] = frozenset()) -> int:
-    """Print the differences between two recordings; return how many there are."""
+def compare(a: Path, b: Path, skip: frozenset[str] = frozenset(), new_fields: bool = False) -> int:
+    """Print the differences between two recordings; return how many there are.
+
+    ``new_fields``: fields that only the second recording's lines hold are left out (and
+    listed), for code that records more on top of the old fields."""
     problems = 0
     for run in sorted(p.name for p in a.iterdir() if p.is_dir()):
-        la, lb = _lines(a / run / "results.jsonl", skip), _lines(b / run / "results.jsonl", skip)
+        ra, rb = _rows(a / run / "results.jsonl", skip), _rows(b / run / "results.jsonl", skip)
+        if new_fields:
+            added: set[str] = set()
+            rb = [_restricted(y, x, added) for x, y in zip(ra, rb)] + rb[len(ra) :]
+            print(f"{run}: fields only in {b.name}'s lines (left out): {sorted(added)}")
+        la, lb = _lines(ra), _lines(rb)
         for x, y in zip(la, lb):
             if x != y:
                 problems += 1
@@ -134,7 +158,11 @@ def compare(a: Path, b: Path, skip: frozenset[str] = frozenset()) -> int:
             if fa.suffix not in (".csv", ".md") or not fa.is_file():
                 continue
             fb = b / run / "report" / fa.relative_to(a / run / "report")
-            if not fb.exists() or _table_text(fa, a) != _table_text(fb, b):
+            ta, tb = _table_text(fa, a), _table_text(fb, b) if fb.exists() else None
+            if new_fields and tb is not None and tb[: len(ta)] == ta and len(tb) > len(ta):
+                print(f"{run}: {fb.relative_to(b)} adds {len(tb) - len(ta)} line(s) at its end")
+                continue
+            if tb is None or ta != tb:
                 problems += 1
                 print(f"{run}: report file differs or is missing: {fa.relative_to(a)}")
         ma, mb = _maps(a / run / "maps"), _maps(b / run / "maps")
@@ -145,6 +173,13 @@ def compare(a: Path, b: Path, skip: frozenset[str] = frozenset()) -> int:
             print(f"{run}: saved maps differ in names: {sorted(set(ma) ^ set(mb))[:6]}")
         for name in sorted(set(ma) & set(mb)):
             za, zb = ma[name], mb[name]
+            if new_fields and "header" in za and "header" in zb:
+                ha, hb = (json.loads(z["header"].tobytes().decode()) for z in (za, zb))
+                hb = _restricted(hb, ha, set())
+                zb = {
+                    **zb,
+                    "header": np.frombuffer(json.dumps(hb, sort_keys=True).encode(), np.uint8),
+                }
             same = sorted(za) == sorted(zb) and all(
                 np.array_equal(za[k], zb[k], equal_nan=za[k].dtype.kind == "f") for k in za
             )
@@ -165,12 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("before", type=Path)
     cmp.add_argument("after", type=Path)
     cmp.add_argument("--skip", default="", help="comma-separated methods left out")
+    cmp.add_argument(
+        "--new-fields",
+        action="store_true",
+        help="leave out the fields only AFTER's lines hold (code that records more)",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "record":
         record(args.dir, args.limit)
         return 0
     skip = frozenset(m for m in args.skip.split(",") if m)
-    return 1 if compare(args.before, args.after, skip) else 0
+    return 1 if compare(args.before, args.after, skip, args.new_fields) else 0
 
 
 if __name__ == "__main__":

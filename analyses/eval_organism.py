@@ -5,9 +5,9 @@ Usage::
     python analyses/eval_organism.py [--model DIR] [--n 200] [--split test]
         [--version scenes-v2] [--out runs/organism/eval.json]
 
-The same evaluation as ``egg-interp demo`` (:func:`egg_interp.demo.evaluate`: the runner's
+The same evaluation as ``egg-interp demo`` (:func:`egg_interp.demo.demo_rows`: the runner's
 lines, appended to ``eval.jsonl`` next to ``--out`` so a re-run resumes) and the same
-summary (:func:`egg_interp.demo.summarise`): accuracy per family of the full view, the
+summary (:func:`egg_interp.demo.summarise`): accuracy per family of the full view (``base``), the
 oracle crops (one of two for ``multi``), EGG's crops and random crops of the oracle's sizes;
 the EGG pointing game and its reference pointers; everything also by number of objects and
 with 95 % intervals. ``--measures N`` adds the causal measures on N detail scenes.
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from egg_interp.data import scenes  # noqa: E402
-from egg_interp.demo import evaluate, measure, summarise, table  # noqa: E402
+from egg_interp.demo import demo_rows, measure, summarise, table  # noqa: E402
 from egg_interp.io import write_json  # noqa: E402
 from egg_interp.organism import ORGANISM_DIR  # noqa: E402
 from egg_interp.pipelines import PipelineOptions  # noqa: E402
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     adapter = load_model(args.model, device="cpu")
     samples = scenes.load(split=args.split, per_family=args.n, version=args.version)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = evaluate(
+    rows = demo_rows(
         adapter,
         samples,
         args.out.with_suffix(".jsonl"),

@@ -5,7 +5,7 @@ few minutes::
 
     python analyses/eval_scenes.py
 
-which runs the library's evaluation (:func:`egg_interp.runner.evaluate`, what ``egg-interp
+which runs the library's evaluation (:func:`egg_interp.runner.evaluate_config`, what ``egg-interp
 evaluate`` runs; resumable: re-running continues where it stopped) into
 ``runs/scenes/results.jsonl`` and its report (:func:`egg_interp.report.write_report`, what
 ``egg-interp report`` runs) into ``figures/scenes/`` (tables as
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     from egg_interp.methods import METHODS as METHOD_REGISTRY
     from egg_interp.models import load_model
     from egg_interp.pipelines import PIPELINES as PIPELINE_REGISTRY
-    from egg_interp.pipelines import PipelineOptions
     from egg_interp.report import write_report
-    from egg_interp.runner import evaluate
+    from egg_interp.run_config import RunConfig
+    from egg_interp.runner import evaluate_config
 
     args = parse_args(argv)
     pipelines = args.pipelines
@@ -91,7 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         pipelines = ",".join(p for p in pipelines.split(",") if p != "vicrop")
     methods = [m for m in available(args.methods, METHOD_REGISTRY).split(",") if m]
     pipelines = [p for p in available(pipelines, PIPELINE_REGISTRY).split(",") if p]
-    options = PipelineOptions(LoopSettings(stop=args.stop))  # checked before the model loads
+    run = RunConfig(  # checked before the model loads
+        methods=methods,
+        pipelines=pipelines,
+        loop=LoopSettings(stop=args.stop),
+        batch_size=args.batch_size,
+        dataset=args.dataset,
+        split=args.split,
+        model=args.model,
+    )
     info = dist_info()
     samples = load_dataset(args.dataset, args.data_root or ".", args.split, args.limit or None)
     adapter = load_model(
@@ -100,18 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         dtype=args.dtype,
         prompt_suffix=args.prompt_suffix,
     )
-    summary = evaluate(
+    summary = evaluate_config(
         adapter,
         samples,
-        methods,
-        pipelines,
+        run,
         args.results,
-        dataset=args.dataset,
-        split=args.split,
-        model=args.model,
-        pipeline_options=options,
-        top_k=options.loop.top_k,
-        batch_size=args.batch_size,
         maps_dir=args.results.parent / "maps",
         progress=not args.no_progress,
         dist=info,

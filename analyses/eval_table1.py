@@ -89,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
                 dataset=dataset,
                 model=args.model,
                 pipeline_options=options,
-                top_k=options.loop.top_k,
                 batch_size=args.batch_size,
                 progress=not args.no_progress,
                 dist=info,

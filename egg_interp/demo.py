@@ -1,15 +1,16 @@
 """``egg-interp demo``: EGG on the model organism's scenes benchmark, end to end.
 
 Everything is evaluated by the runner (:func:`egg_interp.runner.evaluate`, lines appended
-to ``results.jsonl`` in the output directory, so an interrupted demo resumes): the ``egg``
-map of every scene, scored with the pointing game and the reference pointers (a centre
-point, a uniform-random map, a random object of the scene, and whether EGG's peak hits any
-object: :data:`egg_interp.scoring.POINTERS`), and the answer pipelines ``base`` (shown as
-``full``: the full view alone), ``oracle`` (crops around the true evidence), ``egg`` (EGG's
-crops), ``random`` (random crops of the oracle's sizes) and, on multi-evidence questions,
+to ``results.jsonl`` in the output directory, so an interrupted demo resumes; :func:`demo_rows`):
+the ``egg`` map of every scene, scored with the pointing game and the reference pointers (a
+centre point, a uniform-random map, a random object of the scene, and whether EGG's peak
+hits any object: :data:`egg_interp.scoring.POINTERS`), and the answer pipelines ``base`` (the
+full view alone), ``oracle`` (crops around the true evidence), ``egg`` (EGG's crops),
+``random`` (random crops of the oracle's sizes) and, on multi-evidence questions,
 ``oracle_one`` (one of the two oracle crops). On the detail questions it also runs
-``random_egg`` (EGG's own crops moved to random places) and the organism's causal measures (:mod:`egg_interp.organism.measures`). :func:`summarise` derives
-``summary.json`` from the lines (:mod:`egg_interp.summaries`); it writes ``summary.json``,
+``random_egg`` (EGG's own crops moved to random places) and the organism's causal measures
+(:mod:`egg_interp.organism.measures`). :func:`summarise` derives ``summary.json`` from the
+lines (:mod:`egg_interp.summaries`); :func:`run_demo` writes ``summary.json``,
 ``summary.txt``, ``examples.png`` and prints the table.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,20 @@ from egg_interp.pipelines import PipelineOptions
 from egg_interp.results import read_results
 from egg_interp.summaries import current_records, entropy_bins, figure_by, sample_rows
 
-PIPELINES = ("full", "oracle", "egg", "random")
-"""The demo's pipelines as its table names them."""
-RUNNER_PIPELINE = {"full": "base", "oracle": "oracle", "egg": "egg", "random": "random"}
-"""Demo name -> registered pipeline (:data:`egg_interp.pipelines.PIPELINES`)."""
-POINTERS = ("egg", "centre", "random", "random_object")
+TABLE_PIPELINES = ("base", "oracle", "egg", "random")
+"""The pipelines of the demo's table, run on every scene (registered names,
+:data:`egg_interp.pipelines.PIPELINES`)."""
+EXTRA_PIPELINES = ("oracle_one", "random_egg")
+"""Run on some families only: ``oracle_one`` on two-box multi-evidence scenes, ``random_egg``
+on detail scenes."""
+TABLE_POINTERS = ("egg", "centre", "random", "random_object")
+"""The pointers of the table's pointing-game line: EGG's map, then the reference pointers
+(:data:`egg_interp.scoring.POINTERS`), ``any_object`` after them."""
 ENTROPY_BINS = 3
 """The EGG pointing game is reported by tertiles of the step-0 next-token entropy."""
 
 
-def evaluate(
+def demo_rows(
     adapter: VLMAdapter,
     samples: Sequence[Sample],
     out: str | Path,
@@ -52,12 +57,12 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Run the demo's evaluation through the runner; return the sample rows.
 
-    The ``egg`` map and the pipelines of :data:`RUNNER_PIPELINE` on every sample, plus
+    The ``egg`` map and the pipelines of :data:`TABLE_PIPELINES` on every sample, plus
     ``oracle_one`` on the multi-evidence samples with two boxes and ``random_egg`` (EGG's
     crops at random places) on the detail samples, appended to ``out`` (lines
     already there for the same configs are reused). Rows: :func:`egg_interp.summaries.sample_rows`.
     """
-    from egg_interp.runner import evaluate as run
+    from egg_interp.runner import evaluate
 
     options = options or PipelineOptions(max_new_tokens=4)
     kw = dict(
@@ -69,16 +74,18 @@ def evaluate(
         progress=progress,
     )
     hashes = dict(
-        run(
-            adapter, samples, methods=("egg",), pipelines=tuple(RUNNER_PIPELINE.values()), **kw
-        ).config_hashes
+        evaluate(adapter, samples, methods=("egg",), pipelines=TABLE_PIPELINES, **kw).config_hashes
     )
     multi = [s for s in samples if s.family == "multi" and len(s.boxes) > 1]
     if multi:
-        hashes |= run(adapter, multi, methods=(), pipelines=("oracle_one",), **kw).config_hashes
+        hashes |= evaluate(
+            adapter, multi, methods=(), pipelines=("oracle_one",), **kw
+        ).config_hashes
     detail = [s for s in samples if s.family == "detail"]
     if detail:
-        hashes |= run(adapter, detail, methods=(), pipelines=("random_egg",), **kw).config_hashes
+        hashes |= evaluate(
+            adapter, detail, methods=(), pipelines=("random_egg",), **kw
+        ).config_hashes
     records = current_records(read_results(out), hashes, [s.id for s in samples])
     return sample_rows(records, samples)
 
@@ -122,6 +129,63 @@ def _mean(values: Sequence[float]) -> float:
     return interval(values)["mean"]
 
 
+def _pointer(name: str) -> Callable[[Mapping[str, Any]], float]:
+    """A row's pointing-game hit for pointer ``name``: EGG's map, or a reference pointer."""
+    if name == "egg":
+        return lambda r: r["pointing"].get("egg", math.nan)
+    return lambda r: r["reference"].get(name, math.nan)
+
+
+def _accuracy(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Family -> pipeline -> accuracy interval, for the pipelines each family ran."""
+    acc: dict[str, dict[str, Any]] = {}
+    for fam in scenes.FAMILIES:
+        fam_rows = [r for r in rows if r["family"] == fam]
+        if not fam_rows:
+            continue
+        acc[fam] = {}
+        for pipe in (*TABLE_PIPELINES, *EXTRA_PIPELINES):
+            values = [r["correct"][pipe] for r in fam_rows if pipe in r["correct"]]
+            if values:
+                acc[fam][pipe] = interval(values)
+    return acc
+
+
+def _by_n_objects(
+    rows: Sequence[Mapping[str, Any]], families: Sequence[str], detail: Sequence[Mapping]
+) -> dict[str, Any]:
+    """Accuracy per family and table pipeline, and EGG's pointing game on the detail rows,
+    per number of objects in the scene."""
+    n_obj = lambda r: r["n_objects"]  # noqa: E731
+    accuracy = {
+        fam: {
+            pipe: {
+                str(k): v
+                for k, v in figure_by(
+                    [r for r in rows if r["family"] == fam and pipe in r["correct"]],
+                    lambda r, pipe=pipe: r["correct"][pipe],
+                    n_obj,
+                ).items()
+            }
+            for pipe in TABLE_PIPELINES
+        }
+        for fam in families
+    }
+    pointing = {str(k): v for k, v in figure_by(detail, _pointer("egg"), n_obj).items()}
+    return {"accuracy": accuracy, "pointing_game": {"egg": pointing}}
+
+
+def _multi_evidence(acc: Mapping[str, Any], cover: Mapping[str, Any]) -> dict[str, Any]:
+    """The multi-evidence figures as intervals: top-2 regions covering both boxes, oracle
+    accuracy with both crops and with one."""
+    multi, nan = acc.get("multi", {}), interval([])
+    return {
+        "top2_cover_both": cover,
+        "accuracy_two_oracle_crops": multi.get("oracle", nan),
+        "accuracy_one_oracle_crop": multi.get("oracle_one", nan),
+    }
+
+
 def summarise(
     rows: Sequence[Mapping[str, Any]], measures: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -135,68 +199,21 @@ def summarise(
     step-0 next-token entropy) and ``measures`` (:func:`measure`). Every interval is 95 %
     (:func:`egg_interp.metrics.intervals.interval`: Wilson for proportions).
     """
-    names = dict(RUNNER_PIPELINE, oracle_one="oracle_one", random_egg="random_egg")
-    acc: dict[str, dict[str, Any]] = {}
-    for fam in scenes.FAMILIES:
-        fam_rows = [r for r in rows if r["family"] == fam]
-        if not fam_rows:
-            continue
-        acc[fam] = {}
-        for label, pipe in names.items():
-            values = [r["correct"][pipe] for r in fam_rows if pipe in r["correct"]]
-            if values:
-                acc[fam][label] = interval(values)
+    acc = _accuracy(rows)
     detail = [r for r in rows if r["family"] == "detail"]
-    pointers = (*POINTERS, "any_object")
-
-    def pointer(name: str):
-        if name == "egg":
-            return lambda r: r["pointing"].get("egg", math.nan)
-        return lambda r: r["reference"].get(name, math.nan)
-
-    pg = {k: interval([pointer(k)(r) for r in detail]) for k in pointers}
-    n_obj = lambda r: r["n_objects"]  # noqa: E731
-    by_n_acc = {
-        fam: {
-            label: {
-                str(k): v
-                for k, v in figure_by(
-                    [r for r in rows if r["family"] == fam and pipe in r["correct"]],
-                    lambda r, pipe=pipe: r["correct"][pipe],
-                    n_obj,
-                ).items()
-            }
-            for label, pipe in RUNNER_PIPELINE.items()
-        }
-        for fam in acc
-    }
-    by_n_pg = {str(k): v for k, v in figure_by(detail, pointer("egg"), n_obj).items()}
-    cover = interval([r["top2_cover_all"] for r in rows])
-    multi = acc.get("multi", {})
-    nan = interval([])
+    pg = {k: interval([_pointer(k)(r) for r in detail]) for k in (*TABLE_POINTERS, "any_object")}
+    multi = _multi_evidence(acc, interval([r["top2_cover_all"] for r in rows]))
     summary = {
         "accuracy": {f: {k: v["mean"] for k, v in d.items()} for f, d in acc.items()},
         "pointing_game": {k: v["mean"] for k, v in pg.items()},
         "n": {f: sum(r["family"] == f for r in rows) for f in acc},
         "mean_steps": {f: _mean([r["steps"] for r in rows if r["family"] == f]) for f in acc},
-        "multi_evidence": {
-            "top2_cover_both": cover["mean"],
-            "accuracy_two_oracle_crops": multi.get("oracle", nan)["mean"],
-            "accuracy_one_oracle_crop": multi.get("oracle_one", nan)["mean"],
-        },
-        "intervals": {
-            "accuracy": acc,
-            "pointing_game": pg,
-            "multi_evidence": {
-                "top2_cover_both": cover,
-                "accuracy_two_oracle_crops": multi.get("oracle", nan),
-                "accuracy_one_oracle_crop": multi.get("oracle_one", nan),
-            },
-        },
-        "by_n_objects": {"accuracy": by_n_acc, "pointing_game": {"egg": by_n_pg}},
+        "multi_evidence": {k: v["mean"] for k, v in multi.items()},
+        "intervals": {"accuracy": acc, "pointing_game": pg, "multi_evidence": multi},
+        "by_n_objects": _by_n_objects(rows, list(acc), detail),
         "pointing_game_by_entropy": {
             "bins": f"{ENTROPY_BINS} quantile bins of the step-0 next-token entropy (nats)",
-            "egg": entropy_bins(detail, pointer("egg"), ENTROPY_BINS),
+            "egg": entropy_bins(detail, _pointer("egg"), ENTROPY_BINS),
         },
     }
     if measures is not None:
@@ -211,14 +228,14 @@ def _ci(fig: Mapping[str, Any]) -> str:
 
 def table(summary: dict[str, Any]) -> str:
     """A short text table of the summary (accuracy, pointing games, then the added figures)."""
-    lines = [f"{'family':<11}{'n':>5}" + "".join(f"{p:>9}" for p in PIPELINES)]
+    lines = [f"{'family':<11}{'n':>5}" + "".join(f"{p:>9}" for p in TABLE_PIPELINES)]
     for fam in scenes.FAMILIES:
         if fam not in summary["accuracy"]:
             continue
         a = summary["accuracy"][fam]
         lines.append(
             f"{fam:<11}{summary['n'][fam]:>5}"
-            + "".join(f"{a.get(p, math.nan):>9.3f}" for p in PIPELINES)
+            + "".join(f"{a.get(p, math.nan):>9.3f}" for p in TABLE_PIPELINES)
         )
     if "random_egg" in summary["accuracy"].get("detail", {}):
         lines.append(
@@ -228,7 +245,7 @@ def table(summary: dict[str, Any]) -> str:
     pg = summary["pointing_game"]
     lines.append(
         "pointing game on detail questions (15 px): "
-        + ", ".join(f"{k} {pg.get(k, math.nan):.3f}" for k in (*POINTERS, "any_object"))
+        + ", ".join(f"{k} {pg.get(k, math.nan):.3f}" for k in (*TABLE_POINTERS, "any_object"))
     )
     me = summary["multi_evidence"]
     lines.append(
@@ -241,7 +258,7 @@ def table(summary: dict[str, Any]) -> str:
     detail = by_n.get("accuracy", {}).get("detail", {})
     for k, fig in by_n.get("pointing_game", {}).get("egg", {}).items():
         accs = ", ".join(
-            f"{p} {detail[p][k]['mean']:.3f}" for p in PIPELINES if k in detail.get(p, {})
+            f"{p} {detail[p][k]['mean']:.3f}" for p in TABLE_PIPELINES if k in detail.get(p, {})
         )
         lines.append(f"{k} object(s): EGG pointing game {_ci(fig)}; detail accuracy {accs}")
     for b in summary.get("pointing_game_by_entropy", {}).get("egg", []):
@@ -289,12 +306,12 @@ def examples_figure(
     for r in picked[:n]:
         s = by_id[r["id"]]
         res = zoom_and_reground(adapter, s.image, s.question, settings=options.loop)
-        a = {label: r["answers"].get(pipe, "") for label, pipe in RUNNER_PIPELINE.items()}
-        res.base_answer, res.answer = a["full"], a["egg"]
+        a = {pipe: r["answers"].get(pipe, "") for pipe in TABLE_PIPELINES}
+        res.base_answer, res.answer = a["base"], a["egg"]
         fig = plot_grounding(s.image, res, gt_boxes=s.boxes, max_steps_shown=3)
         fig.axes[0].set_title(
             f"{textwrap.fill(s.question, width=44)}\n{s.family}, truth {s.answers[0]!r}\n"
-            f"full {a['full']!r}, oracle {a['oracle']!r}\nEGG {a['egg']!r}",
+            f"base {a['base']!r}, oracle {a['oracle']!r}\nEGG {a['egg']!r}",
             fontsize=8,
         )
         fig.set_size_inches(fig.get_size_inches()[0], 3.8)
@@ -336,7 +353,7 @@ def run_demo(
     adapter = load_model(model, device=device)
     samples = scenes.load(split="test", per_family=n, version=version)
     options = PipelineOptions(max_new_tokens=4, seed=seed)
-    rows = evaluate(
+    rows = demo_rows(
         adapter,
         samples,
         out_dir / "results.jsonl",

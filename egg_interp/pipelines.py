@@ -55,19 +55,10 @@ from egg_interp.geometry import Box, random_boxes_like, square_crop
 from egg_interp.loop import GroundingResult, answer_batch, zoom_and_reground_batch
 from egg_interp.methods import get_method
 from egg_interp.models.base import VLMAdapter
-from egg_interp.regions import DEFAULT_SIGMA
+from egg_interp.results import without_neutral
 from egg_interp.settings import LoopSettings
 
 _LOOP_FIELDS = frozenset(LoopSettings.__dataclass_fields__)
-
-_HASH_NEUTRAL = {
-    "method_options": ({},),
-    "target": (None,),
-    "min_crop_side": (8.0,),
-    "sigma": (None, DEFAULT_SIGMA),
-}
-"""Loop fields added after results existed: left out of a config hash while at a value that
-means their old behaviour, so that results written before they existed keep their hashes."""
 
 
 @dataclass(frozen=True, init=False)
@@ -130,13 +121,10 @@ class PipelineOptions:
         return {**loop, "max_new_tokens": self.max_new_tokens, "seed": self.seed}
 
     def subset(self, fields: Sequence[str]) -> dict[str, Any]:
-        """The named fields as a dict (what a pipeline's config hash covers)."""
+        """The named fields as a dict (what a pipeline's config hash covers), less those at a
+        value the hash leaves out (:data:`egg_interp.results.HASH_NEUTRAL`)."""
         values = self.flat()
-        return {
-            f: values[f]
-            for f in fields
-            if not (f in _HASH_NEUTRAL and values[f] in _HASH_NEUTRAL[f])
-        }
+        return without_neutral("pipeline", {f: values[f] for f in fields})
 
 
 OPTION_NAMES = frozenset(PipelineOptions(loop=LoopSettings()).flat())

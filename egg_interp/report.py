@@ -533,6 +533,7 @@ def write_report(
         for note in notes:  # also in report.md; a warning so that a terminal shows it too
             warnings.warn(f"--grids: {note}", UserWarning, stacklevel=2)
     index = _index_text(paths, maps, answers, tables, figs, grid_paths, notes, out)
+    index += settings_section(paths)
     written = [out / f"{n}.{ext}" for n in tables for ext in ("md", "csv")]
     written += figs + grid_paths + [_write_text(out / "report.md", index)]
     return written
@@ -593,4 +594,53 @@ def _index_text(
         lines += ["## Comparison grids", ""]
         lines += [f"- [{p.name}]({p.relative_to(out).as_posix()})" for p in grids]
         lines += [f"- note: {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+SETTINGS_FIELDS = ("revision", "dtype", "attn_implementation", "resolution", "versions", "code")
+"""The config fields of the "settings behind these numbers" section, besides the model."""
+
+
+def settings_section(paths: str | Path | Iterable[str | Path]) -> str:
+    """Markdown: the settings behind the numbers, one row per model and distinct settings.
+
+    Read from the lines' configs (:func:`egg_interp.models.record.model_record`): the hub
+    revision, dtype, attention implementation, the processor's resolution settings, the
+    torch/transformers/egg_interp versions and the results code, with the number of lines of
+    each; ``not recorded`` for lines written before these were recorded.
+    """
+    import json
+    from collections import Counter
+
+    def cell(field: str, value: Any) -> str:
+        if value is None:
+            return "unknown" if field == "revision" else "not recorded"
+        if field == "revision":
+            return str(value)[:12]
+        if field == "resolution" and isinstance(value, dict):
+            flat = {**value.get("image_processor", {}), **value.get("processor", {})}
+            return "; ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in flat.items())
+        if field == "versions" and isinstance(value, dict):
+            return ", ".join(f"{k} {v}" for k, v in value.items())
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+    counts: Counter[tuple[str, ...]] = Counter()
+    with warnings.catch_warnings():  # unreadable lines: load_frames has warned about them
+        warnings.simplefilter("ignore", RuntimeWarning)
+        records = load_results(paths)
+    for r in records:
+        config = r.get("config") if isinstance(r.get("config"), dict) else {}
+        missing = "revision" not in config  # a line from before the settings were recorded
+        counts[
+            (str(r.get("model", "")),)
+            + tuple(
+                "not recorded" if missing and f not in ("dtype", "code") else cell(f, config.get(f))
+                for f in SETTINGS_FIELDS
+            )
+        ] += 1
+    head = ["model", "revision", "dtype", "attention", "resolution settings", "versions"]
+    lines = ["", "## Settings behind these numbers", ""]
+    lines += ["| " + " | ".join([*head, "results code", "lines"]) + " |"]
+    lines += ["|" + "---|" * (len(head) + 2)]
+    lines += ["| " + " | ".join([*key, str(n)]) + " |" for key, n in sorted(counts.items())]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 A results file holds one JSON object per line. Every line carries the four fields of its
 *key*: ``sample_id``, ``kind`` (``"map"`` or ``"answer"``), ``name`` (the method or pipeline)
 and ``config_hash`` (:func:`config_hash` of everything that determines the line's content:
-model, dtype, options, dataset, code version). A run that finds a key already present skips
+model, dtype, options, dataset, and the results code, :func:`egg_interp.code_key.code_key`). A run that finds a key already present skips
 that work, so re-running after a crash or Ctrl-C loses nothing and duplicates nothing.
 
 Writing (:class:`ResultsWriter`): each line is encoded completely, then written with one
@@ -34,13 +34,26 @@ from typing import Any
 from egg_interp.errors import InputError
 from egg_interp.io import atomic_path, to_json
 
-SCHEMA_VERSION = 1
-"""Version of the line layout; part of every config hash (bumping it re-runs everything)."""
-
 KEY_FIELDS = ("sample_id", "kind", "name", "config_hash")
 """The fields that identify a line; a results file holds each key at most once after a merge."""
 
 Key = tuple[str, str, str, str]
+
+HASH_NEUTRAL: dict[str, dict[str, tuple[Any, ...]]] = {
+    "pipeline": {  # PipelineOptions.subset: the loop fields added after results existed
+        "method_options": ({},),
+        "target": (None,),
+        "min_crop_side": (8.0,),
+        "sigma": (None, 1.5),  # unset (the model's own) or the paper's, as before the option
+    },
+    "map": {  # a map job's config: the smoothing of its regions and spatial entropy
+        "sigma": (1.5,),
+    },
+}
+"""The hash-compatibility rules, in one table: per config section, the fields left out of a
+config (and so of its hash) while they hold a value that means the behaviour from before they
+existed. A field added to a config later goes here with its old-behaviour value, so that the
+configs (and lines) of unchanged settings stay as they were."""
 
 
 # ---------------------------------------------------------------- encoding
@@ -98,6 +111,18 @@ def weights_fingerprint(model: Any, per_tensor: int = 64) -> str:
             h.update(f"{name}{tuple(p.shape)}".encode())
             h.update(sample.tobytes())
     return h.hexdigest()[:16]
+
+
+def without_neutral(section: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` less the fields that :data:`HASH_NEUTRAL` leaves out for ``section``.
+
+    >>> without_neutral("map", {"top_k": 2, "sigma": 1.5})
+    {'top_k': 2}
+    >>> without_neutral("map", {"top_k": 2, "sigma": 0.75})
+    {'top_k': 2, 'sigma': 0.75}
+    """
+    neutral = HASH_NEUTRAL[section]
+    return {k: v for k, v in config.items() if not (k in neutral and v in neutral[k])}
 
 
 def key_of(record: Mapping[str, Any]) -> Key:
@@ -184,11 +209,6 @@ def dedupe(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if k not in chosen or (is_error(chosen[k]) and not is_error(r)):
             chosen[k] = dict(r)
     return list(chosen.values())
-
-
-def done_keys(paths: Iterable[str | Path], include_errors: bool = True) -> set[Key]:
-    """Keys present in any of ``paths``; with ``include_errors=False`` failed lines do not count."""
-    return {key_of(r) for p in paths for r in read_results(p) if include_errors or not is_error(r)}
 
 
 # ---------------------------------------------------------------- writing

@@ -1,7 +1,8 @@
 """The evaluation runner: maps and answers for every sample, appended to a JSONL file.
 
-:func:`evaluate` writes one line per (sample, map method) and one per (sample, answer
-pipeline) through :class:`egg_interp.results.ResultsWriter`: appended whole, fsynced, keyed
+:func:`evaluate` (keywords) and :func:`evaluate_config` (a
+:class:`~egg_interp.run_config.RunConfig`, what the command line builds) write one line per
+(sample, map method) and one per (sample, answer pipeline) through :class:`egg_interp.results.ResultsWriter`: appended whole, fsynced, keyed
 by ``(sample_id, kind, name, config_hash)``; a re-run skips every key already present, so a
 crash or Ctrl-C loses only the lines being computed (one sample's, or one batch's maps with
 ``batch_size > 1``) and duplicates nothing. Under ``torchrun`` or ``accelerate
@@ -13,10 +14,15 @@ Line layout (``kind`` = ``"map"`` or ``"answer"``); fields common to both kinds:
 ``sample_id, kind, name, config_hash``
     The key. ``name`` is the method (maps) or pipeline (answers).
 ``config``
-    What the hash covers: model, a fingerprint of its weights' values, dtype, prompt suffix,
-    dataset, split (and, for synthetic scenes, their recipe's fingerprint), code version, and
-    the method's or pipeline's options (for maps also the pointing-game tolerance, top-k and
-    a smoothing other than the paper's).
+    What the hash covers: model, a fingerprint of its weights' values, the settings behind
+    its numbers (``revision``: the hub snapshot's commit when known; ``dtype``;
+    ``attn_implementation``; ``resolution``: the processor's sizes, pixel budgets, tiling and
+    token counts; ``versions`` of torch, transformers and egg_interp), prompt suffix,
+    dataset, split (and, for synthetic scenes, their recipe's fingerprint), the results code
+    (``code``: :func:`egg_interp.code_key.code_key`), and the method's or pipeline's options
+    (for maps also the pointing-game tolerance, the regions scored and a smoothing other than
+    the paper's). Lines of other results code are never reused: a run over a file holding
+    some warns once and writes fresh lines beside them.
 ``index, dataset, split, family, model, question, answers, image_size, boxes, box_source,
 evidence_area, size_bucket``
     The sample: position in the dataset, its evidence boxes (original-image pixels) and the
@@ -24,6 +30,8 @@ evidence_area, size_bucket``
 ``error``
     ``""``, or ``"Type: message"`` when the work failed (the line then has no scores;
     ``retry_errors=True`` runs it again).
+``batch_error``
+    Only on a line computed alone because its batch failed: the batch's ``"Type: message"``.
 ``timing``
     Seconds (``total``, and ``method`` / per-step ``steps``): the only fields that differ
     between two runs of the same config, with ``run`` (rank, world size, host, time, commit).
@@ -42,27 +50,25 @@ import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
+import warnings
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from egg_interp import __version__
+from egg_interp.code_key import code_key
 from egg_interp.data.sample import Sample, count_problems, describe_problems
 from egg_interp.distributed import DistInfo, barrier, dist_info, init_process_group, shard
 from egg_interp.distributed import shutdown as shutdown_process_group
-from egg_interp.errors import InputError
 from egg_interp.methods import METHODS, get_method
 from egg_interp.models.base import VLMAdapter
+from egg_interp.models.record import model_record
 from egg_interp.pipelines import PIPELINES, PipelineOptions
-from egg_interp.regions import DEFAULT_SIGMA
 from egg_interp.results import (
-    SCHEMA_VERSION,
     Key,
     ResultsWriter,
-    config_hash,
     is_error,
     key_of,
     merge_results,
@@ -70,14 +76,10 @@ from egg_interp.results import (
     rank_path,
     read_results,
     weights_fingerprint,
+    without_neutral,
 )
-from egg_interp.runner_lines import Job, LinePlan
-from egg_interp.settings import resolve_name
-
-CODE_VERSION = f"egg_interp {__version__}, results schema {SCHEMA_VERSION}"
-"""The code version every config hash includes. Bump the package version (or the schema) when
-a change alters results; the git commit is recorded in ``run.commit`` but not hashed, so an
-unrelated commit does not throw away finished work."""
+from egg_interp.run_config import RunConfig
+from egg_interp.runner_lines import Job, LinePlan, MapFolder
 
 
 @dataclass
@@ -147,82 +149,30 @@ class _Running:
         return {k: f"{s / n:.3f}" for k, (s, n) in list(self.sums.items())[:limit] if n}
 
 
-@dataclass
-class _Resolved:
-    """The names and options of one :func:`evaluate` call, resolved to what the run uses.
+def _base_config(
+    adapter: VLMAdapter, samples: Sequence[Sample], run: RunConfig, record: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The part of every job's config that the run shares (``run`` resolved).
 
-    Registered method and pipeline names (aliases resolved), the method options keyed by
-    resolved name, the pipeline options with the loop settings made concrete for the model
-    (``options.loop.for_model(adapter)``: the smoothing the maps get is recorded in the
-    configs), and the dataset, split, metric and model identity that the lines record and the
-    config hashes cover.
-    """
-
-    methods: list[str]
-    pipelines: list[str]
-    method_options: dict[str, dict[str, Any]]
-    options: PipelineOptions
-    dataset: str
-    split: str
-    metric: str
-    model: str
-
-
-def _resolve(
-    adapter: VLMAdapter,
-    samples: Sequence[Sample],
-    methods: Sequence[str],
-    pipelines: Sequence[str],
-    *,
-    dataset: str | None,
-    split: str | None,
-    metric: str | None,
-    model: str | None,
-    method_options: Mapping[str, Mapping[str, Any]] | None,
-    pipeline_options: PipelineOptions | None,
-) -> _Resolved:
-    """Resolve the names and fill in the defaults of :func:`evaluate`'s arguments.
-
-    Method and pipeline names (and the keys of ``method_options``) go through
-    :func:`egg_interp.settings.resolve_name`, which raises :class:`InputError` for an unknown
-    one; so does an empty selection. The loop settings are resolved for the model; dataset,
-    split, metric and model default as :func:`evaluate` documents.
-    """
-    methods = [resolve_name(m, METHODS, "method") for m in methods]
-    pipelines = [resolve_name(p, PIPELINES, "pipeline") for p in pipelines]
-    if not methods and not pipelines:
-        raise InputError("nothing to evaluate: give at least one method or pipeline")
-    options = pipeline_options or PipelineOptions()
-    loop = options.loop.for_model(adapter)  # the smoothing the maps get, recorded in configs
-    options = PipelineOptions(loop=loop, max_new_tokens=options.max_new_tokens, seed=options.seed)
-    method_options = {
-        resolve_name(k, METHODS, "method"): dict(v) for k, v in (method_options or {}).items()
-    }
-    dataset = dataset or (samples[0].dataset if samples else "")
-    split = split or next((s.split for s in samples if s.split), "") or "default"
-    if metric is None:
-        from egg_interp.data.registry import DATASETS
-
-        metric = DATASETS[dataset].metric if dataset in DATASETS else "exact"
-    model = model or adapter.name
-    return _Resolved(methods, pipelines, method_options, options, dataset, split, metric, model)
-
-
-def _base_config(adapter: VLMAdapter, samples: Sequence[Sample], run: _Resolved) -> dict[str, Any]:
-    """The part of every job's config that the run shares.
-
-    Model identity, a fingerprint of its weights' values, dtype, prompt suffix, dataset,
-    split and :data:`CODE_VERSION`, plus ``data_recipe`` (the sorted, comma-joined recipe
-    fingerprints) when samples carry a ``recipe`` in their meta (synthetic scenes).
+    Model identity, a fingerprint of its weights' values and the settings behind its
+    numbers (``record``, :func:`egg_interp.models.record.model_record`: revision, dtype,
+    attention implementation, resolution settings, library versions), prompt suffix,
+    dataset, split and the results code (:func:`egg_interp.code_key.code_key`), plus
+    ``data_recipe`` (the sorted, comma-joined recipe fingerprints) when samples carry a
+    ``recipe`` in their meta (synthetic scenes).
     """
     base_cfg = {
         "model": run.model,
         "weights": weights_fingerprint(adapter.model),
-        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "revision": record["revision"],
+        "dtype": record["dtype"],
+        "attn_implementation": record["attn_implementation"],
+        "resolution": record["resolution"],
         "prompt_suffix": adapter.prompt_suffix,
         "dataset": run.dataset,
         "split": run.split,
-        "code": CODE_VERSION,
+        "code": code_key(),
+        "versions": record["versions"],
     }
     recipes = sorted({str(s.meta["recipe"]) for s in samples if s.meta.get("recipe")})
     if recipes:  # synthetic data: how its samples were rendered (scenes' Recipe.fingerprint)
@@ -231,16 +181,15 @@ def _base_config(adapter: VLMAdapter, samples: Sequence[Sample], run: _Resolved)
 
 
 def _build_jobs(
-    base_cfg: Mapping[str, Any], run: _Resolved, tolerance: float, top_k: int
-) -> tuple[list[Job], dict[tuple[str, str], str]]:
-    """The jobs of the run (a map job per method, then an answer job per pipeline) and the
-    config hash of each, keyed by ``(kind, name)``.
+    base_cfg: Mapping[str, Any], run: RunConfig, options: PipelineOptions
+) -> tuple[Job, ...]:
+    """The jobs of the run: a map job per method, then an answer job per pipeline.
 
-    A map job's config adds the method's options, the pointing-game ``tolerance``, ``top_k``
-    and, only when it differs from :data:`egg_interp.regions.DEFAULT_SIGMA`, the loop's
-    ``sigma``; an answer job's adds the pipeline options it reads and the metric.
+    A map job's config adds the method's options, the pointing-game ``tolerance``, the regions
+    scored (``top_k``: ``run.map_top_k``) and the loop's ``sigma`` (left out at the paper's,
+    :data:`egg_interp.results.HASH_NEUTRAL`); an answer job's adds the pipeline options it
+    reads and the metric.
     """
-    sigma = run.options.loop.sigma
     jobs: list[Job] = []
     for m in run.methods:
         cfg = {
@@ -248,51 +197,77 @@ def _build_jobs(
             "kind": "map",
             "method": m,
             "options": run.method_options.get(m, {}),
-            "tolerance": tolerance,
-            "top_k": top_k,
+            "tolerance": run.tolerance,
+            "top_k": run.map_top_k,
+            "sigma": run.loop.sigma,
         }
-        if sigma != DEFAULT_SIGMA:  # the scores' regions and spatial entropy
-            cfg["sigma"] = sigma
-        jobs.append(("map", m, cfg))
+        jobs.append(Job("map", m, without_neutral("map", cfg)))
     for p in run.pipelines:
         cfg = {
             **base_cfg,
             "kind": "answer",
             "pipeline": p,
-            "options": run.options.subset(PIPELINES[p].uses),
+            "options": options.subset(PIPELINES[p].uses),
             "metric": run.metric,
         }
-        jobs.append(("answer", p, cfg))
-    hashes = {(kind, name): config_hash(cfg) for kind, name, cfg in jobs}
-    return jobs, hashes
+        jobs.append(Job("answer", p, cfg))
+    return tuple(jobs)
 
 
-def _build_methods(run: _Resolved, batch_size: int) -> dict[str, Any]:
+def _build_methods(run: RunConfig) -> dict[str, Any]:
     """The method object of every map method, by name, built with its options.
 
-    A method that declares an inner batch (``internal_batch_option``) gets ``batch_size`` for
-    it when ``batch_size > 1``, unless its options set it already.
+    A method that declares an inner batch (``internal_batch_option``) gets ``run.batch_size``
+    for it when that is above 1, unless its options set it already.
     """
     method_objs = {}
     for m in run.methods:
         kwargs = dict(run.method_options.get(m, {}))
         option = METHODS[m].internal_batch_option
-        if batch_size > 1 and option is not None:
-            kwargs.setdefault(option, batch_size)
+        if run.batch_size > 1 and option is not None:
+            kwargs.setdefault(option, run.batch_size)
         method_objs[m] = get_method(m, **kwargs)
     return method_objs
 
 
-def _read_done(
+def _plan(
+    adapter: VLMAdapter,
+    samples: Sequence[Sample],
+    run: RunConfig,
+    maps_dir: str | Path | None,
     out: Path,
-    own: Path,
+) -> LinePlan:
+    """What stays fixed for the run: its pipeline options, jobs, method objects, map folder
+    (whose maps record the model, its weights' fingerprint and the settings behind them)."""
+    options = PipelineOptions(
+        run.loop,
+        max_new_tokens=run.max_new_tokens,
+        seed=run.seed,
+        reuse_forward=run.reuse_forward,
+    )
+    record = model_record(adapter)
+    base_cfg = _base_config(adapter, samples, run, record)
+    settings = {"model": run.model, "weights": base_cfg["weights"], **record}
+    return LinePlan(
+        adapter=adapter,
+        run=run,
+        options=options,
+        jobs=_build_jobs(base_cfg, run, options),
+        methods=_build_methods(run),
+        maps=MapFolder(Path(maps_dir), out.parent, settings) if maps_dir is not None else None,
+    )
+
+
+def _read_done(
+    paths: Sequence[Path],
     hashes: Mapping[tuple[str, str], str],
     my_share: Sequence[tuple[int, Sample]],
     retry_errors: bool,
-) -> tuple[set[Key], _Running]:
-    """The keys already written, for resume, and running means seeded from them.
+) -> tuple[set[Key], _Running, Counter[str]]:
+    """The keys already written, for resume; running means seeded from them; and the count of
+    lines written by other results code, by their ``code``.
 
-    Reads ``out``, this rank's file ``own`` and every rank part next to ``out``; with
+    Reads ``paths`` (the results file, this rank's file and the rank parts next to it); with
     ``retry_errors`` a line that records an error does not count as done. The running means
     take the lines of this rank's samples (``my_share``) under this run's config hashes.
     """
@@ -300,14 +275,32 @@ def _read_done(
     my_ids = {s.id for _, s in my_share}
     done: set[Key] = set()
     running = _Running()
-    for path in dict.fromkeys([out, own, *part_paths(out)]):
+    other_code: Counter[str] = Counter()
+    for path in paths:
         for r in read_results(path):
+            config = r.get("config")
+            code = config.get("code") if isinstance(config, dict) else None
+            if code is not None and code != code_key():
+                other_code[str(code)] += 1
             if retry_errors and is_error(r):
                 continue
             done.add(key_of(r))
             if r["sample_id"] in my_ids and r["config_hash"] in wanted:
                 running.add(r)
-    return done, running
+    return done, running, other_code
+
+
+def _warn_other_code(out: Path, other_code: Counter[str]) -> None:
+    """One line when ``out`` holds lines of other results code (they are kept, not reused)."""
+    if not other_code:
+        return
+    codes = ", ".join(sorted(other_code))
+    warnings.warn(
+        f"{out}: {sum(other_code.values())} line(s) come from other results code ({codes}); "
+        f"this run ({code_key()}) reuses none of them and writes fresh lines beside them",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _run_info(info: DistInfo, data_root: str | Path | None, batch_size: int) -> dict[str, Any]:
@@ -339,47 +332,59 @@ def _progress_bar(show: bool, total: int, dataset: str) -> Any:
     )
 
 
+@dataclass
+class _Progress:
+    """Where a run's lines go and what is counted: the summary, running means and bar."""
+
+    summary: RunSummary
+    running: _Running
+    bar: Any
+    run_info: Mapping[str, Any]
+
+
+def _chunk_work(
+    plan: LinePlan, chunk: Sequence[tuple[int, Sample]], done: set[Key], summary: RunSummary
+) -> list[tuple[int, Sample, list[tuple[str, str]]]]:
+    """The chunk's samples with the ``(kind, name)`` of their jobs not yet ``done``; the
+    jobs already done are counted as skipped in ``summary``."""
+    work = []
+    for index, sample in chunk:
+        todo = [(j.kind, j.name) for j in plan.jobs if (sample.id, *j.key) not in done]
+        summary.skipped += len(plan.jobs) - len(todo)
+        if todo:
+            work.append((index, sample, todo))
+    return work
+
+
 def _run_chunks(
     plan: LinePlan,
     my_share: Sequence[tuple[int, Sample]],
     done: set[Key],
     own: Path,
-    *,
-    batch_size: int,
-    run_info: Mapping[str, Any],
-    summary: RunSummary,
-    running: _Running,
-    bar: Any,
+    progress: _Progress,
 ) -> None:
-    """Run this rank's samples chunk by chunk, appending their lines to ``own``.
+    """Run this rank's samples chunk by chunk (``plan.run.batch_size`` each), appending
+    their lines to ``own``.
 
-    Each chunk of ``batch_size`` samples runs the jobs whose key is not in ``done``
-    (:meth:`LinePlan.run`); every line gets its ``run`` field, stamped with the time, and is
-    counted in ``summary`` (written, skipped, errors) and ``running``. The bar, if any, moves
-    a chunk at a time and is closed at the end, even on an error.
+    Each chunk runs the jobs whose key is not in ``done`` (:meth:`LinePlan.lines`); every line
+    gets its ``run`` field, stamped with the time, and is counted in the summary (written,
+    skipped, errors) and the running means. The bar, if any, moves a chunk at a time and is
+    closed at the end, even on an error.
     """
+    summary, bar, step = progress.summary, progress.bar, plan.run.batch_size
     try:
         with ResultsWriter(own) as writer:
-            for first in range(0, len(my_share), batch_size):
-                chunk = my_share[first : first + batch_size]
-                work = []
-                for index, sample in chunk:
-                    todo = [
-                        (kind, name)
-                        for kind, name, _ in plan.jobs
-                        if (sample.id, kind, name, plan.hashes[kind, name]) not in done
-                    ]
-                    summary.skipped += len(plan.jobs) - len(todo)
-                    if todo:
-                        work.append((index, sample, todo))
-                for record in plan.run(work):
-                    record["run"] = {**run_info, "time": datetime.now(timezone.utc).isoformat()}
+            for first in range(0, len(my_share), step):
+                chunk = my_share[first : first + step]
+                for record in plan.lines(_chunk_work(plan, chunk, done, summary)):
+                    stamp = datetime.now(timezone.utc).isoformat()
+                    record["run"] = {**progress.run_info, "time": stamp}
                     writer.write(record)
                     summary.written += 1
                     summary.errors += bool(record["error"])
-                    running.add(record)
+                    progress.running.add(record)
                 if bar is not None:
-                    bar.set_postfix(running.postfix(), refresh=False)
+                    bar.set_postfix(progress.running.postfix(), refresh=False)
                     bar.update(len(chunk))
     finally:
         if bar is not None:
@@ -419,7 +424,7 @@ def evaluate(
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     pipeline_options: PipelineOptions | None = None,
     tolerance: float = 15.0,
-    top_k: int = 2,
+    map_top_k: int = 2,
     batch_size: int = 1,
     batch_pipelines: bool = True,
     maps_dir: str | Path | None = None,
@@ -429,6 +434,9 @@ def evaluate(
     data_root: str | Path | None = None,
 ) -> RunSummary:
     """Evaluate map methods and answer pipelines on samples, appending to a JSONL file.
+
+    The settings are checked as one :class:`~egg_interp.run_config.RunConfig` (its
+    attributes document them), then :func:`evaluate_config` runs it.
 
     Parameters
     ----------
@@ -453,11 +461,13 @@ def evaluate(
     method_options : mapping, optional
         ``{method: {option: value}}`` passed to the method's constructor (and hashed).
     pipeline_options : PipelineOptions, optional
-        Options of the pipelines; each pipeline's hash covers only the fields it reads.
+        Options of the pipelines (its loop settings, ``max_new_tokens`` and ``seed``); each
+        pipeline's hash covers only the fields it reads.
     tolerance : float, default 15.0
-        Pointing-game radius in original-image pixels.
-    top_k : int, default 2
-        Regions kept per map for the region scores.
+        Pointing-game radius in original-image pixels; must be > 0.
+    map_top_k : int, default 2
+        Regions kept per map for the map lines' region scores (the loop's crops per step are
+        ``pipeline_options.loop.top_k``).
     batch_size : int, default 1
         Samples per map batch for methods that batch across prompts (``batch_spaces``, e.g.
         ``egg``: one padded forward/backward for the chunk), and the inner batch of methods
@@ -469,6 +479,74 @@ def evaluate(
     batch_pipelines : bool, default True
         Run pipelines in their batched form when ``batch_size > 1``; ``False`` runs them one
         sample at a time (the old path, kept for the benchmark).
+    maps_dir, retry_errors, progress, dist, data_root
+        As in :func:`evaluate_config`.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    InputError
+        A bad name or value (see :class:`~egg_interp.run_config.RunConfig`), before any work.
+    """
+    options = pipeline_options or PipelineOptions()
+    config = RunConfig(
+        methods=methods,
+        pipelines=pipelines,
+        method_options=method_options or {},
+        loop=options.loop,
+        max_new_tokens=options.max_new_tokens,
+        seed=options.seed,
+        tolerance=tolerance,
+        map_top_k=map_top_k,
+        batch_size=batch_size,
+        batch_pipelines=batch_pipelines,
+        reuse_forward=options.reuse_forward,
+        dataset=dataset,
+        split=split,
+        metric=metric,
+        model=model,
+    )
+    return evaluate_config(
+        adapter,
+        samples,
+        config,
+        out,
+        maps_dir=maps_dir,
+        retry_errors=retry_errors,
+        progress=progress,
+        dist=dist,
+        data_root=data_root,
+    )
+
+
+def evaluate_config(
+    adapter: VLMAdapter,
+    samples: Sequence[Sample],
+    config: RunConfig,
+    out: str | Path = "results.jsonl",
+    *,
+    maps_dir: str | Path | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    dist: DistInfo | None = None,
+    data_root: str | Path | None = None,
+) -> RunSummary:
+    """Run an evaluation described by a :class:`~egg_interp.run_config.RunConfig`.
+
+    Parameters
+    ----------
+    adapter : VLMAdapter
+        The loaded model.
+    samples : sequence of Sample
+        The whole dataset (a distributed run takes this rank's share itself).
+    config : RunConfig
+        What to run and how to score it; its unset names are resolved here
+        (:meth:`RunConfig.resolved`).
+    out : str or Path
+        The results file (appended to; parts go next to it as ``out.rank{r}.jsonl``).
     maps_dir : str or Path, optional
         Also save every map as ``maps_dir/<method>/<config_hash>/<sample>.npz``.
     retry_errors : bool, default False
@@ -485,58 +563,21 @@ def evaluate(
     RunSummary
     """
     start = time.perf_counter()
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     info = dist or dist_info()
-    run = _resolve(
-        adapter,
-        samples,
-        methods,
-        pipelines,
-        dataset=dataset,
-        split=split,
-        metric=metric,
-        model=model,
-        method_options=method_options,
-        pipeline_options=pipeline_options,
-    )
-    jobs, hashes = _build_jobs(_base_config(adapter, samples, run), run, tolerance, top_k)
-    method_objs = _build_methods(run, batch_size)
-
+    run = config.resolved(adapter, samples)
     out = Path(out)
+    plan = _plan(adapter, samples, run, maps_dir, out)
     own = rank_path(out, info.rank) if info.distributed else out
     created_group = init_process_group(info, str(adapter.device))
     my_share = shard(samples, info.rank, info.world_size)
-    done, running = _read_done(out, own, hashes, my_share, retry_errors)
-
-    run_info = _run_info(info, data_root, batch_size)
-    plan = LinePlan(
-        adapter=adapter,
-        jobs=jobs,
-        hashes=hashes,
-        method_objs=method_objs,
-        options=run.options,
-        metric=run.metric,
-        tolerance=tolerance,
-        top_k=top_k,
-        maps_dir=maps_dir,
-        out_dir=out.parent,
-        common={"dataset": run.dataset, "split": run.split, "model": run.model},
-        batch_pipelines=batch_pipelines,
-    )
-    summary = RunSummary(out=out, config_hashes=dict(hashes))
+    paths = list(dict.fromkeys([out, own, *part_paths(out)]))
+    done, running, other_code = _read_done(paths, plan.hashes, my_share, retry_errors)
+    if info.is_main:
+        _warn_other_code(out, other_code)
+    summary = RunSummary(out=out, config_hashes=dict(plan.hashes))
     bar = _progress_bar(progress and info.is_main, len(my_share), run.dataset)
-    _run_chunks(
-        plan,
-        my_share,
-        done,
-        own,
-        batch_size=batch_size,
-        run_info=run_info,
-        summary=summary,
-        running=running,
-        bar=bar,
-    )
+    run_info = _run_info(info, data_root, run.batch_size)
+    _run_chunks(plan, my_share, done, own, _Progress(summary, running, bar, run_info))
     summary.merged = _finish(out, info, str(adapter.device), created_group)
     summary.seconds = time.perf_counter() - start
     summary.problems = count_problems(samples)

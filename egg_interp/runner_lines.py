@@ -1,10 +1,12 @@
 """The lines of one chunk of samples: what :func:`egg_interp.runner.evaluate` writes.
 
-:class:`LinePlan` holds everything fixed for a run (the model, the jobs and their config
-hashes, the method objects, the pipeline options, the scoring settings) and turns a chunk of
-samples into result lines: maps method by method (batched across the chunk when the method
-can), then answers pipeline by pipeline. Every failure is caught and recorded in the line's
-``error`` field, so one bad sample never ends a run. The line layout is documented in
+:class:`LinePlan` holds everything fixed for a run (the model, its resolved
+:class:`~egg_interp.run_config.RunConfig`, the pipeline options, the jobs and their configs,
+the method objects, where maps are saved) and turns a chunk of samples into result lines:
+maps method by method, then answers pipeline by pipeline, each batched across the chunk where
+it can be (:func:`try_batch`: a failed batch falls back to one sample at a time, and those
+lines record the batch's error in ``batch_error``). Every failure is caught and recorded in
+the line's ``error`` field, so one bad sample never ends a run. The line layout is documented in
 :mod:`egg_interp.runner`.
 """
 
@@ -13,8 +15,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from egg_interp.data.sample import Sample
 from egg_interp.models.base import VLMAdapter
 from egg_interp.pipelines import PipelineOptions, run_pipeline, run_pipeline_batch
 from egg_interp.results import clean, config_hash
+from egg_interp.run_config import RunConfig
 from egg_interp.scoring import (
     evidence_area_fraction,
     reference_scores,
@@ -30,8 +33,25 @@ from egg_interp.scoring import (
     size_bucket,
 )
 
-Job = tuple[str, str, dict[str, Any]]
-"""``(kind, name, config)`` of one line per sample."""
+
+@dataclass(frozen=True)
+class Job:
+    """One line per sample: its kind (``"map"`` or ``"answer"``), the method or pipeline name,
+    and the config the line records (its hash is the line's ``config_hash``)."""
+
+    kind: str
+    name: str
+    config: dict[str, Any]
+    hash: str = field(init=False)
+    """:func:`egg_interp.results.config_hash` of :attr:`config`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash", config_hash(self.config))
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """``(kind, name, config_hash)``: a line's key less its sample id."""
+        return self.kind, self.name, self.hash
 
 
 def _safe_name(sample_id: str) -> str:
@@ -77,70 +97,170 @@ class Loaded:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Batched:
+    """What :func:`try_batch` got: results by ``id(item)``, each item's share of the batch's
+    seconds, and the batch's exception (``"Type: message"``, or ``""``)."""
+
+    results: dict[int, Any]
+    seconds_each: float = 0.0
+    error: str = ""
+
+
+def try_batch(
+    items: Sequence[Any], run_batch: Callable[[Sequence[Any]], Sequence[Any]] | None
+) -> Batched:
+    """Run ``run_batch`` over ``items`` (two or more, when there is a batch form).
+
+    On any exception nothing is kept: the caller computes the items one by one, which pins
+    the failure on the sample that causes it, and records :attr:`Batched.error` on the lines
+    it computed alone.
+    """
+    if run_batch is None or len(items) < 2:
+        return Batched({})
+    t0 = time.perf_counter()
+    try:
+        out = run_batch(items)
+        results = {id(it): r for it, r in zip(items, out, strict=True)}
+    except Exception as exc:  # the items go one by one; the lines record why
+        return Batched({}, error=_error_text(exc))
+    return Batched(results, (time.perf_counter() - t0) / len(items))
+
+
+@dataclass(frozen=True)
+class MapFolder:
+    """Where a run saves its maps: ``root/<method>/<config_hash>/<sample>.npz``; the lines
+    name each file relative to ``lines_dir`` (the results file's folder) when it is inside.
+    Every saved map's ``meta["settings"]`` holds ``settings`` (the model, its weights'
+    fingerprint and :func:`egg_interp.models.record.model_record`)."""
+
+    root: Path
+    lines_dir: Path
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def save(self, amap: Any, job: Job, sample_id: str) -> str:
+        """Save ``amap`` for ``job`` and ``sample_id``; return the line's ``map_file``."""
+        folder = self.root / job.name / job.hash
+        recorded = replace(amap, meta={**amap.meta, "settings": dict(self.settings)})
+        path = recorded.save(folder / f"{_safe_name(sample_id)}.npz").resolve()
+        try:
+            return str(path.relative_to(self.lines_dir.resolve()))
+        except ValueError:
+            return str(path)
+
+
 @dataclass
 class LinePlan:
-    """Everything fixed for a run; :meth:`run` yields the lines of a chunk of samples."""
+    """Everything fixed for a run; :meth:`lines` yields the lines of a chunk of samples.
+
+    Attributes
+    ----------
+    adapter : VLMAdapter
+    run : RunConfig
+        The run's settings, resolved (:meth:`RunConfig.resolved`): scoring (``tolerance``,
+        ``map_top_k``, ``metric``, ``seed``), batching, and the names every line records.
+    options : PipelineOptions
+        What the pipelines run with (built from ``run``).
+    jobs : tuple of Job
+        A map job per method, then an answer job per pipeline.
+    methods : mapping of str to AttributionMethod
+        The map methods' objects, by name.
+    maps : MapFolder or None
+        Where maps are saved, if they are.
+    """
 
     adapter: VLMAdapter
-    jobs: list[Job]
-    hashes: Mapping[tuple[str, str], str]
-    method_objs: Mapping[str, Any]
+    run: RunConfig
     options: PipelineOptions
-    metric: str
-    tolerance: float
-    top_k: int
-    maps_dir: str | Path | None
-    out_dir: Path
-    common: Mapping[str, Any]
-    batch_pipelines: bool = True
+    jobs: tuple[Job, ...]
+    methods: Mapping[str, Any]
+    maps: MapFolder | None = None
 
-    def run(self, work: Sequence[tuple[int, Sample, list[tuple[str, str]]]]) -> Iterator[dict]:
+    @property
+    def hashes(self) -> dict[tuple[str, str], str]:
+        """The config hash of every job, keyed by ``(kind, name)``."""
+        return {(j.kind, j.name): j.hash for j in self.jobs}
+
+    def lines(self, work: Sequence[tuple[int, Sample, list[tuple[str, str]]]]) -> Iterator[dict]:
         """Maps method by method (batched across the chunk where the method can), then answers;
         a batched map the chunk already computed (the loop's step 0) is not computed again."""
-        items = []
-        for index, sample, todo in work:
-            item = Loaded(index, sample, todo)
-            try:
-                image = sample.image
-                item.image = image
-                item.sample = replace(sample, load_image=lambda image=image: image)
-            except Exception as exc:  # an unreadable image fails every job of the sample
-                item.error = _error_text(exc)
-            items.append(item)
+        items = [self._load(index, sample, todo) for index, sample, todo in work]
         # one scope per chunk: the chunk's egg map lines and its egg loop's step 0 ask for the
         # same batched maps, which are then computed once (VLMAdapter.remember_maps)
         with self.adapter.remember_maps():
-            for kind, name, _ in self.jobs:
-                todo = [it for it in items if (kind, name) in it.todo]
-                if kind == "map":
-                    yield from self._map_lines(name, todo)
-                else:
-                    yield from self._answer_lines(name, todo)
+            for job in self.jobs:
+                todo = [it for it in items if (job.kind, job.name) in it.todo]
+                yield from self._job_lines(job, todo)
 
-    def _line(self, it: Loaded, kind: str, name: str, compute: Any, *args: Any) -> dict:
+    @staticmethod
+    def _load(index: int, sample: Sample, todo: list[tuple[str, str]]) -> Loaded:
+        """The sample with its image loaded once (an unreadable one fails all its jobs)."""
+        item = Loaded(index, sample, todo)
+        try:
+            image = sample.image
+            item.image = image
+            item.sample = replace(sample, load_image=lambda image=image: image)
+        except Exception as exc:  # an unreadable image fails every job of the sample
+            item.error = _error_text(exc)
+        return item
+
+    def _job_lines(self, job: Job, todo: list[Loaded]) -> Iterator[dict]:
+        """The lines of one job over a chunk: its batched form where it has one (maps of a
+        batching method; pipelines when ``run.batch_pipelines``), else, or after the batch
+        failed (to pin the failure down), one by one."""
+        ready = [it for it in todo if not it.error]
+        batch = try_batch(ready, self._batch_fn(job))
+        fields = self._map_fields if job.kind == "map" else self._answer_fields
+        for it in todo:
+            result = batch.results.get(id(it))
+            record = self._line(it, job, fields, result)
+            if result is not None:
+                record["timing"]["total"] += batch.seconds_each
+            elif batch.error and not it.error:
+                record["batch_error"] = batch.error
+            yield record
+
+    def _batch_fn(self, job: Job) -> Callable[[Sequence[Loaded]], Sequence[Any]] | None:
+        """The job's batched form over loaded items, or ``None`` when it has none."""
+        if job.kind == "map":
+            method = self.methods[job.name]
+            if not method.batched:
+                return None
+            return lambda items: method.attribute_batch(
+                self.adapter, [([it.image], it.sample.question) for it in items]
+            )
+        if not self.run.batch_pipelines:
+            return None
+        return lambda items: run_pipeline_batch(
+            job.name, self.adapter, [it.sample for it in items], self.options
+        )
+
+    def _line(self, it: Loaded, job: Job, compute: Any, result: Any) -> dict:
         """One line: the sample's fields, then what ``compute`` adds (or the error it raised)."""
-        record = self._head(it, kind, name)
+        record = self._head(it, job)
         timing: dict[str, Any] = {}
         t0 = time.perf_counter()
         if not it.error:
             try:
-                record.update(compute(it, name, timing, *args))
+                record.update(compute(it, job, timing, result))
             except Exception as exc:  # recorded, not raised: one bad sample must not end a run
                 record["error"] = _error_text(exc)
         timing["total"] = timing.get("total", 0.0) + time.perf_counter() - t0
         record["timing"] = timing
         return record
 
-    def _head(self, it: Loaded, kind: str, name: str) -> dict[str, Any]:
+    def _head(self, it: Loaded, job: Job) -> dict[str, Any]:
         size = it.image.size if it.image is not None else None
         frac = evidence_area_fraction(it.sample.boxes, size) if size else math.nan
         return {
             "sample_id": it.sample.id,
-            "kind": kind,
-            "name": name,
-            "config_hash": self.hashes[kind, name],
-            "config": next(c for k, n, c in self.jobs if (k, n) == (kind, name)),
-            **self.common,
+            "kind": job.kind,
+            "name": job.name,
+            "config_hash": job.hash,
+            "config": job.config,
+            "dataset": self.run.dataset,
+            "split": self.run.split,
+            "model": self.run.model,
             "index": it.index,
             "family": it.sample.family,
             "question": it.sample.question,
@@ -153,84 +273,34 @@ class LinePlan:
             "error": it.error,
         }
 
-    def _map_lines(self, name: str, todo: list[Loaded]) -> Iterator[dict]:
-        method = self.method_objs[name]
-        ready = [it for it in todo if not it.error]
-        maps: dict[int, Any] = {}
-        batch_seconds = 0.0
-        if len(ready) > 1 and method.batched:
-            t0 = time.perf_counter()
-            try:
-                batch = method.attribute_batch(
-                    self.adapter, [([it.image], it.sample.question) for it in ready]
-                )
-                maps = {id(it): m for it, m in zip(ready, batch, strict=True)}
-                batch_seconds = (time.perf_counter() - t0) / len(ready)
-            except Exception:  # fall back to one sample at a time, to pin the error down
-                maps = {}
-        for it in todo:
-            amap = maps.get(id(it))
-            record = self._line(it, "map", name, self._map_fields, amap)
-            if amap is not None:
-                record["timing"]["total"] += batch_seconds
-            yield record
-
     def _map_fields(
-        self, it: Loaded, name: str, timing: dict[str, Any], amap: Any = None
+        self, it: Loaded, job: Job, timing: dict[str, Any], amap: Any = None
     ) -> dict[str, Any]:
-        method = self.method_objs[name]
         if amap is None:
-            amap = method.attribute(self.adapter, [it.image], it.sample.question)
+            amap = self.methods[job.name].attribute(self.adapter, [it.image], it.sample.question)
         meta = dict(amap.meta)
         timing["method"] = float(meta.pop("seconds", math.nan))
         meta.pop("batch_size", None)
+        run = self.run
         fields = score_map(
             amap,
             it.sample.boxes,
-            tolerance=self.tolerance,
-            top_k=self.top_k,
-            region_kwargs={"sigma": self.options.loop.sigma},
+            tolerance=run.tolerance,
+            top_k=run.map_top_k,
+            region_kwargs={"sigma": run.loop.sigma},
         )
-        fields["reference"] = reference_scores(it.sample, amap, self.tolerance, self.options.seed)
+        fields["reference"] = reference_scores(it.sample, amap, run.tolerance, run.seed)
         fields["meta"] = _jsonable_items(meta)
         fields["target"] = amap.target
-        if self.maps_dir is not None:
-            path = Path(self.maps_dir) / name / self.hashes["map", name]
-            path = amap.save(path / f"{_safe_name(it.sample.id)}.npz").resolve()
-            try:
-                fields["map_file"] = str(path.relative_to(self.out_dir.resolve()))
-            except ValueError:
-                fields["map_file"] = str(path)
+        if self.maps is not None:
+            fields["map_file"] = self.maps.save(amap, job, it.sample.id)
         return fields
 
-    def _answer_lines(self, name: str, todo: list[Loaded]) -> Iterator[dict]:
-        """Answer lines of a chunk: the pipeline's batched form over the chunk where it has
-        one (``batch_pipelines``), else (or after a failure, to pin it down) one by one."""
-        ready = [it for it in todo if not it.error]
-        results: dict[int, Any] = {}
-        share = 0.0
-        if self.batch_pipelines and len(ready) > 1:
-            t0 = time.perf_counter()
-            try:
-                batch = run_pipeline_batch(
-                    name, self.adapter, [it.sample for it in ready], self.options
-                )
-                results = {id(it): r for it, r in zip(ready, batch, strict=True)}
-                share = (time.perf_counter() - t0) / len(ready)
-            except Exception:  # fall back to one sample at a time
-                results = {}
-        for it in todo:
-            result = results.get(id(it))
-            record = self._line(it, "answer", name, self._answer_fields, result)
-            if result is not None:
-                record["timing"]["total"] += share
-            yield record
-
     def _answer_fields(
-        self, it: Loaded, name: str, timing: dict[str, Any], result: Any = None
+        self, it: Loaded, job: Job, timing: dict[str, Any], result: Any = None
     ) -> dict[str, Any]:
         if result is None:
-            result = run_pipeline(name, self.adapter, it.sample, self.options)
+            result = run_pipeline(job.name, self.adapter, it.sample, self.options)
         result = dict(result)
         answer = result.pop("answer")
         crops = result.pop("crops")
@@ -241,8 +311,8 @@ class LinePlan:
             timing["steps"] = step_seconds
         return {
             "answer": answer,
-            "score": score_answer(self.metric, answer, it.sample),
-            "metric": self.metric,
+            "score": score_answer(self.run.metric, answer, it.sample),
+            "metric": self.run.metric,
             "crops": crops,
             "steps": clean(steps),
             "info": _jsonable_items(result),

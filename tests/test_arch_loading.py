@@ -1,4 +1,5 @@
-"""Picking the adapter from config.json, and refusing remote-code checkpoints."""
+"""Picking the adapter from config.json, and refusing unsupported and remote-code checkpoints
+(:mod:`egg_interp.checkpoints`, before torch; :func:`load_model` runs the same check)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import json
 
 import pytest
 
-from egg_interp.errors import UnsupportedModelError
+from egg_interp.checkpoints import MODEL_TYPES, check_model_source
+from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models import ADAPTERS, load_model
-from egg_interp.models.loading import _read_model_type
 
 
 def _write_config(directory, **config):
@@ -18,28 +19,58 @@ def _write_config(directory, **config):
 
 
 @pytest.fixture()
-def hub_config(monkeypatch):
+def hub_config(monkeypatch, tmp_path):
     """The config.json the hub serves for any id, offline: fill the returned dict.
 
-    The id is in no local cache and the hub is reachable, so ``_hub_config`` goes on to
-    ``PretrainedConfig.get_config_dict``, which answers with the dict.
+    The id is in no local cache and the hub is reachable, so ``check_model_source`` goes on
+    to ``huggingface_hub.hf_hub_download``, which here writes the dict to a file.
     """
     import huggingface_hub
     from huggingface_hub import constants
-    from transformers import PretrainedConfig
 
-    from egg_interp.models import loading
+    from egg_interp import checkpoints
 
     served: dict = {}
+
+    def download(repo_id, filename, **kwargs):
+        path = tmp_path / "hub" / repo_id / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(served))
+        return str(path)
+
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **kw: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint, timeout=3.0: True)
-    monkeypatch.setattr(PretrainedConfig, "get_config_dict", lambda src, **kw: (served, {}))
+    monkeypatch.setattr(checkpoints, "hub_reachable", lambda endpoint, timeout=3.0: True)
     return served
 
 
 def test_registry_has_every_architecture():
     assert {"llava", "llava_next", "qwen2_5_vl", "internvl"} <= set(ADAPTERS)
+
+
+def test_model_types_mirror_the_adapters():
+    """The command line refuses an unsupported checkpoint before torch by this list."""
+    from egg_interp.models.loading import REFUSED
+
+    known = set(ADAPTERS) | set(REFUSED)
+    missing, extra = known - set(MODEL_TYPES), set(MODEL_TYPES) - known
+    assert not missing, f"add {sorted(missing)} to egg_interp/checkpoints.py MODEL_TYPES"
+    assert not extra, f"MODEL_TYPES lists {sorted(extra)}, which no adapter registers"
+
+
+def test_unsupported_and_missing_checkpoints_are_refused(tmp_path):
+    bert = _write_config(tmp_path / "bert", model_type="bert")
+    with pytest.raises(UnsupportedModelError, match="architecture 'bert' is not supported"):
+        check_model_source(bert)
+    with pytest.raises(UnsupportedModelError, match="not supported"):
+        load_model(bert, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no config.json: not a Hugging Face checkpoint"):
+        check_model_source(tmp_path / "empty")
+    with pytest.raises(InputError, match="neither a local checkpoint directory nor"):
+        check_model_source(str(tmp_path / "missing"))
+    assert check_model_source("organism") == "llava"
 
 
 def test_remote_code_internvl_is_refused_naming_the_hf_checkpoint(tmp_path):
@@ -55,7 +86,7 @@ def test_remote_code_internvl_is_refused_naming_the_hf_checkpoint(tmp_path):
 
 def test_auto_map_on_a_supported_type_is_not_refused(tmp_path):
     d = _write_config(tmp_path / "m", model_type="internvl", auto_map={"AutoConfig": "x.Y"})
-    assert _read_model_type(str(d)) == "internvl"
+    assert check_model_source(str(d)) == "internvl"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +98,7 @@ def test_auto_map_on_a_supported_type_is_not_refused(tmp_path):
 )
 def test_hub_ids_with_dots_are_read(hub_config, source, config, expected):
     hub_config.update(config)
-    assert _read_model_type(source) == expected
+    assert check_model_source(source) == expected
 
 
 @pytest.mark.parametrize(
@@ -80,4 +111,4 @@ def test_hub_ids_with_dots_are_read(hub_config, source, config, expected):
 def test_remote_code_hub_id_is_refused_naming_its_hf_variant(hub_config, source, hint):
     hub_config.update(model_type="internvl_chat", auto_map={"AutoModel": "m.M"})
     with pytest.raises(UnsupportedModelError, match=hint):
-        _read_model_type(source)
+        check_model_source(source)

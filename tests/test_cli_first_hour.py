@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +25,9 @@ HEAVY = ("torch", "transformers", "matplotlib", "pandas")
         ["compare", "--image", "missing.png", "--question", "q"],
         ["evaluate", "--dataset", "scenes", "--limit", "0"],
         ["evaluate", "--dataset", "scenes", "--pipelines", "bogus"],
+        ["evaluate", "--dataset", "scenes", "--tolerance", "0"],
+        ["evaluate", "--dataset", "scenes", "--tolerance", "nan"],
+        ["evaluate", "--dataset", "scenes", "--methods", "", "--pipelines", ""],
         ["report", "missing.jsonl", "--out", "r"],
         ["report", "missing.jsonl", "--out", "r", "--grids", "-1"],
         ["demo", "--n", "0"],
@@ -53,6 +57,83 @@ def test_every_command_fails_in_one_line_before_heavy_imports(argv, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0], out.stderr
     assert time.perf_counter() - start < 60  # well under a second on an idle machine
+
+
+def _checkpoint(kind: str, root) -> str:
+    """A ``--model`` that cannot load, of the given kind."""
+    if kind == "not a checkpoint":
+        (root / "empty").mkdir()
+        return str(root / "empty")
+    if kind in ("unsupported", "remote code"):
+        config = {"model_type": "bert"}
+        if kind == "remote code":
+            config = {"model_type": "internvl_chat", "auto_map": {"AutoModel": "m.M"}}
+        (root / "ckpt").mkdir()
+        (root / "ckpt" / "config.json").write_text(json.dumps(config))
+        return str(root / "ckpt")
+    return "nobody/not-cached-here"  # with the hub's endpoint a closed local port
+
+
+@pytest.mark.parametrize(
+    "command, kind, message",
+    [
+        ("evaluate", "not a checkpoint", "has no config.json: not a Hugging Face checkpoint"),
+        ("evaluate", "unsupported", "architecture 'bert' is not supported"),
+        ("evaluate", "remote code", "needs trust_remote_code"),
+        ("evaluate", "unreachable hub id", "not in the local Hugging Face cache and http://127"),
+        ("ground", "unsupported", "architecture 'bert' is not supported"),
+        ("demo", "unreachable hub id", "not in the local Hugging Face cache and http://127"),
+    ],
+)
+def test_a_model_that_cannot_load_fails_before_torch(command, kind, message, tmp_path):
+    """Checked from config.json (or the hub's reachability) with neither torch nor
+    transformers imported: well under a second on an idle machine (4.5 s before, when the
+    check imported the model stack)."""
+    model = _checkpoint(kind, tmp_path)
+    argv = {
+        "evaluate": ["evaluate", "--dataset", "scenes"],
+        "ground": ["ground", "--image", "missing.png", "--question", "q"],
+        "demo": ["demo"],
+    }[command] + ["--model", model]
+    code = (
+        "import sys, time; from egg_interp.cli import main\n"
+        "start = time.perf_counter(); rc = main(sys.argv[1:]); took = time.perf_counter() - start\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy; print(took); sys.exit(rc)"
+    )
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "cache"))
+    env.pop("HF_HUB_OFFLINE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert float(out.stdout) < 3.0  # measured 0.01-0.3 s; the bound allows a loaded machine
+
+
+def test_model_loads_keep_transformers_progress_bar_off_stderr(tiny_llava_dir, tmp_path, capsys):
+    from egg_interp.models import load_model
+
+    load_model(tiny_llava_dir, device="cpu")  # a library call keeps transformers' default
+    assert "Loading weights" in capsys.readouterr().err
+    argv = ["evaluate", "--model", str(tiny_llava_dir), "--dataset", "scenes", "--limit", "1"]
+    argv += ["--methods", "saliency", "--pipelines", "", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert "Loading weights" not in capsys.readouterr().err
+
+
+def test_help_shows_every_default_and_tells_the_truth():
+    helps = {n: " ".join(c.format_help().split()) for n, c in _subcommands()}
+    assert "seed of the random-crop pipeline (default: 0)" in helps["evaluate"]
+    assert "seed of the random baselines (default: 0)" in helps["demo"]
+    assert "comparison grids of the first N samples (default: 0)" in helps["report"]
+    assert "one at a time" not in helps["evaluate"]
+    assert "the answer pipelines' batches" in helps["evaluate"]
+    for command in ("ground", "evaluate"):
+        assert "| pixels:N (longer image side // N steps" in helps[command]
+    assert "--no-progress no progress bar (default" not in helps["evaluate"]  # flags: none
 
 
 def test_version(capsys):
@@ -119,19 +200,19 @@ def test_report_warns_in_one_line_about_a_dropped_half_line(tmp_path, capsys):
 def test_unknown_hub_id_offline_fails_in_one_line(monkeypatch, tmp_path, capsys):
     from huggingface_hub import constants
 
+    from egg_interp import checkpoints
     from egg_interp.errors import InputError
-    from egg_interp.models import loading
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint, timeout=3.0: False)
+    monkeypatch.setattr(checkpoints, "hub_reachable", lambda endpoint, timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(InputError, match="not in the local Hugging Face cache") as exc:
-        loading._read_model_type("nobody/no-such-model")
+        checkpoints.check_model_source("nobody/no-such-model")
     assert time.perf_counter() - start < 5 and "\n" not in str(exc.value)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InputError, match="HF_HUB_OFFLINE"):
-        loading._read_model_type("nobody/no-such-model")
+        checkpoints.check_model_source("nobody/no-such-model")
     captured = capsys.readouterr()
     assert "Retry" not in captured.err + captured.out
 
@@ -154,9 +235,9 @@ def test_report_grids_use_the_recorded_model(tmp_path, capsys):
 
 
 def test_report_grids_say_in_the_terminal_why_they_cannot(tmp_path, capsys, monkeypatch):
-    from egg_interp.models import loading
+    from egg_interp import checkpoints
 
-    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint, timeout=3.0: False)
+    monkeypatch.setattr(checkpoints, "hub_reachable", lambda endpoint, timeout=3.0: False)
     path = tmp_path / "r.jsonl"
     path.write_text(_scenes_map_line("nobody/not-on-this-machine"))
     assert main(["report", str(path), "--out", str(tmp_path / "r"), "--grids", "1"]) == 0

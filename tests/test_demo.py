@@ -8,7 +8,7 @@ import math
 import pytest
 
 from egg_interp.data import scenes
-from egg_interp.demo import evaluate, measure, summarise, table
+from egg_interp.demo import demo_rows, measure, summarise, table
 from egg_interp.metrics.intervals import interval, wilson_interval
 from egg_interp.pipelines import PipelineOptions
 
@@ -16,7 +16,7 @@ from egg_interp.pipelines import PipelineOptions
 def test_demo_rows_and_summary(tiny_llava, tmp_path):
     samples = scenes.load(split="test", per_family=1)
     options = PipelineOptions(max_steps=2, max_new_tokens=2)
-    rows = evaluate(tiny_llava, samples, tmp_path / "r.jsonl", options)
+    rows = demo_rows(tiny_llava, samples, tmp_path / "r.jsonl", options)
     assert [r["id"] for r in rows] == [s.id for s in samples]
     multi = next(r for r in rows if r["family"] == "multi")
     assert set(multi["correct"]) == {"base", "oracle", "egg", "random", "oracle_one"}
@@ -27,7 +27,7 @@ def test_demo_rows_and_summary(tiny_llava, tmp_path):
     summary = summarise(rows, measure(tiny_llava, samples, n=1))
     # the schema of earlier versions
     assert summary["n"] == {f: 1 for f in scenes.FAMILIES}
-    assert set(summary["accuracy"]["detail"]) == {"full", "oracle", "egg", "random", "random_egg"}
+    assert set(summary["accuracy"]["detail"]) == {"base", "oracle", "egg", "random", "random_egg"}
     assert set(detail["correct"]) == {"base", "oracle", "egg", "random", "random_egg"}
     assert "oracle_one" in summary["accuracy"]["multi"]
     assert set(summary["pointing_game"]) == {
@@ -47,14 +47,14 @@ def test_demo_rows_and_summary(tiny_llava, tmp_path):
     assert fig["n"] == 1 and len(fig["ci95"]) == 2
     k = str(detail["n_objects"])
     assert summary["by_n_objects"]["pointing_game"]["egg"][k]["n"] <= 1
-    assert k in summary["by_n_objects"]["accuracy"]["detail"]["full"]
+    assert k in summary["by_n_objects"]["accuracy"]["detail"]["base"]
     bins = summary["pointing_game_by_entropy"]["egg"]
     assert len(bins) == 3 and sum(b["n"] for b in bins) <= 1
     assert summary["measures"]["n_samples"] == 1
     text = table(summary)
     assert "pointing game on detail questions" in text and "causal measures" in text
     # a second call reuses every line (nothing recomputed) and gives the same rows
-    again = evaluate(tiny_llava, samples, tmp_path / "r.jsonl", options)
+    again = demo_rows(tiny_llava, samples, tmp_path / "r.jsonl", options)
     assert [r["correct"] for r in again] == [r["correct"] for r in rows]
 
 

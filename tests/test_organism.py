@@ -14,7 +14,7 @@ import math
 import pytest
 
 from egg_interp.data import scenes
-from egg_interp.demo import evaluate, summarise
+from egg_interp.demo import demo_rows, summarise
 from egg_interp.pipelines import PipelineOptions
 
 # ---------------------------------------------------------------------------------------
@@ -56,16 +56,28 @@ def organism():
 def organism_rows(organism, request):
     """One evaluation through the runner shared by every organism test: every pipeline on
     ``N_PER_FAMILY`` scenes per family, the EGG map (and reference pointers) on ``N_POINTING``
-    detail scenes. Lines are kept in ``.pytest_cache/d/organism_eval/results.jsonl``, keyed by
-    the runner's config hash (weights' fingerprint, code version, options), so a later session
-    with the same weights and code reuses them and a change recomputes only what changed."""
+    detail scenes. Lines are kept in ``.pytest_cache/d/organism_eval/<source>/results.jsonl``:
+    a folder per fingerprint of the results-affecting source
+    (:func:`egg_interp.code_key.source_fingerprint`, recorded or not), older folders removed,
+    and within it keyed by the runner's config hash (weights' fingerprint, options), so a
+    later session with the same weights and source reuses them and no change of the code can
+    pass on stale lines."""
+    import shutil
+
+    from egg_interp.code_key import source_fingerprint
     from egg_interp.runner import evaluate as run
     from egg_interp.summaries import current_records, sample_rows
 
-    out = request.config.cache.mkdir("organism_eval") / "results.jsonl"
+    root = request.config.cache.mkdir("organism_eval")
+    folder = root / source_fingerprint()
+    for old in root.iterdir():  # lines of other source: never read again
+        if old != folder:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    folder.mkdir(exist_ok=True)
+    out = folder / "results.jsonl"
     options = PipelineOptions(max_new_tokens=4)
     answered = scenes.load(split="test", per_family=N_PER_FAMILY, version=SCENES_VERSION)
-    rows = evaluate(organism, answered, out, options, model="organism", batch_size=8)
+    rows = demo_rows(organism, answered, out, options, model="organism", batch_size=8)
     pointed = scenes.load(
         split="test", per_family=N_POINTING, families=["detail"], version=SCENES_VERSION
     )
@@ -104,19 +116,19 @@ def test_organism_loads_offline_through_the_standard_path(monkeypatch):
 def test_detail_needs_zoom_and_the_oracle_crop_reads_it(summary):
     acc = summary["accuracy"]["detail"]
     assert acc["oracle"] >= ORACLE_DETAIL_MIN
-    assert acc["full"] <= acc["oracle"] - ZOOM_GAP_MIN
+    assert acc["base"] <= acc["oracle"] - ZOOM_GAP_MIN
 
 
 def test_egg_crops_lift_detail_accuracy(summary):
     acc = summary["accuracy"]["detail"]
-    assert acc["egg"] >= acc["full"] + EGG_OVER_FULL_DETAIL_MIN
+    assert acc["egg"] >= acc["base"] + EGG_OVER_FULL_DETAIL_MIN
     assert acc["egg"] >= acc["random"] + EGG_OVER_RANDOM_MIN
     # EGG's own crops at random places: where it looks matters, not only how much it zooms
     assert acc["egg"] > acc["random_egg"]
 
 
 def test_coarse_questions_are_answered_from_the_full_view(summary):
-    assert summary["accuracy"]["coarse"]["full"] >= COARSE_FULL_MIN
+    assert summary["accuracy"]["coarse"]["base"] >= COARSE_FULL_MIN
 
 
 def test_egg_map_points_at_the_asked_about_object(pointing):
@@ -133,7 +145,7 @@ def test_egg_map_finds_objects_not_background(pointing):
 
 def test_egg_crops_do_not_wreck_coarse_questions(summary):
     acc = summary["accuracy"]["coarse"]
-    assert acc["egg"] >= acc["full"] - COARSE_EGG_DROP_MAX
+    assert acc["egg"] >= acc["base"] - COARSE_EGG_DROP_MAX
     assert math.isfinite(summary["multi_evidence"]["top2_cover_both"])
 
 

@@ -4,7 +4,10 @@ Every command that takes ``--model`` defaults to the embedded model organism. Er
 can cause (a missing image, an empty question, an unknown method or stopping rule, a bad
 value, an unsupported model) print one line and exit with status 2, never a stack trace.
 Options are checked first -- the loop's as one :class:`~egg_interp.settings.LoopSettings`,
-built here once from the parsed arguments -- before torch is imported or a model is loaded.
+an evaluation's as one :class:`~egg_interp.run_config.RunConfig`, both built here once from
+the parsed arguments -- and so is the checkpoint's ``config.json`` (or the hub's
+reachability), before torch is imported or a model is loaded. Model loads keep transformers'
+weight-loading progress bar off stderr.
 
 Layout: :mod:`.args` (every command's arguments), :mod:`.commands` (``ground``, ``compare``,
 ``methods``, ``demo``, ``bench``), :mod:`.evaluate` (``evaluate``, ``merge``, ``report``), :mod:`.explore` (``explore``).
@@ -20,11 +23,13 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from egg_interp import __version__
+from egg_interp.checkpoints import check_model_source, quiet_loading
 from egg_interp.cli import args as a
 from egg_interp.cli.commands import run_bench, run_compare, run_demo, run_ground, run_methods
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
 from egg_interp.cli.explore import EXPLORE_HELP, add_explore_args, run_explore
 from egg_interp.errors import EggError
+from egg_interp.run_config import RunConfig
 from egg_interp.settings import LoopSettings
 
 Runner = Callable[[argparse.Namespace], int]
@@ -96,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Check the options every command shares and build ``args.loop`` (no heavy import)."""
+    """Check the options and build ``args.loop`` (a :class:`LoopSettings`, for ``ground`` and
+    ``evaluate``) and ``args.run`` (a :class:`RunConfig`, for ``evaluate``); check the
+    checkpoint a command will load (:func:`egg_interp.checkpoints.check_model_source`). No
+    heavy import: a mistake fails here in well under a second."""
     if getattr(args, "vicrop_method", None):
         print(
             f"egg-interp {args.command}: warning: --vicrop-method is deprecated; use --method",
@@ -110,10 +118,28 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
         args.method = args.vicrop_method
     if args.command in LOOP_COMMANDS:
         args.loop = LoopSettings.from_args(args)
+    if args.command == "evaluate":
+        args.run = RunConfig.from_args(args)  # every evaluate option, checked once
+    elif args.command in LOOP_COMMANDS:
         max_new = getattr(args, "max_new_tokens", 1)
         if max_new < 1:
             raise EggError(f"--max-new-tokens must be >= 1, got {max_new}")
+    model = _model_to_load(args)
+    if model is not None:
+        check_model_source(model)  # config.json and hub reachability, before torch
     return args
+
+
+def _model_to_load(args: argparse.Namespace) -> str | None:
+    """The ``--model`` the command will load, if it will load one: every command's own, but
+    ``bench`` with ``--preset`` builds its model, and ``report`` loads one only for
+    ``--grids``, ``explore`` only when ``--model`` is given."""
+    model = getattr(args, "model", None)
+    if args.command == "bench" and getattr(args, "preset", None):
+        return None
+    if args.command == "report" and not getattr(args, "grids", 0):
+        return None
+    return model
 
 
 def _files_only_backend() -> None:
@@ -159,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_args(args)
         apply_threads(getattr(args, "threads", None))
         _files_only_backend()
-        return int(COMMANDS[args.command][2](args) or 0)
+        with quiet_loading():  # no "Loading weights" bar: errors and warnings are one line
+            return int(COMMANDS[args.command][2](args) or 0)
     except EggError as exc:
         print(f"egg-interp {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -28,16 +28,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """Appends ``(default: X)`` to an option's help unless the help already names it."""
+    """Appends ``(default: X)`` to an option's help unless the help already names it or there
+    is none to show (``None``, a flag's ``False``, an empty string; ``0`` is shown)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (
-            "default" in text
-            or default in (None, False, "", argparse.SUPPRESS)
-            or not action.option_strings
-        ):
+        hidden = default is None or default is False or default in ("", argparse.SUPPRESS)
+        if "default" in text or hidden or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 
@@ -138,7 +136,8 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
         "--stop",
         default="ent",
         help="stopping rule: ent (spatial entropy rises) | fixed:N (N steps) | area:PX (crop "
-        "area <= PX) | prob (top-1 probability stops rising) | pixels | none",
+        "area <= PX) | prob (top-1 probability stops rising) | pixels:N (longer image side // N "
+        "steps, N = 1000 when omitted) | none",
     )
     p.add_argument("--max-steps", type=int, default=15, help="upper bound on loop steps")
     p.add_argument(
@@ -238,10 +237,13 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int_at_least(1),
         default=1,
-        help="samples per map batch: one padded forward/backward for batched methods (egg and "
-        "the gradient maps), the internal batch of IG/SmoothGrad; answers run one at a time (1)",
+        help="samples per batch: one padded forward/backward per map batch for batched methods "
+        "(egg and the gradient maps), the internal batch of IG/SmoothGrad, and the answer "
+        "pipelines' batches (loop steps across the samples still running, one padded generate)",
     )
-    p.add_argument("--tolerance", type=float, default=15.0, help="pointing-game radius, pixels")
+    p.add_argument(
+        "--tolerance", type=float, default=15.0, help="pointing-game radius, pixels (> 0)"
+    )
     p.add_argument("--vicrop-method", default=None, help=argparse.SUPPRESS)  # deprecated: --method
     p.add_argument("--crop-scale", type=float, default=1.5, help="oracle/random crop scale")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-crop pipeline")

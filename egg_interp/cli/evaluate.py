@@ -7,55 +7,34 @@ import glob
 from pathlib import Path
 
 from egg_interp.errors import InputError
-from egg_interp.settings import METHOD_NAMES, PIPELINE_NAMES, resolve_name, split_names
+from egg_interp.run_config import RunConfig
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Check the options, load the dataset and the model (on this rank's device), then
-    :func:`runner.evaluate` with ``args.loop`` inside the pipeline options."""
-    from egg_interp.data.registry import DATASETS
-
-    methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)]
-    pipelines = [resolve_name(p, PIPELINE_NAMES, "pipeline") for p in split_names(args.pipelines)]
-    if not methods and not pipelines:
-        raise InputError("nothing to evaluate: give --methods or --pipelines")
-    args.dataset = resolve_name(args.dataset, DATASETS, "dataset")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be >= 1, got {args.limit}")
-    if not args.tolerance >= 0:
-        raise InputError(f"--tolerance must be >= 0, got {args.tolerance}")
+    """Load the dataset and the model (on this rank's device), run ``args.run`` (the
+    :class:`~egg_interp.run_config.RunConfig` that :func:`egg_interp.cli.check_args` built),
+    then print what was written and the scores."""
+    run: RunConfig = args.run
+    _check_loop_method(run)
 
     from egg_interp.data.registry import load_dataset
     from egg_interp.distributed import dist_info, rank_device
-    from egg_interp.methods import get_method
     from egg_interp.models import load_model
-    from egg_interp.pipelines import PipelineOptions
-    from egg_interp.runner import evaluate
+    from egg_interp.runner import evaluate_config
 
-    options = PipelineOptions(args.loop, max_new_tokens=args.max_new_tokens, seed=args.seed)
-    if options.loop.method_options:  # unknown option names fail here, before the model loads
-        get_method(options.loop.method, **options.loop.method_kwargs())
     info = dist_info()
-    device = rank_device(args.device, info)
-    samples = load_dataset(args.dataset, args.data_root or ".", args.split, args.limit)
+    samples = load_dataset(run.dataset, args.data_root or ".", run.split, args.limit)
     adapter = load_model(
-        args.model, device=device, dtype=args.dtype, prompt_suffix=args.prompt_suffix
+        args.model,
+        device=rank_device(args.device, info),
+        dtype=args.dtype,
+        prompt_suffix=args.prompt_suffix,
     )
-    summary = evaluate(
+    summary = evaluate_config(
         adapter,
         samples,
-        methods,
-        pipelines,
+        run,
         args.out,
-        dataset=args.dataset,
-        split=args.split,
-        model=args.model,
-        pipeline_options=options,
-        tolerance=args.tolerance,
-        top_k=options.loop.top_k,
-        batch_size=args.batch_size,
         maps_dir=args.save_maps,
         retry_errors=args.retry_errors,
         progress=not args.no_progress,
@@ -70,20 +49,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if summary.merged is not None:
         print(f"merged into {summary.out}: {summary.merged} lines")
     if info.is_main:
-        from egg_interp.report import accuracy_long, load_frames, pointing_game_table
-
-        maps, answers = load_frames(summary.out)
-        for _, row in pointing_game_table(maps).iterrows():
-            print(
-                f"  map    {row['dataset']:<12} {row['method']:<22} pointing game "
-                f"{100 * row['pointing_game']:6.2f}  (n={row['n_scored']})"
-            )
-        for _, row in accuracy_long(answers).iterrows():
-            print(
-                f"  answer {row['dataset']:<12} {row['pipeline']:<22} accuracy      "
-                f"{100 * row['accuracy']:6.2f}  (n={row['n_scored']})"
-            )
+        _print_scores(summary.out)
     return 0
+
+
+def _check_loop_method(run: RunConfig) -> None:
+    """Build the loop's method once, so that an unknown ``--method-options`` name fails
+    before the dataset and the model load."""
+    if run.loop.method_options:
+        from egg_interp.methods import get_method
+
+        get_method(run.loop.method, **run.loop.method_kwargs())
+
+
+def _print_scores(results: Path) -> None:
+    """One line per map method (pointing game) and per pipeline (accuracy) of ``results``."""
+    from egg_interp.report import accuracy_long, load_frames, pointing_game_table
+
+    maps, answers = load_frames(results)
+    for _, row in pointing_game_table(maps).iterrows():
+        print(
+            f"  map    {row['dataset']:<12} {row['method']:<22} pointing game "
+            f"{100 * row['pointing_game']:6.2f}  (n={row['n_scored']})"
+        )
+    for _, row in accuracy_long(answers).iterrows():
+        print(
+            f"  answer {row['dataset']:<12} {row['pipeline']:<22} accuracy      "
+            f"{100 * row['accuracy']:6.2f}  (n={row['n_scored']})"
+        )
 
 
 def run_merge(args: argparse.Namespace) -> int:

@@ -71,6 +71,8 @@ Optional (the default is right for LLaVA-like models):
   :meth:`~VLMAdapter.generate` when the model needs a reset before each call;
   :meth:`~VLMAdapter.generate_ids` ``(batch, max_new_tokens, cache=None) -> (rows, seq + new)``
   when the model's own ``generate`` cannot run (every answer path decodes through it).
+* :meth:`~VLMAdapter.resolution_settings` ``() -> dict``: the settings that decide how an
+  image becomes tokens, recorded with every result (default: read from the processor).
 
 What methods call (shared, not overridden): :meth:`~VLMAdapter.build_inputs` /
 :meth:`~VLMAdapter.build_batch` (prompts), :meth:`~VLMAdapter.image_features`,
@@ -875,6 +877,20 @@ class VLMAdapter:
         """
         batch = {**inputs.batch, "pixel_values": pixel_values}
         return self.forward(replace(inputs, batch=batch), logits_to_keep=1).logits[0, -1]
+
+    def resolution_settings(self) -> dict[str, Any]:
+        """The processor settings that decide how an image becomes visual tokens.
+
+        Sizes, pixel budgets (Qwen's min/max pixels), crops, tiling and token counts: results
+        on real checkpoints move with them, so every results config and saved map records
+        them (:func:`egg_interp.models.record.model_record`). The default reads them
+        generically from the processor (:func:`egg_interp.models.record.processor_resolution`);
+        an adapter whose model resizes, tiles or budgets images by other settings overrides
+        this and returns those too (JSON-able values).
+        """
+        from egg_interp.models.record import processor_resolution
+
+        return processor_resolution(self.processor)
 
     # ------------------------------------------------------------------ hygiene
     @contextmanager

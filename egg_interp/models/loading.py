@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from egg_interp.checkpoints import ORGANISM, check_model_source, loading_is_quiet
 from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.models.base import VLMAdapter
 from egg_interp.models.deepseek_vl import DeepseekVLAdapter
@@ -69,9 +71,6 @@ REFUSED: dict[str, str] = {**IDEFICS2_REFUSED}
 """``model_type`` -> why it is refused (architectures whose tokens have no place in the
 image); :func:`adapter_class` raises with the reason, before any weight is loaded."""
 
-ORGANISM = "organism"
-"""Name that selects the embedded model organism (the default of every command)."""
-
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -> torch.dtype:
     """``None``/``"auto"`` -> float32 on CPU, bfloat16 on CUDA; otherwise parse the name."""
@@ -92,107 +91,27 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -
     return names[dtype]
 
 
-def _read_model_type(source: str) -> str:
-    """``model_type`` from the checkpoint's ``config.json`` (local directory or hub id).
+@contextmanager
+def _weight_loading_bars() -> Iterator[None]:
+    """Around ``from_pretrained``: transformers' own progress bars ("Loading weights") are
+    disabled inside :func:`egg_interp.checkpoints.quiet_loading`, left alone otherwise.
 
-    The raw JSON is read (no remote code runs), so checkpoints that need
-    ``trust_remote_code`` are recognised and refused with :class:`UnsupportedModelError`.
+    Through transformers' public ``set_tqdm_hook`` (restored on exit); huggingface_hub's
+    download bars are another class and stay.
     """
-    path = Path(source)
-    if path.is_dir():
-        cfg = path / "config.json"
-        if not cfg.exists():
-            raise InputError(f"{path} has no config.json: not a Hugging Face checkpoint")
-        try:
-            data = json.loads(cfg.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{cfg} is not valid JSON: {exc}") from exc
-    else:
-        # hub ids may contain dots (Qwen/Qwen2.5-VL-7B-Instruct), never a leading . or /
-        if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
-            raise InputError(
-                f"model {source!r} is neither a local checkpoint directory nor a Hugging Face id "
-                "(owner/name)"
-            )
-        data = _hub_config(source)
-    model_type = data.get("model_type")
-    if not model_type:
-        raise InputError(f"{source}/config.json has no model_type")
-    if data.get("auto_map") and model_type not in ADAPTERS:
-        raise UnsupportedModelError(
-            f"{source} needs trust_remote_code (model_type {model_type!r}); egg_interp supports "
-            f"only Hugging Face-native architectures: {', '.join(sorted(ADAPTERS))}. "
-            f"{_native_hint(source, model_type)}"
-        )
-    return model_type
+    if not loading_is_quiet():
+        yield
+        return
+    from transformers.utils import logging as hf_logging
 
+    def disabled(factory: Any, args: tuple, kwargs: dict) -> Any:
+        return factory(*args, **{**kwargs, "disable": True})
 
-def _hub_config(source: str) -> dict[str, Any]:
-    """The raw ``config.json`` of a hub id: from the local cache, else from the hub.
-
-    An id that is neither cached nor reachable fails at once in one line
-    (:class:`InputError`): offline (``HF_HUB_OFFLINE``) or when the hub's host does not answer
-    within a few seconds, instead of huggingface_hub's five logged retries.
-    """
-    import logging
-
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(source, "config.json")
-    if isinstance(cached, str):
-        return json.loads(Path(cached).read_text())
-    where = f"model {source!r} is not in the local Hugging Face cache"
-    if constants.HF_HUB_OFFLINE:
-        raise InputError(f"{where} and HF_HUB_OFFLINE is set")
-    if not _hub_reachable(constants.ENDPOINT):
-        raise InputError(f"{where} and {constants.ENDPOINT} cannot be reached (offline?)")
-    hub_log = logging.getLogger("huggingface_hub")
-    level = hub_log.level
-    hub_log.setLevel(logging.ERROR)  # no per-retry messages
+    previous = hf_logging.set_tqdm_hook(disabled)
     try:
-        from transformers import PretrainedConfig
-
-        data, _ = PretrainedConfig.get_config_dict(source)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot load the config of {source!r}: {first}") from exc
+        yield
     finally:
-        hub_log.setLevel(level)
-    return data
-
-
-def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
-    """Whether the hub's host accepts a TCP connection (assumed yes behind a proxy)."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _native_hint(source: str, model_type: str) -> str:
-    """Which Hugging Face-native checkpoint to use instead of a remote-code one."""
-    name = source.rsplit("/", 1)[-1]
-    is_hub_id = not Path(source).is_dir()
-    if "internvl" in model_type.lower() or "internvl" in name.lower():
-        if is_hub_id and "internvl" in name.lower():
-            # OpenGVLab's naming: InternVL3_5-8B -> InternVL3_5-8B-HF, InternVL3-8B -> -hf
-            return (
-                f"Use the HF-native checkpoint {source}{'-HF' if '3_5' in name else '-hf'} instead."
-            )
-        return (
-            "For InternVL use the HF-native '-hf' checkpoints (e.g. OpenGVLab/InternVL3_5-8B-HF, "
-            "OpenGVLab/InternVL3-8B-hf)."
-        )
-    return "Use a checkpoint converted to a transformers-native architecture."
+        hf_logging.set_tqdm_hook(previous)
 
 
 def adapter_class(model_type: str) -> type[VLMAdapter]:
@@ -246,7 +165,7 @@ def load_model(
         from egg_interp.organism import organism_path
 
         source = str(organism_path())
-    model_type = _read_model_type(source)
+    model_type = check_model_source(source, supported=[*ADAPTERS, *REFUSED])
     cls = adapter_class(model_type)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = resolve_dtype(dtype, device)
@@ -256,7 +175,8 @@ def load_model(
     if attn_implementation is not None:
         load_kwargs["attn_implementation"] = attn_implementation
     try:
-        model = getattr(transformers, cls.auto_class).from_pretrained(source, **load_kwargs)
+        with _weight_loading_bars():  # off inside checkpoints.quiet_loading (the CLI)
+            model = getattr(transformers, cls.auto_class).from_pretrained(source, **load_kwargs)
     except OSError as exc:
         raise InputError(f"cannot load model {source!r}: {exc}") from exc
     processor = cls.load_processor(source, model_type)
