@@ -316,25 +316,8 @@ class VLMAdapter:
             flat.extend(rgb)
             nested.append(rgb)
             counts.append(len(rgb))
-        tok = self.tokenizer
-        side = tok.padding_side
-        try:
-            if batched:  # left padding keeps every row's answer position last
-                tok.padding_side = "left"
-                images = nested if self.images_nested_per_prompt else flat
-                batch = self.processor(images=images, text=texts, return_tensors="pt", padding=True)
-            else:
-                images = nested if self.images_nested_per_prompt else flat
-                if videos:
-                    batch = self._process_with_videos(images if flat else [], texts[0], videos)
-                else:
-                    batch = self.processor(images=images, text=texts[0], return_tensors="pt")
-        except ValueError as exc:  # e.g. an image too small for the processor's patch size
-            raise InputError(
-                f"{type(self).__name__}: the processor rejects the input: {exc}"
-            ) from exc
-        finally:
-            tok.padding_side = side
+        images = nested if self.images_nested_per_prompt else flat
+        batch = self._process(images if flat else [], texts, batched, videos)
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         for key in ("pixel_values", "pixel_values_videos"):
             if key in batch and batch[key].is_floating_point():
@@ -352,6 +335,27 @@ class VLMAdapter:
             inputs = PromptInputs(batch, flat, layouts, questions[0], videos=list(videos))
         self._check_token_count(inputs)
         return inputs
+
+    def _process(
+        self, images: Any, texts: list[str], batched: bool, videos: Sequence[Video]
+    ) -> Any:
+        """The processor on the prompts (one, or a left-padded batch: left padding keeps every
+        row's answer position last); its ``ValueError`` becomes one :class:`InputError` line."""
+        tok = self.tokenizer
+        side = tok.padding_side
+        try:
+            if batched:
+                tok.padding_side = "left"
+                return self.processor(images=images, text=texts, return_tensors="pt", padding=True)
+            if videos:
+                return self._process_with_videos(images, texts[0], videos)
+            return self.processor(images=images, text=texts[0], return_tensors="pt")
+        except ValueError as exc:  # e.g. an image too small for the processor's patch size
+            raise InputError(
+                f"{type(self).__name__}: the processor rejects the input: {exc}"
+            ) from exc
+        finally:
+            tok.padding_side = side
 
     def _warn_unknown_words(self, question: str) -> None:
         """Warn once per adapter when the tokenizer reads words of a question as its unknown
