@@ -5,6 +5,12 @@ any crops), one or more token grids (:class:`GridView`) with the pixel rectangle
 token covers. That geometry is all that is needed to draw the map on the image at any
 size, to extract regions, and to score it against ground-truth boxes.
 
+A video is several entries of :attr:`AttributionMap.images`, one per temporal slice (the
+frames whose tokens form one grid), each an :class:`ImageMap` of one frame's size that names
+its ``frames`` and their ``timestamps``; a Qwen-style token spans two frames (temporal patch
+2), so its slice lists both. :meth:`AttributionMap.frame_maps` gives each sampled frame its
+grid and :meth:`AttributionMap.relevance_over_time` the relevance of each slice.
+
 Conventions: grids are ``float32`` arrays of shape ``(rows, cols)`` on the CPU; boxes are
 ``(x0, y0, x1, y1)`` in pixels with x the column direction and x1/y1 exclusive; image sizes
 are ``(width, height)`` as PIL gives them.
@@ -92,11 +98,27 @@ class ImageMap:
     origin_box : Box
         Where this image lies in the original image, in original pixels (the whole image
         for the original; the crop rectangle for a crop).
+    frames : tuple of int
+        For a temporal slice of a video: the sampled frames (0-based, in the video's sampled
+        order) every token of these grids sees; two for a Qwen-style temporal patch of 2
+        (one when the last frame is repeated to fill it). Empty for a still image.
+    timestamps : tuple of float
+        Time in seconds of each of :attr:`frames`.
+    video_index : int
+        Which video of the prompt the slice belongs to (``-1`` for a still image).
     """
 
     views: list[GridView]
     image_size: tuple[int, int]
     origin_box: Box
+    frames: tuple[int, ...] = ()
+    timestamps: tuple[float, ...] = ()
+    video_index: int = -1
+
+    @property
+    def is_video(self) -> bool:
+        """Whether this entry is a temporal slice of a video."""
+        return self.video_index >= 0
 
     @property
     def primary(self) -> GridView:
@@ -150,6 +172,48 @@ class ImageMap:
         return out
 
 
+@dataclass(frozen=True)
+class SliceRelevance:
+    """How much relevance one temporal slice of a video holds.
+
+    Attributes
+    ----------
+    image_index : int
+        Its entry of :attr:`AttributionMap.images`.
+    frames, timestamps : tuple
+        The sampled frames its tokens see and their times in seconds.
+    total : float
+        Sum of its primary grid's values.
+    peak : float
+        Largest value of that grid.
+    share : float
+        ``total`` over the sum of the video's slices' totals (NaN when a total is negative or
+        the sum is not positive, e.g. a signed map).
+    """
+
+    image_index: int
+    frames: tuple[int, ...]
+    timestamps: tuple[float, ...]
+    total: float
+    peak: float
+    share: float
+
+    @property
+    def time(self) -> float:
+        """The slice's mean time in seconds."""
+        return float(np.mean(self.timestamps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_index": self.image_index,
+            "frames": list(self.frames),
+            "timestamps": list(self.timestamps),
+            "total": self.total,
+            "peak": self.peak,
+            "share": self.share,
+        }
+
+
 @dataclass
 class AttributionMap:
     """Per-image token-grid relevance plus the geometry to draw it.
@@ -180,7 +244,9 @@ class AttributionMap:
         AttributionMap(method='egg', target='entropy', images=[64x64 px: base 8x8])
         """
         images = ", ".join(
-            f"{im.image_size[0]}x{im.image_size[1]} px: "
+            f"{im.image_size[0]}x{im.image_size[1]} px"
+            + (f" (frames {', '.join(map(str, im.frames))})" if im.is_video else "")
+            + ": "
             + " + ".join(f"{v.name} {v.shape[0]}x{v.shape[1]}" for v in im.views)
             for im in self.images
         )
@@ -194,6 +260,35 @@ class AttributionMap:
     def heatmap(self, image_index: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
         """Image-space map of one image; see :meth:`ImageMap.heatmap`."""
         return self.images[image_index].heatmap(size)
+
+    def video_slices(self, video: int = 0) -> list[int]:
+        """Indices into :attr:`images` of video ``video``'s temporal slices, in time order
+        (empty for a map of still images only)."""
+        return [i for i, im in enumerate(self.images) if im.video_index == video]
+
+    def frame_maps(self, video: int = 0) -> list[tuple[int, float, ImageMap]]:
+        """One ``(frame, time in seconds, ImageMap)`` per sampled frame of video ``video``, in
+        time order: the slice whose tokens see that frame (both frames of a Qwen temporal
+        patch get the same grids)."""
+        out = []
+        for i in self.video_slices(video):
+            im = self.images[i]
+            out += [(f, t, im) for f, t in zip(im.frames, im.timestamps, strict=True)]
+        return out
+
+    def relevance_over_time(self, video: int = 0) -> list[SliceRelevance]:
+        """The relevance of each temporal slice of video ``video`` (its primary grid), in time
+        order; see :class:`SliceRelevance`."""
+        slices = self.video_slices(video)
+        totals = [float(self.images[i].primary.values.sum()) for i in slices]
+        grand = sum(totals)
+        out = []
+        for i, total in zip(slices, totals, strict=True):
+            im = self.images[i]
+            share = total / grand if grand > 0 and min(totals) >= 0 else float("nan")
+            peak = float(im.primary.values.max())
+            out.append(SliceRelevance(i, im.frames, im.timestamps, total, peak, share))
+        return out
 
     def check(self) -> AttributionMap:
         """Raise :class:`DegenerateMapError` if any grid is NaN/inf or all zeros; return self."""
@@ -227,6 +322,12 @@ class AttributionMap:
                 "origin_box": list(im.origin_box),
                 "views": [],
             }
+            if im.is_video:
+                entry.update(
+                    frames=list(im.frames),
+                    timestamps=list(im.timestamps),
+                    video_index=im.video_index,
+                )
             for j, v in enumerate(im.views):
                 arrays[f"values_{i}_{j}"] = v.values
                 arrays[f"boxes_{i}_{j}"] = v.cell_boxes
@@ -249,8 +350,13 @@ class AttributionMap:
                     GridView(data[f"values_{i}_{j}"], data[f"boxes_{i}_{j}"], name)
                     for j, name in enumerate(entry["views"])
                 ]
+                video = (
+                    tuple(entry.get("frames", ())),
+                    tuple(entry.get("timestamps", ())),
+                    int(entry.get("video_index", -1)),
+                )
                 images.append(
-                    ImageMap(views, tuple(entry["image_size"]), tuple(entry["origin_box"]))
+                    ImageMap(views, tuple(entry["image_size"]), tuple(entry["origin_box"]), *video)
                 )
         return cls(images, header["method"], header["target"], header["meta"])
 

@@ -27,6 +27,19 @@ from arch_checks import (
     check_zoom_and_reground,
 )
 from conftest import TinyArch, noise_image
+from transformers.models.gemma4.image_processing_pil_gemma4 import (
+    get_aspect_ratio_preserving_size,
+)
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    check_video_loop_answers,
+    noise_video,
+)
 
 from egg_interp.errors import UnsupportedModelError
 from egg_interp.methods import attribute, make_target
@@ -209,3 +222,50 @@ def test_moe_variant_entropy_gradient(moe_ckpt):
         moe_ckpt, device="cpu", dtype=torch.float64, experts_implementation="eager"
     )
     check_entropy_gradient(adapter, [noise_image(96, 96)], n_checks=2)
+
+
+# ---------------------------------------------------------------------------- video
+# Each frame is encoded alone at the video budget (70 soft tokens): one layout per frame, its
+# aspect-kept grid of 3x3-pooled patches (12 processed px per token at patch 4). The tiny
+# model slides a 128-token window: the prompts below keep the visual tokens within it.
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_frames_covering_tokens(
+    local_adapter,
+):
+    check_video_layout_by_perturbation(local_adapter, (80, 60), 3, cell_px=12)
+
+
+def test_video_token_count_follows_the_video_budget(adapter):
+    """Per frame ``get_aspect_ratio_preserving_size`` at 70 x 9 patches (the video processor's
+    rule; transformers' image module holds the same function, its video module needs
+    torchvision to import), 70 tokens per frame at most."""
+    p = adapter.model.config.vision_config.patch_size
+
+    def count(n, h, w):
+        th, tw = get_aspect_ratio_preserving_size(h, w, p, 70 * 9, 3)
+        return n * (th // (3 * p)) * (tw // (3 * p))
+
+    check_video_grid_rule(adapter, count, [(96, 72), (60, 150)], [1, 3])
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 2), [noise_image(40, 40, 9)])
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 1), [noise_image(40, 40, 9)])
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 2))
+
+
+def test_video_every_registered_method(adapter):
+    """A one-frame video alone: rel-att's generic prompt then keeps every visual token inside
+    the sliding window (beyond it the attention is 0 and rel-att 0 / 0: gemma3's docstring)."""
+    check_video_every_method(adapter, noise_video((80, 60), 1), images=())
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((80, 60), 1))

@@ -25,9 +25,24 @@ from arch_checks import (
 )
 from conftest import TinyArch, noise_image
 from transformers.models.glm4v.image_processing_pil_glm4v import smart_resize
+from transformers.models.glm4v.video_processing_glm4v import Glm4vVideoProcessor
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    check_video_pixels_match_image,
+    noise_video,
+    video_processor_token_count,
+)
 
+from egg_interp.geometry import crop_image
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.offline.glm4v import build_tiny_glm4v
+from egg_interp.settings import LoopSettings
+from egg_interp.video_grounding import ground_video
 
 ARCH = TinyArch(build_tiny_glm4v, tower="visual")
 
@@ -124,3 +139,87 @@ def test_every_registered_method(adapter, square_and_tall):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+# ---------------------------------------------------------------------------- video
+# A video is one layout per temporal patch of 2 frames; checks in tests/video_checks.py.
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_slices_covering_tokens(
+    local_adapter,
+):
+    check_video_layout_by_perturbation(local_adapter, (96, 72), 5, cell_px=28)
+
+
+def test_video_of_two_equal_frames_is_the_image(adapter):
+    check_video_pixels_match_image(adapter, (96, 64))
+
+
+def test_video_grid_follows_the_video_processors_rule(adapter):
+    check_video_grid_rule(
+        adapter,
+        video_processor_token_count(adapter, Glm4vVideoProcessor),
+        [(96, 72), (60, 150)],
+        [2, 5],
+    )
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 4))
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 4), [noise_image(40, 40, 9)])
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 4))
+
+
+def test_video_every_registered_method(adapter):
+    check_video_every_method(adapter, noise_video((80, 60), 3))
+
+
+def test_video_and_images_in_one_prompt_from_features(adapter):
+    """transformers 5.24's GLM-4V finds video tokens by the image token id, so its own vision
+    path cannot take a video and an image in one prompt; from precomputed features (all passed
+    as images, in sequence order) the logits equal a forward built by hand: every ``<|image|>``
+    row replaced in order, the model's own 3-D positions."""
+    inputs = adapter.build_inputs(
+        [noise_image(40, 40, 9)], "what ?", videos=[noise_video((80, 60), 4)]
+    )
+    feats = adapter.image_features(inputs)
+    with pytest.raises(ValueError, match="features and image tokens do not match"):
+        adapter.forward(inputs)
+    model, ids = adapter.model.model, inputs.input_ids
+    with torch.no_grad():
+        ours = adapter.forward_features(inputs, feats).logits[0, -1]
+        embeds = model.get_input_embeddings()(ids)
+        embeds[0, ids[0] == adapter.image_token_id] = torch.cat(feats)
+        positions, _ = model.get_rope_index(
+            ids,
+            inputs.batch["mm_token_type_ids"],
+            inputs.batch["image_grid_thw"],
+            inputs.batch["video_grid_thw"],
+        )
+        hidden = model.language_model(inputs_embeds=embeds, position_ids=positions)
+        theirs = adapter.model.lm_head(hidden.last_hidden_state[0, -1])
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_video_loop_answers_with_the_video_and_crops_from_features(adapter):
+    """The zoom loop on a video: the grounded prompt holds the video and the crops, which
+    GLM-4V's own vision path refuses; its answer (continued from a forward on features) equals
+    greedy decoding on precomputed features, one full forward per token."""
+    video = noise_video((96, 72), 4)
+    settings = LoopSettings(stop="fixed:2")
+    result = ground_video(adapter, video, "what ?", settings=settings, max_new_tokens=3)
+    assert result.loop.crops and len(result.loop.maps[1].images) > 2
+    crops = [crop_image(video.frames[f], b) for f, b in zip(result.crop_frames, result.crops)]
+    inputs = adapter.build_inputs(crops, "what ?", origin_boxes=result.crops, videos=[video])
+    ids = adapter.greedy_tokens(inputs, 3)
+    eos = adapter.model.generation_config.eos_token_id
+    eos = {eos} if isinstance(eos, int) else set(eos or ())
+    end = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+    assert result.answer == adapter.tokenizer.decode(ids[:end], skip_special_tokens=True).strip()
+    assert adapter.generate(inputs, 3) == result.answer  # generate answers it from features too

@@ -30,6 +30,17 @@ from arch_checks import (
     check_zoom_and_reground,
 )
 from conftest import TinyArch, noise_image
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    check_video_loop_answers,
+    noise_video,
+    processor_token_count,
+)
 
 from egg_interp.methods import attribute
 from egg_interp.models.llava_onevision import LlavaOnevisionAdapter, bilinear_hull
@@ -215,3 +226,60 @@ def test_every_registered_method(adapter):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+# ---------------------------------------------------------------------------- video
+# One layout per frame: its 3 x 3 pooled grid (6 x 6 features pooled bilinearly: each token
+# blends 2 x 2 features, 2 patches = 18 tile px), the video's newline after the last frame.
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_frames_covering_tokens(
+    local_adapter,
+):
+    layouts = check_video_layout_by_perturbation(local_adapter, (80, 60), 3, cell_px=18)
+    assert [lay.n_tokens for lay in layouts] == [9, 9, 10]  # the newline ends the video
+
+
+def test_video_frame_is_the_base_view_pooled(adapter):
+    """A frame's pixels are the image processor's base view of that image (squashed to the
+    tile), and its tokens are the model's own 2 x 2 bilinear pooling of the base features."""
+    image = noise_image(80, 60, 5)
+    still = adapter.build_inputs([image], "what ?")
+    moving = adapter.build_inputs([], "what ?", videos=[noise_video((80, 60), 1)])
+    vp = adapter.pil_video_processor()
+    frames = vp([[image]], return_tensors="pt")["pixel_values_videos"]
+    torch.testing.assert_close(frames[0, 0], still.batch["pixel_values"][0, 0].float())
+    assert moving.batch["pixel_values_videos"].shape == (1, 1, 3, 60, 60)
+    g = adapter.tile_size // adapter.patch_size
+    with torch.no_grad():
+        base = adapter.image_features(still)[0][: g * g]
+        pooled = adapter.model.model.apply_pooling(base[None])[0]
+        video = adapter.compute_video_features(
+            adapter.build_inputs([], "what ?", videos=[noise_video((80, 60), 1, seed=5)])
+        )[0]
+    torch.testing.assert_close(video[:-1], pooled)
+    torch.testing.assert_close(video[-1], adapter.model.model.image_newline)
+
+
+def test_video_token_count_is_the_processors(adapter):
+    check_video_grid_rule(adapter, processor_token_count(adapter), [(96, 72), (60, 150)], [1, 4])
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 3), [noise_image(40, 40, 9)])
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 3), [noise_image(40, 40, 9)])
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 3))
+
+
+def test_video_every_registered_method(adapter):
+    check_video_every_method(adapter, noise_video((80, 60), 2))
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((80, 60), 2))

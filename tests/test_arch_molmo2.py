@@ -27,7 +27,17 @@ from arch_checks import (
 )
 from conftest import TinyArch, noise_image
 from PIL import Image
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    noise_video,
+)
 
+from egg_interp.errors import UnsupportedModelError
 from egg_interp.models import molmo2
 from egg_interp.models.molmo2 import Molmo2Adapter, Molmo2ImageProcessor
 from egg_interp.models.offline.molmo2 import build_tiny_molmo2
@@ -182,3 +192,69 @@ def test_every_registered_method(adapter, square_and_tall):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+# ---------------------------------------------------------------------------- video
+# One layout per frame: its low-resolution view (squashed to 112 x 112, 7 x 7 patches of 16)
+# pooled 3 x 3 by the video table: 3 x 3 tokens of 48 processed px, the last row and column
+# pooling one patch (padded windows).
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_frames_covering_tokens(
+    local_adapter,
+):
+    check_video_layout_by_perturbation(local_adapter, (80, 60), 3, cell_px=48)
+
+
+def test_video_frame_is_the_low_resolution_view(adapter):
+    """A frame's patches are the image processor's low-resolution crop of that image."""
+    image = noise_image(80, 60, 5)
+    still = adapter.build_inputs([image], "what ?")
+    moving = adapter.build_inputs([], "what ?", videos=[noise_video((80, 60), 1, seed=5)])
+    torch.testing.assert_close(
+        moving.batch["pixel_values_videos"][0], still.batch["pixel_values"][0].float()
+    )
+
+
+def test_video_token_count_is_the_video_pooling_rule(adapter):
+    """``arange_for_pooling`` (transformers' video module) over one frame's patch grid."""
+    vp = adapter.pil_video_processor()
+    side = vp.size.height // vp.patch_size
+    grid = torch.arange(side * side).reshape(side, side)
+    _, rows, cols = molmo2._tf_molmo2_video.arange_for_pooling(grid, *vp.pooling_size)
+    check_video_grid_rule(adapter, lambda n, h, w: n * rows * cols, [(96, 72), (60, 150)], [1, 3])
+
+
+def test_video_with_images_is_refused_in_one_line(adapter):
+    with pytest.raises(UnsupportedModelError, match="a video or images in one prompt") as info:
+        adapter.build_inputs([noise_image(40, 40)], "what ?", videos=[noise_video((80, 60), 2)])
+    assert "\n" not in str(info.value)
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 3))
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 3))
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 3))
+
+
+def test_video_every_registered_method(adapter):
+    check_video_every_method(adapter, noise_video((80, 60), 2), images=())
+
+
+def test_video_grounding_maps_and_answers_without_zooming(adapter):
+    """No zoom loop on a video (the crops cannot join it in one prompt): the map and the
+    answer to the video alone, equal to ``generate``, and a note saying why."""
+    from egg_interp.video_grounding import ground_video
+
+    video = noise_video((80, 60), 3)
+    result = ground_video(adapter, video, "what ?", max_new_tokens=3)
+    assert result.loop is None and "cannot hold a video and zoomed frames" in result.zoom_note
+    assert [im.frames for im in result.map.images] == [(0,), (1,), (2,)]
+    expected = adapter.generate(adapter.build_inputs([], "what ?", videos=[video]), 3)
+    assert result.answer == result.base_answer == expected

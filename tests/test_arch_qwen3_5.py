@@ -30,10 +30,24 @@ from linear_attention_checks import (
     check_left_padding_is_exact,
     check_recorded_cache_holds_detached_states,
 )
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    check_video_loop_answers,
+    check_video_pixels_match_image,
+    noise_video,
+    video_processor_token_count,
+)
 
 from egg_interp.methods import get_method
 from egg_interp.models.offline.qwen import build_tiny_qwen3_5
 from egg_interp.models.qwen3_5 import Qwen3_5Adapter
+from egg_interp.video import Video
 
 ARCH = TinyArch(build_tiny_qwen3_5, tower="visual")
 
@@ -129,3 +143,59 @@ def test_recorded_cache_holds_detached_linear_attention_states(adapter):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+# ---------------------------------------------------------------------------- video
+# A video is one layout per temporal patch of 2 frames; checks in tests/video_checks.py.
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_slices_covering_tokens(
+    local_adapter,
+):
+    check_video_layout_by_perturbation(local_adapter, (96, 72), 5, cell_px=32)
+
+
+def test_video_of_two_equal_frames_is_the_image(adapter):
+    check_video_pixels_match_image(adapter, (96, 64))
+
+
+def test_video_grid_follows_the_video_processors_rule(adapter):
+    check_video_grid_rule(
+        adapter,
+        video_processor_token_count(adapter, Qwen3VLVideoProcessor),
+        [(96, 72), (60, 150)],
+        [2, 5],
+    )
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 4), [noise_image(40, 40, 9)])
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 4), [noise_image(40, 40, 9)])
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 4))
+
+
+def test_video_every_registered_method(adapter):
+    check_video_every_method(
+        adapter, noise_video((80, 60), 3), refused={"attention_rollout": "linear attention"}
+    )
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((96, 72), 4))
+
+
+def test_video_prompt_writes_each_temporal_patchs_time(adapter):
+    """Qwen3-VL's processor (transformers' code) writes ``<t seconds>`` before each temporal
+    patch's block, the mean time of its frames, from the frames' indices and rate."""
+    frames = noise_video((80, 60), 4).frames
+    video = Video(frames, (0, 3, 6, 9), fps=6.0, total_frames=12)  # 0, 0.5, 1, 1.5 s
+    inputs = adapter.build_inputs([], "what ?", videos=[video])
+    text = adapter.tokenizer.decode(inputs.input_ids[0])
+    assert "<0.2 seconds>" in text and "<1.2 seconds>" in text  # (0 + 0.5) / 2, (1 + 1.5) / 2
+    assert text.count("<|vision_start|>") == 1 + 2  # the template's, then one per patch

@@ -24,6 +24,19 @@ from arch_checks import (
     check_zoom_and_reground,
 )
 from conftest import TinyArch, noise_image
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+from video_checks import (
+    check_video_entropy_gradient,
+    check_video_every_method,
+    check_video_features_match_pixels,
+    check_video_greedy_matches_generate,
+    check_video_grid_rule,
+    check_video_layout_by_perturbation,
+    check_video_loop_answers,
+    check_video_pixels_match_image,
+    noise_video,
+    video_processor_token_count,
+)
 
 from egg_interp.methods import attribute, make_target
 from egg_interp.methods.base import visual_token_gradients
@@ -133,3 +146,46 @@ def test_every_registered_method(adapter, square_and_tall):
 
 def test_answers_from_the_maps_forward_equal_generate(adapter):
     check_answers_from_the_maps_forward(adapter, noise_image(120, 90, 7))
+
+
+# ---------------------------------------------------------------------------- video
+# A video is one layout per temporal patch of 2 frames; checks in tests/video_checks.py.
+
+
+def test_video_perturbed_patch_of_one_frame_changes_only_its_slices_covering_tokens(
+    local_adapter,
+):
+    check_video_layout_by_perturbation(local_adapter, (96, 72), 5, cell_px=32)
+
+
+def test_video_of_two_equal_frames_is_the_image(adapter):
+    check_video_pixels_match_image(adapter, (96, 64))
+
+
+def test_video_grid_follows_the_video_processors_rule(adapter):
+    check_video_grid_rule(
+        adapter,
+        video_processor_token_count(adapter, Qwen3VLVideoProcessor),
+        [(96, 72), (60, 150)],
+        [2, 5],
+    )
+
+
+def test_video_features_give_the_models_own_logits(adapter):
+    check_video_features_match_pixels(adapter, noise_video((80, 60), 4), [noise_image(40, 40, 9)])
+
+
+def test_video_entropy_gradient_matches_finite_differences(adapter64):
+    check_video_entropy_gradient(adapter64, noise_video((80, 60), 4), [noise_image(40, 40, 9)])
+
+
+def test_video_greedy_decoding_matches_generate(adapter):
+    check_video_greedy_matches_generate(adapter, noise_video((80, 60), 4))
+
+
+def test_video_every_registered_method(adapter):
+    check_video_every_method(adapter, noise_video((80, 60), 3))
+
+
+def test_video_zoom_loop_answers_equal_generate(adapter):
+    check_video_loop_answers(adapter, noise_video((96, 72), 4))

@@ -155,19 +155,36 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_video_args(p: argparse.ArgumentParser) -> None:
+    """``--video`` and ``--frames`` (models that take video: Qwen2-VL and later, GLM-4V...)."""
+    p.add_argument(
+        "--video",
+        default=None,
+        help="video file instead of --image (decoded with PyAV); writes per-frame maps, "
+        "relevance over time and a frame strip",
+    )
+    p.add_argument(
+        "--frames",
+        type=int_at_least(1),
+        default=8,
+        help="frames sampled evenly from --video",
+    )
+
+
 def ground_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_loop_args(p)
     p.add_argument(
         "--image",
-        required=True,
+        default=None,
         action="append",
         metavar="FILE",
-        help="image file; repeat for several images in one prompt (--image a.png --image "
+        help="image file (or --video); repeat for several images in one prompt (--image a.png --image "
         "b.png): one map per image, regions ranked across them, each crop from its own image",
     )
     p.add_argument("--question", required=True, help="question text")
     p.add_argument("--out", default=None, help="directory for the overlay PNG, map .npz, step log")
+    add_video_args(p)
     p.add_argument(
         "--pipeline",
         choices=("egg", "vicrop"),

@@ -35,7 +35,13 @@ def _load_model(args: argparse.Namespace, **kwargs: object) -> object:
 
 def run_ground(args: argparse.Namespace) -> int:
     """``ground``: the EGG loop (or ViCrop's single crop) on one or several images and a
-    question."""
+    question, or on a video's frames (``--video``)."""
+    if (args.image is None) == (getattr(args, "video", None) is None):
+        raise InputError("give one of --image and --video")
+    if args.video is not None:
+        from egg_interp.cli.video import run_ground_video
+
+        return run_ground_video(args)
     images = [load_image(path) for path in args.image]
     question = check_question(args.question)
     settings: LoopSettings = args.loop

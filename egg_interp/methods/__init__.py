@@ -31,6 +31,7 @@ from egg_interp.methods.smoothgrad import SmoothGradMethod
 from egg_interp.methods.targets import TARGETS, Target, make_target
 from egg_interp.models.base import VLMAdapter
 from egg_interp.settings import resolve_name
+from egg_interp.video import Video
 
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls
@@ -72,6 +73,8 @@ def attribute(
     question: str,
     method: str | AttributionMethod = "egg",
     target: str | Target | None = None,
+    *,
+    videos: Sequence[Video] | Video = (),
     **options: Any,
 ) -> AttributionMap:
     """Attribute a model's next answer token to the visual tokens, with any registered method.
@@ -107,6 +110,11 @@ def attribute(
         ``LogProb(token_id=...)``). ``None``: the method's default (``entropy`` for ``egg``,
         ``answer_logprob`` for the captum baselines, as in their literature, ``logprob`` for
         ``grad_att`` and ``pure_grad``).
+    videos : Video or sequence of Video, optional
+        Videos placed before the images (``images`` may then be empty), for models that take
+        video (:attr:`VLMAdapter.supports_video <egg_interp.models.base.VLMAdapter.supports_video>`);
+        the map holds one entry per temporal slice first (:meth:`AttributionMap.frame_maps
+        <egg_interp.maps.AttributionMap.frame_maps>`).
     **options
         Constructor options of the method, e.g. ``space="pixels"`` (gradient methods:
         attribute to ``pixel_values`` instead of the visual token embeddings),
@@ -128,7 +136,10 @@ def attribute(
     """
     if isinstance(images, Image.Image):
         images = [images]
-    return get_method(method, **options).attribute(adapter, images, question, target=target)
+    if isinstance(videos, Video):
+        videos = [videos]
+    method = get_method(method, **options)
+    return method.attribute(adapter, images, question, target=target, videos=videos)
 
 
 __all__ = [

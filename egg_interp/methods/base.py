@@ -27,6 +27,10 @@ inputs : PromptInputs, optional
 record : ForwardRecorder, optional
     Keeps the call's unperturbed forward for answering the same prompt without a second
     prefill (:mod:`egg_interp.models.answering`); methods without one add nothing.
+videos : sequence of Video, optional
+    Videos (:func:`egg_interp.video.read_video`) before the images, for models that take
+    video (the map then has one entry per temporal slice of each video, first); pixel-space
+    variants take still images only.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from egg_interp.maps import AttributionMap
 from egg_interp.methods.targets import Entropy, Target, make_target
 from egg_interp.models.answering import ForwardRecorder, offer, recording
 from egg_interp.models.base import PromptInputs, VLMAdapter
+from egg_interp.video import Video
 
 
 @dataclass(frozen=True)
@@ -112,12 +117,19 @@ class AttributionMethod:
         target: str | Target | None = None,
         inputs: PromptInputs | None = None,
         record: ForwardRecorder | None = None,
+        videos: Sequence[Video] = (),
     ) -> AttributionMap:
         """Compute the map (see the module docstring for the arguments)."""
         self.check_supported(adapter)
         tgt = make_target(target, self.default_target) if target is not None else self.target
-        if inputs is None:
-            inputs = adapter.build_inputs(images, question)
+        if inputs is None:  # videos only when given: adapters may override build_inputs
+            video_kwargs = {"videos": videos} if videos else {}
+            inputs = adapter.build_inputs(images, question, **video_kwargs)
+        if inputs.videos and getattr(self, "space", self.needs.space) == "pixels":
+            raise UnsupportedModelError(
+                f"method {self.name!r} with space='pixels' takes still images only (video "
+                "pixels are flattened temporal patches); use space='tokens'"
+            )
         if self.answer_step > 1:
             ids = adapter.greedy_tokens(inputs, self.answer_step - 1)
             inputs = adapter.extend(inputs, ids)

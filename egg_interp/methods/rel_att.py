@@ -53,9 +53,10 @@ class RelativeAttention(AttentionMethod):
         self, adapter: VLMAdapter, inputs: PromptInputs, target: Target
     ) -> tuple[list[torch.Tensor], dict[str, Any]]:
         layers = resolve_layers(adapter, self.layers)
-        origins = [lay.origin_box for lay in inputs.layouts]
+        origins = [lay.origin_box for lay in inputs.layouts if not lay.is_video]
+        videos = {"videos": inputs.videos} if inputs.videos else {}
         generic = adapter.build_inputs(
-            inputs.images, self.generic_prompt, origin_boxes=origins, warn_unknown=False
+            inputs.images, self.generic_prompt, origin_boxes=origins, warn_unknown=False, **videos
         )
         question, counts, logits = raw_attention_vector(adapter, inputs, layers)
         general, _, _ = raw_attention_vector(adapter, generic, layers)

@@ -292,3 +292,17 @@ def greedy_ids(adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 
     adapter.reset_positions()  # Qwen: rotary offsets of an earlier prompt must not leak in
     out = adapter.generate_ids(inputs.batch, max_new_tokens)
     return out[0, inputs.input_ids.shape[1] :].tolist()
+
+
+def answer_from_features(
+    adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20
+) -> str:
+    """Greedy answer text of one prompt from one forward on its precomputed visual features,
+    continued from that forward's cache (:func:`continue_greedy`): the same tokens as
+    ``generate``, for prompts the model's own vision path cannot take in one forward (e.g.
+    GLM-4V with a video and images in transformers 5.24)."""
+    recorder = ForwardRecorder()
+    with recording(recorder), torch.no_grad():
+        out = adapter.forward_features(inputs, adapter.image_features(inputs), last_only=True)
+        offer(adapter, inputs, out.logits[:, -1], out)
+    return continue_greedy(adapter, recorder.forwards[-1], max_new_tokens)[0]

@@ -55,6 +55,18 @@ Optional (the default is right for LLaVA-like models):
 * :attr:`~VLMAdapter.attention_layers` (list of int): the language model's layers that have
   attention weights (default: all); a hybrid model (linear attention, convolutions) lists
   only its attention layers, and the attention maps read only those.
+* Video (:attr:`~VLMAdapter.supports_video` when implemented):
+  :meth:`~VLMAdapter.video_layouts` ``(videos, batch) -> list[ImageLayout]``, one per temporal
+  slice with its ``frames``, ``timestamps`` and ``video_index``;
+  :meth:`~VLMAdapter.compute_video_features` ``(inputs) -> list of (T_v, H)``, one per video;
+  :meth:`~VLMAdapter.video_frame_size` ``(n_frames, height, width, settings) -> (h, w)`` and
+  ``video_packing`` (class data, ``"patches"`` or ``"frames"``), the video rule of the
+  torchvision-free video processor (:mod:`egg_interp.models.video_inputs`), or
+  :meth:`~VLMAdapter.pil_video_processor` ``() -> processor`` for a model whose video
+  processor differs more; ``video_with_images`` (class data: may one prompt hold a video
+  and still images); :meth:`~VLMAdapter.fallback_video_prompt` without a chat template.
+  Features travel per slice like images'; the base joins them per video for
+  ``mm_encoder_outputs["video"]`` (:meth:`~VLMAdapter.visual_encoder_outputs`).
 * :attr:`~VLMAdapter.input_side` (int, ViCrop's crop unit), :meth:`~VLMAdapter.forward`,
   :meth:`~VLMAdapter.generate` when the model needs a reset before each call;
   :meth:`~VLMAdapter.generate_ids` ``(batch, max_new_tokens, cache=None) -> (rows, seq + new)``
@@ -88,7 +100,7 @@ import torch
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from egg_interp.errors import InputError
+from egg_interp.errors import InputError, UnsupportedModelError
 from egg_interp.geometry import Box, regular_cell_boxes
 from egg_interp.io import check_question
 from egg_interp.maps import AttributionMap, GridView, ImageMap
@@ -98,6 +110,7 @@ from egg_interp.models.layout import (
     ViewLayout,
 )
 from egg_interp.regions import DEFAULT_SIGMA
+from egg_interp.video import Video
 
 
 class VLMAdapter:
@@ -202,19 +215,29 @@ class VLMAdapter:
         return load_processor(source, model_type)
 
     # ------------------------------------------------------------------ prompts
-    def prompt_text(self, n_images: int, question: str) -> str:
-        """The chat-formatted prompt with ``n_images`` image placeholders, then the question."""
+    def prompt_text(self, n_images: int, question: str, n_videos: int = 0) -> str:
+        """The chat-formatted prompt with ``n_videos`` video placeholders, then ``n_images``
+        image placeholders, then the question."""
         text = question if not self.prompt_suffix else f"{question} {self.prompt_suffix}"
-        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
+        content: list[dict[str, str]] = [{"type": "video"} for _ in range(n_videos)]
+        content += [{"type": "image"} for _ in range(n_images)]
         content.append({"type": "text", "text": text})
         messages = [{"role": "user", "content": content}]
         if getattr(self.processor, "chat_template", None):
             return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        if n_videos:
+            return self.fallback_video_prompt(n_videos, n_images, text)
         return self.fallback_prompt(n_images, text)
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         """Prompt used when the processor has no chat template."""
         return "USER: " + f"{self.image_token}\n" * n_images + f"{text}\nASSISTANT:"
+
+    def fallback_video_prompt(self, n_videos: int, n_images: int, text: str) -> str:
+        """Prompt with videos used when the processor has no chat template (default: refused)."""
+        raise UnsupportedModelError(
+            f"{type(self).__name__}: the processor has no chat template to place a video in"
+        )
 
     def build_inputs(
         self,
@@ -223,12 +246,15 @@ class VLMAdapter:
         origin_boxes: Sequence[Box] | None = None,
         *,
         warn_unknown: bool = True,
+        videos: Sequence[Video] = (),
     ) -> PromptInputs:
-        """Build the prompt for ``question`` about ``images`` (original first, then crops).
+        """Build the prompt for ``question`` about ``videos`` then ``images`` (original first,
+        then crops).
 
         Parameters
         ----------
         images : sequence of PIL.Image.Image
+            May be empty when there is a video.
         question : str
             Must not be empty.
         origin_boxes : sequence of Box, optional
@@ -237,8 +263,14 @@ class VLMAdapter:
         warn_unknown : bool, default True
             Warn (once per adapter) about words the tokenizer reads as its unknown token;
             ``False`` for a method's own fixed prompt (e.g. rel-att's generic prompt).
+        videos : sequence of Video, optional
+            Videos (:func:`egg_interp.video.read_video`) placed before the images, for
+            adapters with :attr:`supports_video`; each becomes one layout per temporal slice
+            (:meth:`video_layouts`).
         """
-        return self._build([(images, question)], origin_boxes, warn_unknown=warn_unknown)
+        return self._build(
+            [(images, question)], origin_boxes, warn_unknown=warn_unknown, videos=videos
+        )
 
     def build_batch(self, items: Sequence[tuple[Sequence[Image.Image], str]]) -> PromptInputs:
         """Several prompts in one left-padded batch (one row per ``(images, question)``).
@@ -257,15 +289,18 @@ class VLMAdapter:
         origin_boxes: Sequence[Box] | None,
         batched: bool = False,
         warn_unknown: bool = True,
+        videos: Sequence[Video] = (),
     ) -> PromptInputs:
         """The one place prompts are built: check, format, process, lay out."""
+        if videos:
+            self._check_videos(videos, max(len(images) for images, _ in items))
         texts, questions, flat, counts = [], [], [], []
         nested: list[list[Image.Image]] = []
         for images, question in items:
             questions.append(check_question(question))
             if warn_unknown:
                 self._warn_unknown_words(questions[-1])
-            if not images:
+            if not images and not videos:
                 raise InputError("at least one image is needed per prompt")
             limit = self.max_images_per_prompt
             if limit is not None and len(images) > limit:
@@ -277,40 +312,53 @@ class VLMAdapter:
             for im in rgb:
                 if min(im.size) < 1:
                     raise InputError(f"image of size {im.size} has no pixels")
-            texts.append(self.prompt_text(len(rgb), questions[-1]))
+            if videos:  # adapters that override prompt_text for images only keep working
+                texts.append(self.prompt_text(len(rgb), questions[-1], n_videos=len(videos)))
+            else:
+                texts.append(self.prompt_text(len(rgb), questions[-1]))
             flat.extend(rgb)
             nested.append(rgb)
             counts.append(len(rgb))
+        images = nested if self.images_nested_per_prompt else flat
+        batch = self._process(images if flat else [], texts, batched, videos)
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in batch and batch[key].is_floating_point():
+                batch[key] = batch[key].to(self.dtype)
+        layouts = self.layouts(flat, batch) if flat else []
+        if origin_boxes is None:
+            origin_boxes = [(0.0, 0.0, float(im.width), float(im.height)) for im in flat]
+        for lay, box in zip(layouts, origin_boxes, strict=True):
+            lay.origin_box = tuple(float(b) for b in box)  # type: ignore[assignment]
+        if videos:
+            layouts = self.video_layouts(videos, batch) + layouts
+        if batched:
+            inputs = PromptInputs(batch, flat, layouts, question="", images_per_row=counts)
+        else:
+            inputs = PromptInputs(batch, flat, layouts, questions[0], videos=list(videos))
+        self._check_token_count(inputs)
+        return inputs
+
+    def _process(
+        self, images: Any, texts: list[str], batched: bool, videos: Sequence[Video]
+    ) -> Any:
+        """The processor on the prompts (one, or a left-padded batch: left padding keeps every
+        row's answer position last); its ``ValueError`` becomes one :class:`InputError` line."""
         tok = self.tokenizer
         side = tok.padding_side
         try:
-            if batched:  # left padding keeps every row's answer position last
+            if batched:
                 tok.padding_side = "left"
-                images = nested if self.images_nested_per_prompt else flat
-                batch = self.processor(images=images, text=texts, return_tensors="pt", padding=True)
-            else:
-                images = nested if self.images_nested_per_prompt else flat
-                batch = self.processor(images=images, text=texts[0], return_tensors="pt")
+                return self.processor(images=images, text=texts, return_tensors="pt", padding=True)
+            if videos:
+                return self._process_with_videos(images, texts[0], videos)
+            return self.processor(images=images, text=texts[0], return_tensors="pt")
         except ValueError as exc:  # e.g. an image too small for the processor's patch size
             raise InputError(
                 f"{type(self).__name__}: the processor rejects the input: {exc}"
             ) from exc
         finally:
             tok.padding_side = side
-        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
-            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        layouts = self.layouts(flat, batch)
-        if origin_boxes is None:
-            origin_boxes = [(0.0, 0.0, float(im.width), float(im.height)) for im in flat]
-        for lay, box in zip(layouts, origin_boxes, strict=True):
-            lay.origin_box = tuple(float(b) for b in box)  # type: ignore[assignment]
-        if batched:
-            inputs = PromptInputs(batch, flat, layouts, question="", images_per_row=counts)
-        else:
-            inputs = PromptInputs(batch, flat, layouts, question=questions[0])
-        self._check_token_count(inputs)
-        return inputs
 
     def _warn_unknown_words(self, question: str) -> None:
         """Warn once per adapter when the tokenizer reads words of a question as its unknown
@@ -336,7 +384,7 @@ class VLMAdapter:
         )
 
     def _check_token_count(self, inputs: PromptInputs) -> None:
-        n_placeholders = int((inputs.input_ids == self.image_token_id).sum())
+        n_placeholders = int(self._visual_token_mask(inputs.input_ids).sum())
         n_layout = sum(lay.n_tokens for lay in inputs.layouts)
         if n_placeholders != n_layout:
             raise RuntimeError(
@@ -344,6 +392,144 @@ class VLMAdapter:
                 f"tokens but the layout predicts {n_layout}; the processor settings do not "
                 "match what the adapter expects"
             )
+
+    # ------------------------------------------------------------------ videos
+    @property
+    def supports_video(self) -> bool:
+        """Whether prompts may hold videos (the adapter implements :meth:`video_layouts`)."""
+        return type(self).video_layouts is not VLMAdapter.video_layouts
+
+    @property
+    def video_token_id(self) -> int | None:
+        """The video placeholder's id (``None`` when the model has none)."""
+        value = getattr(self.model.config, "video_token_id", None)
+        return None if value is None else int(value)
+
+    def _visual_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Where the image and video placeholders are (same shape as ``input_ids``)."""
+        mask = input_ids == self.image_token_id
+        if self.video_token_id is not None:
+            mask |= input_ids == self.video_token_id
+        return mask
+
+    video_with_images: ClassVar[bool] = True
+    """Whether one prompt may hold a video and still images (the loop answers with the video
+    and zoomed frames); an architecture whose model refuses both kinds of pixels in one forward
+    says ``False`` and such a prompt fails in one line."""
+
+    def _check_videos(self, videos: Sequence[Video], n_images: int = 0) -> None:
+        who = self.name or type(self).__name__
+        if not self.supports_video:
+            raise UnsupportedModelError(f"{who} does not take video (images only)")
+        if n_images and not self.video_with_images:
+            raise UnsupportedModelError(
+                f"{who} takes a video or images in one prompt, not both (its model refuses "
+                "both kinds of pixels in one forward)"
+            )
+        for v in videos:
+            if not isinstance(v, Video):
+                raise InputError(
+                    f"a video must be an egg_interp.video.Video, got {type(v).__name__}"
+                )
+
+    def _process_with_videos(
+        self, images: Sequence[Any], text: str, videos: Sequence[Video]
+    ) -> Any:
+        """The processor on one prompt with videos: the frames already sampled
+        (``do_sample_frames=False``) with their metadata (timestamps), through the processor's
+        own video processor, or without torchvision :meth:`pil_video_processor` in its slot."""
+        from transformers.video_utils import VideoMetadata
+
+        from egg_interp.models.video_inputs import video_processor_slot
+
+        with video_processor_slot(self.processor, self.pil_video_processor):
+            return self.processor(
+                images=list(images) or None,
+                text=text,
+                videos=[list(v.frames) for v in videos],
+                video_metadata=[VideoMetadata(**v.metadata()) for v in videos],
+                do_sample_frames=False,
+                return_tensors="pt",
+            )
+
+    def pil_video_processor(self) -> Any:
+        """The torchvision-free video processor of this model
+        (:class:`~egg_interp.models.video_inputs.PilVideoProcessor`), built once: the image
+        processor's steps and settings (or the checkpoint's video settings) with the model's
+        video resize rule (:meth:`video_frame_size`)."""
+        if getattr(self, "_pil_video_processor", None) is None:
+            from egg_interp.models.video_inputs import PilVideoProcessor, video_settings
+
+            image_processor = self.processor.image_processor
+            checkpoint = getattr(self.model, "name_or_path", None) or None
+            settings = video_settings(image_processor, checkpoint)
+            self._pil_video_processor = PilVideoProcessor(
+                image_processor, self.video_frame_size, settings, self.video_packing
+            )
+        return self._pil_video_processor
+
+    video_packing: ClassVar[str] = "patches"
+    """How the model takes video pixels (:class:`~egg_interp.models.video_inputs.PilVideoProcessor`):
+    ``"patches"`` (Qwen-style flattened temporal patches with ``video_grid_thw``) or
+    ``"frames"`` (``(videos, frames, channels, height, width)``)."""
+
+    def video_frame_size(
+        self, n_frames: int, height: int, width: int, settings: dict[str, Any]
+    ) -> tuple[int, int]:
+        """Size ``(height, width)`` the model's video processor resizes ``n_frames`` frames of
+        ``height x width`` to, under ``settings`` (architecture specific)."""
+        raise NotImplementedError(f"{type(self).__name__} has no video resize rule")
+
+    def video_layouts(self, videos: Sequence[Video], batch: dict[str, Any]) -> list[ImageLayout]:
+        """Token layouts of the prompt's videos: one :class:`ImageLayout` per temporal slice
+        (a group of frames whose tokens form one grid), in sequence order, each with its
+        ``frames``, ``timestamps`` and ``video_index`` (architecture specific)."""
+        raise NotImplementedError(f"{type(self).__name__} does not take video")
+
+    def compute_video_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        """Vision tower and projector on the prompt's videos: one ``(n_tokens, hidden)`` tensor
+        per video, rows in the order of its slices' token indices (architecture specific)."""
+        raise NotImplementedError(f"{type(self).__name__} does not take video")
+
+    def _compute_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        """One feature tensor per layout: still images' and videos' slices, in layout order."""
+        if not inputs.videos:
+            return self.compute_image_features(inputs)
+        stills = iter(self.compute_image_features(inputs) if inputs.images else [])
+        slices = []
+        for v, feats in enumerate(self.compute_video_features(inputs)):
+            sizes = [lay.n_tokens for lay in inputs.layouts if lay.video_index == v]
+            slices.append(iter(feats.split(sizes)))
+        return [
+            next(slices[lay.video_index]) if lay.is_video else next(stills)
+            for lay in inputs.layouts
+        ]
+
+    def visual_encoder_outputs(
+        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
+    ) -> dict[str, Any]:
+        """The model's ``mm_encoder_outputs``: still images' features under ``"image"``, each
+        video's slices joined under ``"video"`` (through :meth:`encoder_outputs`).
+
+        ``features`` may hold several copies of the prompt's set, row after row (a prompt
+        repeated along the batch for batched perturbations); each row's stills and videos then
+        follow the previous row's, as the placeholders are filled."""
+        if not inputs.videos:
+            return {"image": self.encoder_outputs(features)}
+        n = len(inputs.layouts)
+        if len(features) % n:
+            raise ValueError(f"{len(features)} feature tensors for {n} layouts")
+        pairs = [(lay, f) for k, f in enumerate(features) for lay in [inputs.layouts[k % n]]]
+        stills = [f for lay, f in pairs if not lay.is_video]
+        videos = [
+            torch.cat([f for lay, f in pairs[row : row + n] if lay.video_index == v])
+            for row in range(0, len(pairs), n)
+            for v in range(len(inputs.videos))
+        ]
+        out = {"video": self.encoder_outputs(videos)}
+        if stills:
+            out["image"] = self.encoder_outputs(stills)
+        return out
 
     def extend(self, inputs: PromptInputs, token_ids: Sequence[int]) -> PromptInputs:
         """The same prompt with ``token_ids`` appended (answer tokens decoded so far)."""
@@ -380,7 +566,7 @@ class VLMAdapter:
             self._feature_cache.move_to_end(key)
             return list(self._feature_cache[key])
         with torch.no_grad():
-            feats = self.compute_image_features(inputs)
+            feats = self._compute_features(inputs)
         feats = [f.detach() for f in feats]
         if key is not None:
             self._feature_cache[key] = tuple(feats)  # type: ignore[assignment]
@@ -392,7 +578,7 @@ class VLMAdapter:
         """Run the vision tower and projector (architecture specific)."""
         raise NotImplementedError
 
-    pixel_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    pixel_keys: ClassVar[tuple[str, ...]] = ("pixel_values", "pixel_values_videos")
     """Processor outputs that feed the vision tower (dropped when features are precomputed)."""
 
     def encoder_outputs(self, features: Sequence[torch.Tensor]) -> Any:
@@ -439,7 +625,7 @@ class VLMAdapter:
         batch = {k: v for k, v in inputs.batch.items() if k not in self.pixel_keys}
         return self.model(
             **batch,
-            mm_encoder_outputs={"image": self.encoder_outputs(features)},
+            mm_encoder_outputs=self.visual_encoder_outputs(inputs, features),
             logits_to_keep=1 if last_only else 0,
             **self.position_kwargs(batch, kwargs),
         )
@@ -451,9 +637,11 @@ class VLMAdapter:
         for im in inputs.images:
             h.update(f"{im.size}{im.mode}".encode())
             h.update(im.tobytes())
-        pv = inputs.batch.get("pixel_values")
-        if pv is not None:
-            h.update(str(tuple(pv.shape)).encode())
+        for video in inputs.videos:
+            h.update(video.key().encode())
+        for key in ("pixel_values", "pixel_values_videos"):
+            if (pv := inputs.batch.get(key)) is not None:
+                h.update(str(tuple(pv.shape)).encode())
         h.update(str(self.dtype).encode())
         h.update(repr(self.weights_state()).encode())
         return h.hexdigest()
@@ -583,12 +771,22 @@ class VLMAdapter:
             if rel.shape != (lay.n_tokens,):
                 raise ValueError(f"relevance of shape {rel.shape}, expected ({lay.n_tokens},)")
             views = [GridView(rel[v.token_index], v.cell_boxes, v.name) for v in lay.views]
-            images.append(ImageMap(views, lay.image_size, lay.origin_box))
+            images.append(
+                ImageMap(
+                    views,
+                    lay.image_size,
+                    lay.origin_box,
+                    lay.frames,
+                    lay.timestamps,
+                    lay.video_index,
+                )
+            )
         return AttributionMap(images, method=method, target=target, meta=dict(meta or {}))
 
     def visual_positions(self, inputs: PromptInputs) -> list[torch.Tensor]:
-        """Sequence positions of each image's visual tokens, in feature-row order."""
-        pos = (inputs.input_ids[0] == self.image_token_id).nonzero().flatten()
+        """Sequence positions of each image's (video slice's) visual tokens, in feature-row
+        order."""
+        pos = self._visual_token_mask(inputs.input_ids[0]).nonzero().flatten()
         out, start = [], 0
         for lay in inputs.layouts:
             out.append(pos[start : start + lay.n_tokens])

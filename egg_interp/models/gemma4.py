@@ -29,8 +29,15 @@ gradient step).
 The processor wants an audio ``feature_extractor`` and a ``video_processor`` (torchvision);
 without torchvision it is built image-only
 (:func:`egg_interp.models.processors.image_only_processor_class`), same prompts, same
-tensors. Video (per frame ``mm:ss <|image>`` + 70 ``<|video|>`` + ``<image|>``) is not
-handled here; :func:`gemma4_grid_layout` is the per-frame layout a video path can reuse.
+tensors.
+
+Video: every frame is encoded alone, as an image at the video budget (``max_soft_tokens`` 70 in
+the video processor, against 280 for images: an aspect-kept grid of at most 70 3x3-pooled
+tokens), so each frame is one layout (:func:`gemma4_grid_layout`, every token sees one frame);
+the processor writes per frame ``mm:ss <|image>`` + ``<|video|>`` x tokens + ``<image|>``.
+Without torchvision :class:`Gemma4VideoFrames` stands in for ``Gemma4VideoProcessor``: each
+frame through the PIL image processor at the video budget, which is what the video processor
+computes (same size rule, patch order and padding; resized by PIL, as images are).
 
 Attention heuristics read one layer's answer row; at a sliding-window layer it sees only the
 last ``sliding_window`` positions (512 or 1024 in the released models), so on a long prompt
@@ -61,6 +68,8 @@ from egg_interp.models.base import (
     regular_cell_boxes,
 )
 from egg_interp.models.gemma3 import extend_token_types, repeat_prompt
+from egg_interp.models.video_inputs import saved_video_config
+from egg_interp.video import Video
 
 
 def gemma4_grid_layout(
@@ -93,13 +102,102 @@ def gemma4_grid_layout(
     return ImageLayout((width, height), rows * cols, [ViewLayout("base", index, boxes)])
 
 
+class Gemma4VideoFrames:
+    """A torchvision-free stand-in for ``Gemma4VideoProcessor``: every frame of a video through
+    the PIL image processor at the video token budget.
+
+    Returns what the video processor returns: ``pixel_values_videos`` (all frames' padded
+    patch rows, ``(frames, max_patches, patch_pixels)``), ``video_position_ids`` (patch
+    ``(x, y)``, ``-1`` for padding), ``num_frames_per_video``, ``num_soft_tokens_per_video``
+    (per frame) and the frames' ``video_metadata``.
+    """
+
+    def __init__(self, image_processor: Any, max_soft_tokens: int) -> None:
+        self.image_processor = image_processor
+        self.max_soft_tokens = int(max_soft_tokens)
+
+    def __call__(
+        self, videos: Any, video_metadata: Any = None, return_tensors: str | None = None, **_: Any
+    ) -> Any:
+        from transformers import BatchFeature
+        from transformers.video_utils import VideoMetadata
+
+        pixels, positions, frames, tokens, metas = [], [], [], [], []
+        for k, video in enumerate(videos):
+            out = self.image_processor(
+                images=list(video), max_soft_tokens=self.max_soft_tokens, return_tensors="np"
+            )
+            pixels.append(out["pixel_values"])
+            positions.append(out["image_position_ids"])
+            frames.append(len(video))
+            tokens.append(int(out["num_soft_tokens_per_image"][0]))
+            meta = None if video_metadata is None else video_metadata[k]
+            metas.append(meta if isinstance(meta, VideoMetadata) else VideoMetadata(len(video)))
+        data = {
+            "pixel_values_videos": np.concatenate(pixels),
+            "video_position_ids": np.concatenate(positions),
+            "num_frames_per_video": frames,
+            "num_soft_tokens_per_video": tokens,
+            "video_metadata": metas,
+        }
+        return BatchFeature(
+            data, tensor_type=return_tensors, skip_tensor_conversion=["video_metadata"]
+        )
+
+
+VIDEO_SOFT_TOKENS = 70
+"""``Gemma4VideoProcessor.max_soft_tokens`` in transformers 5.24 (its module cannot even be
+imported without torchvision, so the default is copied here)."""
+
+
+def video_soft_tokens(checkpoint: str | None) -> int:
+    """The video budget: the checkpoint's video processor setting, else
+    :data:`VIDEO_SOFT_TOKENS`."""
+    saved = saved_video_config(checkpoint).get("max_soft_tokens")
+    return int(saved if saved is not None else VIDEO_SOFT_TOKENS)
+
+
 class Gemma4Adapter(VLMAdapter):
-    """Gemma 4: one aspect-preserving grid of 3x3-pooled patches per image."""
+    """Gemma 4: one aspect-preserving grid of 3x3-pooled patches per image (per video frame)."""
 
     model_types = ("gemma4",)
     image_token = "<|image|>"
     images_nested_per_prompt = True
-    pixel_keys = ("pixel_values", "image_position_ids")
+    pixel_keys = ("pixel_values", "image_position_ids", "pixel_values_videos", "video_position_ids")
+
+    def pil_video_processor(self) -> Gemma4VideoFrames:
+        """:class:`Gemma4VideoFrames` over this model's image processor (built once)."""
+        if getattr(self, "_pil_video_processor", None) is None:
+            budget = video_soft_tokens(getattr(self.model, "name_or_path", None) or None)
+            self._pil_video_processor = Gemma4VideoFrames(self.processor.image_processor, budget)
+        return self._pil_video_processor
+
+    def video_layouts(self, videos: Sequence[Video], batch: dict[str, Any]) -> list[ImageLayout]:
+        """One layout per frame, its grid read from ``video_position_ids``."""
+        vc = self.model.config.vision_config
+        positions = batch["video_position_ids"]
+        out, start = [], 0
+        for v, video in enumerate(videos):
+            for f, t in enumerate(video.timestamps):
+                pos = positions[start + f]
+                real = pos[(pos >= 0).all(dim=-1)]
+                grid = (int(real[:, 1].max()) + 1, int(real[:, 0].max()) + 1)  # (rows, cols)
+                lay = gemma4_grid_layout(video.size, grid, vc.patch_size, vc.pooling_kernel_size)
+                lay.origin_box = (0.0, 0.0, float(video.size[0]), float(video.size[1]))
+                lay.frames, lay.timestamps, lay.video_index = (f,), (t,), v
+                out.append(lay)
+            start += video.n_frames
+        return out
+
+    def compute_video_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        b = inputs.batch
+        out = self.model.model.get_video_features(
+            pixel_values_videos=b["pixel_values_videos"],
+            video_position_ids=b["video_position_ids"],
+            num_frames_per_video=b["num_frames_per_video"],
+            return_dict=True,
+        )
+        return list(out.pooler_output)
 
     def layouts(self, images: Sequence[Image.Image], batch: dict[str, Any]) -> list[ImageLayout]:
         vc = self.model.config.vision_config

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from egg_interp.geometry import Box
+from egg_interp.video import Video
 
 
 @dataclass
@@ -42,12 +43,41 @@ class ViewLayout:
 
 @dataclass
 class ImageLayout:
-    """Token layout of one image of the prompt."""
+    """Token layout of one image of the prompt, or of one temporal slice of a video.
+
+    Attributes
+    ----------
+    image_size : (int, int)
+        ``(width, height)`` of the image (of the video's frames).
+    n_tokens : int
+        Visual tokens of this image (slice), its rows of the features.
+    views : list of ViewLayout
+    origin_box : Box
+        Where the image lies in the original, in original pixels.
+    frames : tuple of int
+        For a video's slice: which sampled frames (0-based positions in
+        :attr:`egg_interp.video.Video.frames`) its tokens see. One for a model that encodes
+        frames one by one; two for a Qwen-style temporal patch of 2 (every token of the slice
+        spans both frames; the last frame is repeated when their count is odd, so the last
+        slice may list one frame). Empty for a still image.
+    timestamps : tuple of float
+        Time in seconds of each of :attr:`frames`.
+    video_index : int
+        Which video of the prompt the slice belongs to (``-1`` for a still image).
+    """
 
     image_size: tuple[int, int]
     n_tokens: int
     views: list[ViewLayout]
     origin_box: Box = (0.0, 0.0, 0.0, 0.0)
+    frames: tuple[int, ...] = ()
+    timestamps: tuple[float, ...] = ()
+    video_index: int = -1
+
+    @property
+    def is_video(self) -> bool:
+        """Whether this layout is a temporal slice of a video."""
+        return self.video_index >= 0
 
 
 @dataclass
@@ -59,10 +89,13 @@ class PromptInputs:
     batch : dict of str to Tensor
         What the processor returned (``input_ids``, ``attention_mask``, ``pixel_values``, ...).
     images : list of PIL.Image.Image
-        The images of the prompt, original first.
+        The still images of the prompt, original first.
     layouts : list of ImageLayout
-        One per image, in prompt order.
+        One per still image and one per temporal slice of each video, in prompt order
+        (videos come first in a prompt, then the images).
     question : str
+    videos : list of Video
+        The prompt's videos (:class:`egg_interp.video.Video`), in prompt order.
     """
 
     batch: dict[str, torch.Tensor]
@@ -71,6 +104,7 @@ class PromptInputs:
     question: str
     answer_ids: list[int] = field(default_factory=list)
     images_per_row: list[int] = field(default_factory=list)
+    videos: list[Video] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.images_per_row:
@@ -86,6 +120,8 @@ class PromptInputs:
 
     def row_layouts(self) -> list[list[ImageLayout]]:
         """The layouts grouped by batch row (one prompt per row)."""
+        if self.batch_size == 1:
+            return [list(self.layouts)]
         out, start = [], 0
         for n in self.images_per_row:
             out.append(self.layouts[start : start + n])

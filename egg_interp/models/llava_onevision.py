@@ -47,9 +47,15 @@ with ``batch_num_images`` so the multi-image path matches the prompt. Positions 
 Pixel-space maps pool each token's patch of ``pixel_values`` (the high-resolution grid
 stitched, unpadded and shrunk like the features).
 
-Video (not built here): frames are squashed to S x S, g x g features pooled bilinearly to
-``ceil(g / 2)`` per side, with one newline after all frames; :func:`seen_edges`,
-:func:`bilinear_hull` and :func:`squashed_view` give a frame's boxes.
+Video: the video processor squashes every frame to S x S (aspect not kept;
+:func:`~egg_interp.models.video_inputs.squashed_frame_size`); the tower's g x g features of a
+frame are pooled bilinearly to ``ceil(g / 2)`` per side (14 x 14 of 27 x 27; ``align_corners``
+off, so a pooled token blends about 2 x 2 features: its box is their hull, two patches wide,
+and neighbouring boxes overlap by a patch or so), frame after frame, then one learned newline
+after the last frame (no timestamps: the prompt is ``<video>`` repeated). Each frame is one
+layout of its own (every token sees one frame); the newline's feature row belongs to the last
+frame's layout and to no view. Hook: ``get_video_features(...).pooler_output`` (one tensor per
+video, newline included).
 """
 
 from __future__ import annotations
@@ -62,8 +68,11 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers.image_processing_utils import select_best_resolution
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.models.base import ImageLayout, PromptInputs, ViewLayout, VLMAdapter
+from egg_interp.models.video_inputs import squashed_frame_size
+from egg_interp.video import Video
 
 
 def seen_edges(n_tiles: int, tile: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,6 +235,57 @@ class LlavaOnevisionAdapter(VLMAdapter):
         counts = [1] * len(images) if counts is None else [int(n) for n in counts]
         alone = [n == 1 for n in counts for _ in range(n)]
         return [self.image_layout(im, a) for im, a in zip(images, alone, strict=True)]
+
+    video_packing = "frames"
+
+    def video_frame_size(
+        self, n_frames: int, height: int, width: int, settings: dict[str, Any]
+    ) -> tuple[int, int]:
+        return squashed_frame_size(n_frames, height, width, settings)
+
+    def video_layouts(self, videos: Sequence[Video], batch: dict[str, Any]) -> list[ImageLayout]:
+        """One layout per frame: its pooled grid (``ceil(g / 2)`` per side) over the squashed
+        frame, each token the hull of the features it blends; the video's newline row ends the
+        last frame's layout (in no view)."""
+        s, p = self.tile_size, self.patch_size
+        g = s // p
+        n = math.ceil(g / 2)
+        first, last = bilinear_hull(g, n)
+        index = np.arange(n * n).reshape(n, n)
+        out = []
+        for v, video in enumerate(videos):
+            width, height = video.size
+            seen = squashed_view(width, height, s, p)
+            boxes = _boxes(
+                (seen[0, first, 0], seen[0, last, 2]), (seen[first, 0, 1], seen[last, 0, 3])
+            )
+            box = (0.0, 0.0, float(width), float(height))
+            for f, t in enumerate(video.timestamps):
+                newline = int(f == video.n_frames - 1)
+                view = ViewLayout("frame", index, boxes)
+                out.append(ImageLayout(video.size, n * n + newline, [view], box, (f,), (t,), v))
+        return out
+
+    def compute_video_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        cfg = self.model.config
+        out = self.model.model.get_video_features(
+            pixel_values_videos=inputs.batch["pixel_values_videos"],
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+            return_dict=True,
+        )
+        return list(out.pooler_output)
+
+    def visual_encoder_outputs(
+        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
+    ) -> dict[str, Any]:
+        """As the base, with the videos' features stacked ``(videos, tokens, hidden)``: the
+        model flattens that tensor (its images it concatenates from a tuple)."""
+        out = super().visual_encoder_outputs(inputs, features)
+        if "video" in out:
+            stacked = torch.stack(list(out["video"].pooler_output))
+            out["video"] = BaseModelOutputWithPooling(pooler_output=stacked)
+        return out
 
     def compute_image_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
         b = inputs.batch

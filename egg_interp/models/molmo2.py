@@ -64,9 +64,17 @@ patch layout are transformers' own code. ``Molmo2Processor`` (placeholder expans
 (:func:`processor_class_without_video`). With torchvision installed, ``load_model`` uses
 ``AutoProcessor`` as is.
 
-Video (not built yet): ``get_video_features`` runs frames through the low-resolution path
-only (one frame per crop, pooled by ``video_token_pooling``); :func:`pooled_token_boxes` with
-one origin per frame gives each frame token's rectangle.
+Video: every frame goes through the low-resolution path only (squashed to S x S, bilinear
+without antialiasing; one crop per frame) and its patches are pooled 3 x 3 (the video
+processor's ``pooling_size``; 9 x 9 tokens of 27 x 27 patches for Molmo 2) through
+``video_token_pooling``; the prompt holds, per frame, its time (``12.5``) and
+``<frame_start>`` + rows of ``<im_patch>`` + ``<frame_end>``. Each frame is one layout
+(``"frame"`` view, every token sees one frame), its rectangles read from the table
+(:func:`pooled_token_boxes`, padded windows at the last row and column). Without torchvision
+:class:`Molmo2VideoFrames` is transformers' ``Molmo2VideoProcessor`` with torch's resize and
+normalisation, its own ``_preprocess`` called on the sampled frames. The model takes
+``pixel_values`` or ``pixel_values_videos``, never both, and one video per prompt: a prompt
+with a video and images is refused in one line (:attr:`Molmo2Adapter.video_with_images`).
 """
 
 from __future__ import annotations
@@ -83,11 +91,13 @@ from transformers.utils import is_torchvision_available
 
 from egg_interp.models.base import ImageLayout, PromptInputs, ViewLayout, VLMAdapter
 from egg_interp.models.processors import image_only_processor_class
+from egg_interp.video import Video
 
 # the real module (``transformers.models.molmo2.image_processing_molmo2`` through the package
 # attribute is a placeholder without torchvision; its pure functions need none)
 _tf_molmo2 = importlib.import_module("transformers.models.molmo2.image_processing_molmo2")
 compute_crop_geometry = _tf_molmo2.compute_crop_geometry
+_tf_molmo2_video = importlib.import_module("transformers.models.molmo2.video_processing_molmo2")
 
 
 class Molmo2ImageProcessor(_tf_molmo2.Molmo2ImageProcessor):
@@ -122,6 +132,46 @@ class Molmo2ImageProcessor(_tf_molmo2.Molmo2ImageProcessor):
         mean = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
         std = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
         return image.sub_(mean).div_(std) if inplace else (image - mean) / std
+
+
+class Molmo2VideoFrames(_tf_molmo2_video.Molmo2VideoProcessor):
+    """transformers' ``Molmo2VideoProcessor`` with :class:`Molmo2ImageProcessor`'s torch resize
+    and normalisation, called on already sampled frames: its own ``_preprocess`` (low-resolution
+    view per frame, patches, pooling table with frame offsets, ``video_grids``)."""
+
+    resize = Molmo2ImageProcessor.resize
+    normalize = Molmo2ImageProcessor.normalize
+
+    def __call__(
+        self, videos: Any, video_metadata: Any = None, return_tensors: str | None = None, **_: Any
+    ) -> Any:
+        from transformers.video_utils import VideoMetadata
+
+        frames = [
+            torch.as_tensor(np.stack([np.asarray(f.convert("RGB")) for f in video])).permute(
+                0, 3, 1, 2
+            )
+            for video in videos
+        ]
+        out = self._preprocess(
+            frames,
+            size=self.size,
+            resample=self.resample,
+            do_rescale=self.do_rescale,
+            rescale_factor=self.rescale_factor,
+            do_normalize=self.do_normalize,
+            image_mean=self.image_mean,
+            image_std=self.image_std,
+            patch_size=self.patch_size,
+            pooling_size=self.pooling_size,
+            return_tensors=return_tensors,
+        )
+        metas = list(video_metadata) if video_metadata is not None else [None] * len(videos)
+        out["video_metadata"] = [
+            m if isinstance(m, VideoMetadata) else VideoMetadata(len(v))
+            for m, v in zip(metas, videos, strict=True)
+        ]
+        return out
 
 
 class _PositionalWithoutVideo(ProcessorMixin):
@@ -239,7 +289,71 @@ class Molmo2Adapter(VLMAdapter):
         "image_token_pooling",
         "image_grids",
         "image_num_crops",
+        "pixel_values_videos",
+        "video_token_pooling",
+        "video_grids",
     )
+
+    video_with_images: ClassVar[bool] = False
+    """``Molmo2Model`` refuses ``pixel_values`` next to ``pixel_values_videos``."""
+
+    def pil_video_processor(self) -> Molmo2VideoFrames:
+        """:class:`Molmo2VideoFrames` with the image processor's crop side, patch, rescaling and
+        normalisation, and the checkpoint's video settings (else transformers' defaults:
+        3 x 3 pooling, bilinear). ``Molmo2VideoProcessor`` itself leaves ``do_rescale`` and
+        ``do_normalize`` unset (no rescaling, no normalisation) unless its config sets them;
+        the image processor's are taken instead, as a video frame is the image's low-resolution
+        view."""
+        if getattr(self, "_pil_video_processor", None) is None:
+            from egg_interp.models.video_inputs import saved_video_config
+
+            ip = self.processor.image_processor
+            names = ("patch_size", "image_mean", "image_std", "do_rescale", "rescale_factor")
+            settings = {k: getattr(ip, k) for k in (*names, "do_normalize")}
+            settings["size"] = {"height": _side(ip.size), "width": _side(ip.size)}
+            saved = saved_video_config(getattr(self.model, "name_or_path", None) or None)
+            names = (*names, "size", "pooling_size", "do_normalize", "resample")
+            settings.update({k: saved[k] for k in names if saved.get(k) is not None})
+            self._pil_video_processor = Molmo2VideoFrames(**settings)
+        return self._pil_video_processor
+
+    def video_layouts(self, videos: Sequence[Video], batch: dict[str, Any]) -> list[ImageLayout]:
+        """One layout per frame: its pooled grid over the squashed frame, each token's box the
+        union of the patches its row of ``video_token_pooling`` reads."""
+        vp = self.pil_video_processor()
+        crop, patch = _side(vp.size), int(vp.patch_size)
+        side = crop // patch
+        pooling = batch["video_token_pooling"].cpu().numpy().astype(np.int64)
+        out, token0, patch0 = [], 0, 0
+        for v, (video, grid) in enumerate(zip(videos, batch["video_grids"].tolist(), strict=True)):
+            frames, rows, cols = grid
+            if frames != video.n_frames:
+                raise RuntimeError(f"Molmo2Adapter: {frames} frames encoded of {video.n_frames}")
+            width, height = video.size
+            scale = np.array([width / crop, height / crop, width / crop, height / crop])
+            for f, t in enumerate(video.timestamps):
+                table = pooling[token0 : token0 + rows * cols]
+                table = np.where(table >= 0, table - patch0, -1)
+                boxes, _ = pooled_token_boxes(table, side, patch, np.zeros((1, 2)))
+                view = ViewLayout(
+                    "frame",
+                    np.arange(rows * cols).reshape(rows, cols),
+                    (boxes * scale).reshape(rows, cols, 4),
+                )
+                box = (0.0, 0.0, float(width), float(height))
+                out.append(ImageLayout(video.size, rows * cols, [view], box, (f,), (t,), v))
+                token0, patch0 = token0 + rows * cols, patch0 + side * side
+        return out
+
+    def compute_video_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        b = inputs.batch
+        out = self.model.model.get_video_features(
+            pixel_values_videos=b["pixel_values_videos"],
+            video_token_pooling=b["video_token_pooling"],
+            video_grids=b["video_grids"],
+            return_dict=True,
+        )
+        return list(out.pooler_output)
 
     @classmethod
     def load_processor(cls, source: str, model_type: str) -> Any:
@@ -252,6 +366,10 @@ class Molmo2Adapter(VLMAdapter):
     def fallback_prompt(self, n_images: int, text: str) -> str:
         images = self.image_token * n_images
         return f"<|im_start|>user\n{images}{text}<|im_end|>\n<|im_start|>assistant\n"
+
+    def fallback_video_prompt(self, n_videos: int, n_images: int, text: str) -> str:
+        """ChatML with ``<|video|>`` (the processor's video token) before the question."""
+        return self.fallback_prompt(0, self.processor.video_token * n_videos + text)
 
     def image_layout(
         self, image: Image.Image, table: np.ndarray, grid: Sequence[int], n_crops: int

@@ -19,6 +19,17 @@ before every unrelated forward and before generation.
 
 Pixel-space methods are not supported: ``pixel_values`` holds flattened patches, not an
 image-shaped tensor.
+
+Video: the video processor resizes every frame alike (Qwen2-VL and Qwen2.5-VL: the image
+``smart_resize`` per frame; :func:`~egg_interp.models.video_inputs.qwen2_frame_size`) and joins
+each two consecutive frames into one temporal patch (``temporal_patch_size`` 2: the patch
+embedding is a 3-D convolution over ``2 x 14 x 14`` voxels; an odd frame count repeats the last
+frame). ``video_grid_thw = (t, gh, gw)`` gives ``t`` temporal slices of ``(gh/2) x (gw/2)``
+tokens, slice after slice, each row-major over the whole frame like an image's; every token of
+slice ``k`` spans frames ``2k`` and ``2k+1`` (so a map cannot tell those two frames apart), and
+its rectangle is the image rule's. Placeholders: ``<|vision_start|>`` + ``<|video_pad|>`` x
+``t h w / 4`` + ``<|vision_end|>``; the temporal rotary position advances by
+``second_per_grid_ts x tokens_per_second`` per slice (Qwen2.5-VL; Qwen2-VL by 1).
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ from egg_interp.models.base import (
     VLMAdapter,
     regular_cell_boxes,
 )
+from egg_interp.models.video_inputs import qwen2_frame_size
+from egg_interp.video import Video
 
 
 def merged_grid_view(
@@ -109,6 +122,43 @@ class Qwen2_5_VLAdapter(VLMAdapter):
             view = merged_grid_view(im.size, (gh, gw), self.patch_size, self.merge_size)
             out.append(ImageLayout(im.size, view.token_index.size, [view]))
         return out
+
+    @property
+    def temporal_patch_size(self) -> int:
+        """Frames per temporal patch of a video (2): every token of a slice spans them."""
+        return int(self.model.config.vision_config.temporal_patch_size)
+
+    def video_frame_size(
+        self, n_frames: int, height: int, width: int, settings: dict[str, Any]
+    ) -> tuple[int, int]:
+        return qwen2_frame_size(n_frames, height, width, settings)
+
+    def video_layouts(self, videos: Sequence[Video], batch: dict[str, Any]) -> list[ImageLayout]:
+        """One layout per temporal slice: the image grid over the whole frame, its tokens
+        spanning the slice's ``temporal_patch_size`` frames."""
+        out = []
+        grids = batch["video_grid_thw"].tolist()
+        tp = self.temporal_patch_size
+        for v, (video, (t, gh, gw)) in enumerate(zip(videos, grids, strict=True)):
+            if t != -(-video.n_frames // tp):
+                raise RuntimeError(f"{video.n_frames} frames gave {t} temporal patches of {tp}")
+            width, height = video.size
+            for k in range(t):
+                frames = tuple(range(k * tp, min((k + 1) * tp, video.n_frames)))
+                view = merged_grid_view(video.size, (gh, gw), self.patch_size, self.merge_size)
+                times = tuple(video.timestamps[f] for f in frames)
+                box = (0.0, 0.0, float(width), float(height))
+                lay = ImageLayout(video.size, view.token_index.size, [view], box, frames, times, v)
+                out.append(lay)
+        return out
+
+    def compute_video_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        out = self.model.model.get_video_features(
+            pixel_values_videos=inputs.batch["pixel_values_videos"],
+            video_grid_thw=inputs.batch["video_grid_thw"],
+            return_dict=True,
+        )
+        return list(out.pooler_output)
 
     def reset_positions(self) -> None:
         """Forget the rotary position offsets cached by the previous forward or generation."""

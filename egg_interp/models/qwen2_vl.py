@@ -18,8 +18,9 @@ position hooks (``reset_positions``/``saved_positions``/``restore_positions``).
 What maps cannot show: each token covers 28 x 28 resized pixels, a little less or more than
 that in the original where ``smart_resize`` rounds; nothing finer. Pixel-space methods are
 refused (``pixel_values`` holds flattened patches). A still image is one temporal patch (the
-processor duplicates it in time); video, not handled here, would give one grid per two frames
-(:func:`~egg_interp.models.qwen2_5_vl.merged_grid_view` per temporal slice).
+processor duplicates it in time); a video gives one grid per two frames, every token spanning
+both (:mod:`egg_interp.models.qwen2_5_vl`'s video layout; temporal rotary positions advance by
+1 per temporal patch in Qwen2-VL).
 """
 
 from __future__ import annotations

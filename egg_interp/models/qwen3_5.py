@@ -30,13 +30,21 @@ delta-rule recurrent state, no attention weights. Consequences here:
   The states cannot be cropped or rewound, so a recorded forward serves one continuation.
 
 What maps cannot show: detail finer than a 32 x 32 processed-pixel token; pixel-space methods
-are refused (flattened patches). Video (not handled here) has a ``<t seconds>`` text token
-before each temporal patch's own vision block.
+are refused (flattened patches).
+
+Video: Qwen3-VL's processor (the pixel budget counts all frames:
+:func:`~egg_interp.models.video_inputs.qwen3_frame_size`); each temporal patch of two frames is
+its own vision block after a ``<t seconds>`` text timestamp (the mean time of its two frames),
+a grid over the whole frame whose every token spans both frames (as for Qwen2.5-VL,
+:mod:`egg_interp.models.qwen2_5_vl`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from egg_interp.models.video_inputs import qwen3_frame_size
 
 
 class Qwen3_5Adapter(Qwen2_5_VLAdapter):
@@ -49,3 +57,9 @@ class Qwen3_5Adapter(Qwen2_5_VLAdapter):
         """The full-attention layers (``layer_types``); the others are Gated DeltaNet layers."""
         types = self.model.config.get_text_config().layer_types
         return [i for i, kind in enumerate(types) if kind == "full_attention"]
+
+    def video_frame_size(
+        self, n_frames: int, height: int, width: int, settings: dict[str, Any]
+    ) -> tuple[int, int]:
+        """Qwen3-VL's video rule (its processor): the pixel budget counts all frames."""
+        return qwen3_frame_size(n_frames, height, width, settings)

@@ -25,12 +25,14 @@ parts of a token together.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 from egg_interp.models.base import PromptInputs
 from egg_interp.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from egg_interp.models.video_inputs import qwen3_frame_size
 
 
 class Qwen3VLAdapter(Qwen2_5_VLAdapter):
@@ -49,11 +51,22 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
             image_grid_thw=inputs.batch["image_grid_thw"],
             return_dict=True,
         )
-        per_layer = out.deepstack_features  # L tuples of one tensor per image
-        return [
-            torch.cat([main, *(layer[i] for layer in per_layer)], dim=-1)
-            for i, main in enumerate(out.pooler_output)
-        ]
+        return _with_deepstack(out)
+
+    def compute_video_features(self, inputs: PromptInputs) -> list[torch.Tensor]:
+        """Each video's main and deepstack vectors, joined per token as for images."""
+        out = self.model.model.get_video_features(
+            pixel_values_videos=inputs.batch["pixel_values_videos"],
+            video_grid_thw=inputs.batch["video_grid_thw"],
+            return_dict=True,
+        )
+        return _with_deepstack(out)
+
+    def video_frame_size(
+        self, n_frames: int, height: int, width: int, settings: dict[str, Any]
+    ) -> tuple[int, int]:
+        """Qwen3-VL's video rule: the pixel budget counts all frames."""
+        return qwen3_frame_size(n_frames, height, width, settings)
 
     def encoder_outputs(
         self, features: Sequence[torch.Tensor]
@@ -64,3 +77,12 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
             pooler_output=tuple(p[0] for p in parts),
             deepstack_features=[tuple(p[1 + k] for p in parts) for k in range(n_deepstack)],
         )
+
+
+def _with_deepstack(out: BaseModelOutputWithDeepstackFeatures) -> list[torch.Tensor]:
+    """``[main, deepstack_1, ..., deepstack_L]`` joined per token, one tensor per image/video."""
+    per_layer = out.deepstack_features  # L tuples of one tensor per image (video)
+    return [
+        torch.cat([main, *(layer[i] for layer in per_layer)], dim=-1)
+        for i, main in enumerate(out.pooler_output)
+    ]

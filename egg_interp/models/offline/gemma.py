@@ -19,18 +19,21 @@ from typing import Any
 import torch
 
 from egg_interp.models.offline.common import MEAN_STD, build_word_tokenizer, save_checkpoint
+from egg_interp.models.offline.qwen import mute_placeholders
 
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}<start_of_turn>"
     "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
     "{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}{{ image_placeholder }}"
+    "{% elif item['type'] == 'video' %}{{ video_placeholder }}"
     "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}"
     "{% endfor %}<end_of_turn>\n{% endfor %}"
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 """Gemma's turn format, ``<bos><start_of_turn>user\\n{images}{question}<end_of_turn>\\n
-<start_of_turn>model\\n``; ``image_placeholder`` is filled per family below."""
+<start_of_turn>model\\n``; ``image_placeholder`` and ``video_placeholder`` are filled per family
+below (an empty video placeholder for the families without video)."""
 
 GEMMA3_IMAGE_TOKENS = {
     "boi_token": "<start_of_image>",
@@ -63,8 +66,9 @@ def _gemma_tokenizer(words: Iterable[str], named: dict[str, str], extra: tuple[s
     )
 
 
-def _chat_template(placeholder: str) -> str:
-    return GEMMA_CHAT_TEMPLATE.replace("{{ image_placeholder }}", placeholder)
+def _chat_template(placeholder: str, video: str = "") -> str:
+    template = GEMMA_CHAT_TEMPLATE.replace("{{ image_placeholder }}", placeholder)
+    return template.replace("{{ video_placeholder }}", video)
 
 
 def _siglip(hidden: int, layers: int, image_size: int, patch: int) -> dict[str, Any]:
@@ -267,6 +271,7 @@ def build_tiny_gemma4(
     )
     torch.manual_seed(seed)
     model = Gemma4ForConditionalGeneration(cfg).eval()
+    mute_placeholders(model, (cfg.video_token_id,))  # the random model answered it first
     processor = image_only_processor_class(Gemma4Processor)(
         feature_extractor=None,
         image_processor=Gemma4ImageProcessorPil(
@@ -274,7 +279,7 @@ def build_tiny_gemma4(
         ),
         tokenizer=tokenizer,
         video_processor=None,
-        chat_template=_chat_template(GEMMA4_IMAGE_TOKENS["image_token"]),
+        chat_template=_chat_template(GEMMA4_IMAGE_TOKENS["image_token"], GEMMA4_VIDEO_TOKEN),
         image_seq_length=max_soft_tokens,
     )
     return save_checkpoint(directory, model, processor)

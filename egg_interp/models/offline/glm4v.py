@@ -28,12 +28,15 @@ GLM4V_CHAT_TEMPLATE = (
     "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n"
     "{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
+    "{% elif item['type'] == 'video' %}<|begin_of_video|><|video|><|end_of_video|>"
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
     "{% endfor %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 """GLM-4V's chat format, one ``<|begin_of_image|><|image|><|end_of_image|>`` per image (the
-processor repeats ``<|image|>`` once per merged token)."""
+processor repeats ``<|image|>`` once per merged token) and one
+``<|begin_of_video|><|video|><|end_of_video|>`` per video (the processor writes each frame
+pair's image block and time in place of ``<|video|>``)."""
 
 
 def _glm4v_processor(tokenizer: Any, patch: int, max_tokens: int) -> Any:

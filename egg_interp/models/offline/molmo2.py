@@ -30,11 +30,13 @@ MOLMO2_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}<|image|>"
+    "{% elif item['type'] == 'video' %}<|video|>"
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
     "{% endfor %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-"""ChatML with one ``<|image|>`` per image (the processor prepends the BOS token)."""
+"""ChatML with one ``<|image|>`` per image and one ``<|video|>`` per video (the processor prepends
+the BOS token)."""
 
 
 def build_tiny_molmo2(
