@@ -328,7 +328,7 @@ def test_labels_name_a_target_that_is_not_the_default(tmp_path):
         "grad_att@gggggg",
         "grad_att@hhhhhh",
         "rel_att",
-        "saliency",
+        "saliency[entropy]",  # the captum baselines' default is the answer's log-probability
         "saliency[logprob]",
     ]
 

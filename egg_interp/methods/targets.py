@@ -209,7 +209,8 @@ def greedy_answer(adapter: VLMAdapter, inputs: PromptInputs, max_tokens: int) ->
     features (a short answer, a word and its end token, costs no more); a longer answer is
     decoded by one ``generate`` (:func:`egg_interp.models.answering.greedy_ids`, key/value
     cache on), the tokens a run's answer has. The first token is kept even when it is special
-    (an empty answer still has a first token to explain); the stopping token never is.
+    (an empty answer still has a first token to explain); the stopping token never is. The
+    model's image and video placeholders count as special here.
     Answers are remembered per adapter (prompt, pixels, weights), so the methods mapping one
     sample decode it once.
     """
@@ -227,6 +228,9 @@ def greedy_answer(adapter: VLMAdapter, inputs: PromptInputs, max_tokens: int) ->
         answers.move_to_end(key)
         return answers[key]
     special = set(getattr(adapter.tokenizer, "all_special_ids", ()) or ())
+    # a visual placeholder cannot be an answer token (appended, it would ask for features
+    # nobody has): it ends the answer like a special token (a random tiny model emits them)
+    special |= {t for t in (adapter.image_token_id, adapter.video_token_id) if t is not None}
     ids: list[int] = []
     while len(ids) < min(max_tokens, SHORT_ANSWER) and not (ids and ids[-1] in special):
         ids.append(int(adapter.next_token_logits(adapter.extend(inputs, ids)).argmax()))

@@ -192,12 +192,21 @@ def continue_greedy(
 ) -> list[str]:
     """Greedy answer texts of every row of a recorded forward, one per row.
 
-    Each row's first token is the argmax of its recorded logits; one ``generate`` then
-    continues every row from the recorded key/value cache with its first token as the only
-    new input (through :meth:`~egg_interp.models.base.VLMAdapter.generate_ids`, ``generate``
-    unless the architecture decodes itself) (rows that end early are padded by ``generate``; the text stops at the first
-    end token). The cache is consumed (``generate`` extends it in place).
+    Each row's first token is the argmax of its recorded logits; one decoding then continues
+    every row from the recorded key/value cache with its first token as the only new input
+    (:meth:`~egg_interp.models.base.VLMAdapter.generate_ids`: ``generate`` unless the
+    architecture decodes itself; rows that end early are padded, and the text stops at the
+    first end token). The cache is consumed (decoding extends it in place).
     """
+    eos = _eos_ids(adapter)
+    return [_text(adapter, seq, eos) for seq in continue_ids(adapter, forward, max_new_tokens)]
+
+
+def continue_ids(
+    adapter: VLMAdapter, forward: RecordedForward, max_new_tokens: int = 20
+) -> list[list[int]]:
+    """:func:`continue_greedy`'s token ids, one list per row (padding after an end token
+    included)."""
     if forward.cache is None:
         raise ValueError("this recorded forward was already continued")
     eos = _eos_ids(adapter)
@@ -216,7 +225,7 @@ def continue_greedy(
         for seq, new in zip(seqs, out[:, batch["input_ids"].shape[1] :].tolist()):
             seq.extend(new)
     forward.cache = None
-    return [_text(adapter, seq, eos) for seq in seqs]
+    return seqs
 
 
 Prompt = tuple[Sequence[Image.Image], str]
@@ -286,23 +295,30 @@ def generate_batch(
     return [adapter.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
 
-def greedy_ids(adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20) -> list[int]:
-    """Token ids of the greedy answer for a one-row prompt (one ``generate``, key/value cache
-    on; the end-of-sequence token is included when reached)."""
-    adapter.reset_positions()  # Qwen: rotary offsets of an earlier prompt must not leak in
-    out = adapter.generate_ids(inputs.batch, max_new_tokens)
-    return out[0, inputs.input_ids.shape[1] :].tolist()
+def feature_forward(adapter: VLMAdapter, inputs: PromptInputs) -> RecordedForward:
+    """One forward of a one-row prompt on its precomputed visual features, recorded (logits
+    and key/value cache) for :func:`continue_ids`: the model's own vision path is not run, so
+    this works for every prompt an adapter builds (e.g. GLM-4V's video with images, which
+    transformers 5.24's pixel path refuses)."""
+    recorder = ForwardRecorder()
+    with recording(recorder), torch.no_grad():
+        out = adapter.forward_features(inputs, adapter.image_features(inputs), last_only=True)
+        offer(adapter, inputs, out.logits[:, -1], out)
+    return recorder.forwards[-1]
 
 
 def answer_from_features(
     adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20
 ) -> str:
-    """Greedy answer text of one prompt from one forward on its precomputed visual features,
-    continued from that forward's cache (:func:`continue_greedy`): the same tokens as
-    ``generate``, for prompts the model's own vision path cannot take in one forward (e.g.
-    GLM-4V with a video and images in transformers 5.24)."""
-    recorder = ForwardRecorder()
-    with recording(recorder), torch.no_grad():
-        out = adapter.forward_features(inputs, adapter.image_features(inputs), last_only=True)
-        offer(adapter, inputs, out.logits[:, -1], out)
-    return continue_greedy(adapter, recorder.forwards[-1], max_new_tokens)[0]
+    """Greedy answer text of one prompt from :func:`feature_forward`, continued from its
+    cache (the same tokens as ``generate``)."""
+    return continue_greedy(adapter, feature_forward(adapter, inputs), max_new_tokens)[0]
+
+
+def greedy_ids(adapter: VLMAdapter, inputs: PromptInputs, max_new_tokens: int = 20) -> list[int]:
+    """Token ids of the greedy answer of a one-row prompt, from :func:`feature_forward` (key
+    and value cache on; the end-of-sequence token included when reached, nothing after it)."""
+    (ids,) = continue_ids(adapter, feature_forward(adapter, inputs), max_new_tokens)
+    eos = _eos_ids(adapter)
+    end = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+    return ids[:end]
