@@ -359,7 +359,9 @@ def _cell(b: dict[str, Any], key: str, value: Any, fmt: str = "{:.2f}") -> str:
 
 
 def _count(n: float) -> str:
-    return next(f"{n / u:.2f}{s}" for u, s in ((1e9, "B"), (1e6, "M"), (1, "")) if n >= u or u == 1)
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,.0f}"
 
 
 def _memory(mib: float) -> str:
@@ -457,8 +459,8 @@ def _md_bench(res: dict[str, Any]) -> list[str]:
     dtypes = sorted({b.get("dtype", "?") for b in benches.values()})
     lines = [
         "",
-        f"Benchmark: random weights in {', '.join(dtypes)} with each model's real shapes, built "
-        "in memory on the device (cost figures only); medians of "
+        f"Benchmark: random weights in {', '.join(dtypes)}, each model built in memory on the "
+        "device at its preset's shapes (cost figures only); medians of "
         f"{res['sizes']['repeat']} run(s) after a warm-up. EGG maps are cold (vision tower "
         "included, like the forward); the scaling rows reuse cached vision features.",
         "",
@@ -488,7 +490,7 @@ def _md_training(tr: dict[str, Any] | None) -> list[str]:
     if not tr:
         return []
     if "steps_per_second" not in tr:
-        return ["", f"Training: {tr}"]
+        return ["", f"Training: {tr.get('error') or 'skipped, ' + str(tr.get('skipped'))}."]
     return [
         "",
         f"Training ({tr['config']} config, batch {tr['batch']}, {tr['steps']} steps): "
