@@ -44,9 +44,18 @@ demo: setup
 bench: setup
 	$(BIN)/egg-interp bench --preset llava-1.5-shaped --out figures/bench
 
-# CUDA tests, the llava-1.5-7b benchmark in bfloat16 and training speed: <= 8 min on one H100
-# (a CUDA build of torch: make gpu-check TORCH=torch). Writes figures/gpu/.
+# CUDA tests, the benchmark on LLaVA-1.5-7B's and Qwen3-VL-8B's shapes in bfloat16 (random
+# weights) and training speed: <= 8 min on one H100 or H200 once installed. Needs a CUDA build
+# of torch: make gpu-check TORCH=torch. Where nvidia-smi sees a GPU but the venv holds a CPU
+# build (left by an earlier make setup), that build is replaced by $(TORCH) first.
+# Writes figures/gpu/ (gpu_check.md and gpu_check.json).
 gpu-check: setup
+	@if nvidia-smi -L >/dev/null 2>&1 && \
+		! $(BIN)/python -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then \
+		echo "make gpu-check: the venv's torch is a CPU build; installing $(TORCH) instead"; \
+		$(BIN)/python -m pip uninstall -q -y torch && \
+		$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	fi
 	$(BIN)/python analyses/gpu_check.py --out figures/gpu
 
 clean:

@@ -64,7 +64,46 @@ LLAVA_7B = dict(
 )
 """LLaVA-1.5-7B's full shapes (CLIP ViT-L/14-336 tower, Vicuna-7B language model)."""
 
-PRESETS: dict[str, dict[str, int]] = {
+QWEN3_VL_8B: dict[str, Any] = dict(
+    family="qwen3_vl",
+    text=dict(
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=151936,
+        max_position_embeddings=262144,
+        rope_parameters=dict(
+            rope_type="default",
+            rope_theta=5000000.0,
+            mrope_section=[24, 20, 20],
+            mrope_interleaved=True,
+        ),
+    ),
+    vision=dict(
+        depth=27,
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_heads=16,
+        patch_size=16,
+        out_hidden_size=4096,
+        num_position_embeddings=2304,
+        deepstack_visual_indexes=[8, 16, 24],
+        hidden_act="gelu_pytorch_tanh",
+    ),
+    max_tokens=16384,
+    min_tokens=64,
+)
+"""Qwen3-VL-8B's full shapes: a Qwen3-8B language model (4096 wide, 36 layers, 32 query and
+8 key/value heads of 128, vocabulary 151,936, interleaved 3-D rotary sections 24/20/20) and
+the 27-layer SigLIP-2 vision tower of transformers' ``Qwen3VLVisionConfig`` defaults (1152
+wide, patch 16, 2x2 merger to 4096, deepstack from vision layers 8, 16 and 24); the released
+processor's pixel budget (64 to 16,384 tokens of 32 x 32 px). Read from the released
+checkpoint's published configuration, not downloaded; 8.8B parameters."""
+
+PRESETS: dict[str, dict[str, Any]] = {
     "llava-1.5-shaped": LLAVA_SHAPED,
     # full width, 2 of the 32 language layers and 2 of the 24 vision layers: the ratio of
     # saved activations to weights per layer is the real model's, so memory ratios carry over
@@ -73,8 +112,27 @@ PRESETS: dict[str, dict[str, int]] = {
     "llava-1.5-7b": LLAVA_7B,
     # 64 px, patch 8 (64 visual tokens per image), widths of 16: smoke runs of scripts
     "tiny": dict(image_size=64, patch_size=8, vision_hidden=16, text_hidden=16, text_layers=1),
+    "qwen3-vl-8b": QWEN3_VL_8B,
+    # full width, 2 of the 36 language layers and 2 of the 27 vision layers (deepstack after
+    # the first), the tokenizer's small vocabulary: as llava-1.5-7b-width
+    "qwen3-vl-8b-width": {
+        **QWEN3_VL_8B,
+        "text": {
+            **{k: v for k, v in QWEN3_VL_8B["text"].items() if k != "vocab_size"},
+            "num_hidden_layers": 2,
+        },
+        "vision": {**QWEN3_VL_8B["vision"], "depth": 2, "deepstack_visual_indexes": [0]},
+    },
+    # the tiny Qwen3-VL of the tests (width 32, 2 layers, deepstack after vision layer 0)
+    "qwen3-vl-tiny": dict(family="qwen3_vl", max_tokens=64, min_tokens=4),
 }
-"""Random-weight models the suite can build in memory, by name (``egg-interp bench --preset``)."""
+"""Random-weight models the suite can build in memory, by name (``egg-interp bench --preset``).
+
+An entry is the keyword arguments of its family's configuration: ``family`` names it
+(``"llava"`` when absent: :func:`~egg_interp.models.offline.llava_config`'s arguments;
+``"qwen3_vl"``: ``text`` and ``vision`` settings over
+:func:`~egg_interp.models.offline.qwen.qwen3_vl_config`'s tiny ones, and the processor's
+``max_tokens`` and ``min_tokens``)."""
 
 CACHE_METHODS = ("egg", "saliency", "input_x_gradient", "raw_attention", "gradcam")
 """The methods whose shared vision features the cache section times on one sample."""
@@ -151,29 +209,40 @@ def model_bytes(adapter: VLMAdapter) -> int:
     return int(sum(t.numel() * t.element_size() for t in tensors))
 
 
+def model_sizes(adapter: VLMAdapter) -> dict[str, Any]:
+    """The vision tower's and the language model's ``"hidden x layers"`` (``"?"`` where the
+    configuration names neither) and the number of parameters."""
+
+    def hidden_x_layers(cfg: Any) -> str:
+        hidden = getattr(cfg, "hidden_size", None)
+        layers = getattr(cfg, "num_hidden_layers", None)
+        return f"{hidden}x{layers}" if hidden and layers else "?"
+
+    cfg = adapter.model.config
+    return {
+        "vision": hidden_x_layers(getattr(cfg, "vision_config", None)),
+        "text": hidden_x_layers(getattr(cfg, "text_config", None)),
+        "parameters": sum(p.numel() for p in adapter.model.parameters()),
+    }
+
+
 def preset_adapter(
     name: str, device: str | None = None, dtype: str | None = None, seed: int = 0
 ) -> VLMAdapter:
     """Build the random-weight model ``name`` of :data:`PRESETS` in memory and wrap it.
 
-    Built directly on ``device`` in ``dtype`` (nothing written to disk), so LLaVA-1.5-7B's
-    full shapes fit a GPU in bfloat16 without a checkpoint.
+    Built directly on ``device`` in ``dtype`` (nothing written to disk, no copy on the CPU),
+    so LLaVA-1.5-7B's and Qwen3-VL-8B's full shapes fit a GPU in bfloat16 without a
+    checkpoint; the tokenizer and processor are the offline builders'. Wrapped in the adapter
+    :func:`~egg_interp.models.load_model` would choose for its ``model_type``.
     """
-    from transformers import LlavaForConditionalGeneration
-
     from egg_interp.errors import InputError
-    from egg_interp.models.llava import LlavaAdapter
-    from egg_interp.models.loading import resolve_dtype
-    from egg_interp.models.offline import (
-        build_llava_processor,
-        build_word_tokenizer,
-        llava_config,
-    )
+    from egg_interp.models.loading import adapter_class, resolve_dtype
 
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    tokenizer = build_word_tokenizer(BENCH_WORDS)
-    cfg = llava_config(tokenizer, **PRESETS[name])
+    spec = dict(PRESETS[name])
+    family = spec.pop("family", "llava")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = resolve_dtype(dtype, dev)
     torch.manual_seed(seed)
@@ -181,14 +250,61 @@ def preset_adapter(
     torch.set_default_dtype(torch_dtype)
     try:
         with dev:
-            model = LlavaForConditionalGeneration(cfg)
+            model, processor = _PRESET_BUILDERS[family](spec)
     finally:
         torch.set_default_dtype(previous)
     model.eval().requires_grad_(False)
+    cls = adapter_class(model.config.model_type)
+    return cls(model, processor, name=f"{name} (random weights)")
+
+
+def _llava_preset(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """A LLaVA-1.5 model of ``spec``'s sizes (:func:`~egg_interp.models.offline.llava_config`)
+    and its processor."""
+    from transformers import LlavaForConditionalGeneration
+
+    from egg_interp.models.offline import build_llava_processor, build_word_tokenizer, llava_config
+
+    tokenizer = build_word_tokenizer(BENCH_WORDS)
+    cfg = llava_config(tokenizer, **spec)
     processor = build_llava_processor(
         tokenizer, cfg.vision_config.image_size, cfg.vision_config.patch_size
     )
-    return LlavaAdapter(model, processor, name=f"{name} (random weights)")
+    return LlavaForConditionalGeneration(cfg), processor
+
+
+def _qwen3_vl_preset(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """A Qwen3-VL model with ``spec``'s ``text`` and ``vision`` settings and a processor with
+    its pixel budget; the placeholders' output rows are zeroed, as in the tiny checkpoint
+    (:func:`~egg_interp.models.offline.qwen.mute_placeholders`)."""
+    from transformers import Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+
+    from egg_interp.models.offline.qwen import (
+        build_qwen_processor,
+        mute_placeholders,
+        qwen3_vl_config,
+        qwen_tokenizer,
+    )
+
+    tokenizer = qwen_tokenizer(BENCH_WORDS)
+    cfg = qwen3_vl_config(tokenizer, spec.get("text"), spec.get("vision"))
+    model = Qwen3VLForConditionalGeneration(cfg)
+    mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
+    processor = build_qwen_processor(
+        Qwen3VLProcessor,
+        tokenizer,
+        cfg.vision_config.patch_size,
+        spec["max_tokens"],
+        spec["min_tokens"],
+    )
+    return model, processor
+
+
+_PRESET_BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[Any, Any]]] = {
+    "llava": _llava_preset,
+    "qwen3_vl": _qwen3_vl_preset,
+}
+"""Each preset family's model-and-processor builder (called under the device and dtype)."""
 
 
 def _image(width: int = 336, height: int = 336, seed: int = 0) -> Image.Image:
@@ -202,22 +318,26 @@ def bench_methods(
     question: str = "what is written on the sign ?",
     repeat: int = 5,
     n_images: int = 1,
+    image_size: tuple[int, int] = (336, 336),
 ) -> list[dict[str, Any]]:
     """Each method's time and peak memory as multiples of one plain forward pass.
 
-    Maps are computed cold (feature cache off, vision tower included), like the forward;
-    each timed run is paired with a forward run just before it (:func:`paired_ratio`).
+    Maps are computed cold (feature cache off, vision tower included), like the forward
+    (:meth:`~egg_interp.models.VLMAdapter.forward` from pixels, logits of the last position
+    only); each timed run is paired with a forward run just before it (:func:`paired_ratio`).
+    ``image_size`` is the (width, height) of the noise images (a model that keeps the
+    resolution, such as Qwen-VL, gives more tokens to larger ones).
     """
     from egg_interp.methods import get_method
 
     device = adapter.device
-    images = [_image(seed=i) for i in range(n_images)]
+    images = [_image(*image_size, seed=i) for i in range(n_images)]
     inputs = adapter.build_inputs(images, question)
     weights = model_bytes(adapter)
 
     def forward() -> None:
         with torch.no_grad():
-            adapter.model(**inputs.batch, logits_to_keep=1)
+            adapter.forward(inputs, logits_to_keep=1)
 
     t_fwd = time_call(forward, device, repeat)
     m_fwd = weights + peak_extra_memory(forward, device)
@@ -255,15 +375,19 @@ def bench_methods(
 
 
 def bench_scaling(
-    adapter: VLMAdapter, n_images: Sequence[int] = (1, 2, 4, 8), repeat: int = 3
+    adapter: VLMAdapter,
+    n_images: Sequence[int] = (1, 2, 4, 8),
+    repeat: int = 3,
+    image_size: tuple[int, int] = (336, 336),
 ) -> dict[str, Any]:
-    """EGG map time against the number of visual tokens (images of the prompt); fitted exponent."""
+    """EGG map time against the number of visual tokens (``n`` noise images of ``image_size``
+    in the prompt, features cached); fitted exponent."""
     from egg_interp.methods import get_method
 
     egg = get_method("egg")
     tokens, seconds = [], []
     for n in n_images:
-        images = [_image(seed=i) for i in range(n)]
+        images = [_image(*image_size, seed=i) for i in range(n)]
         inputs = adapter.build_inputs(images, "what is written on the sign ?")
         adapter.clear_cache()
 
@@ -277,6 +401,36 @@ def bench_scaling(
         float(np.polyfit(np.log(tokens), np.log(seconds), 1)[0]) if len(tokens) > 1 else math.nan
     )
     return {"tokens": tokens, "seconds": seconds, "exponent": slope}
+
+
+def visual_tokens(adapter: VLMAdapter, image_size: tuple[int, int] = (336, 336)) -> int:
+    """Visual tokens the model gives one noise image of ``image_size`` (width, height)."""
+    inputs = adapter.build_inputs([_image(*image_size)], "what is written on the sign ?")
+    return sum(lay.n_tokens for lay in inputs.layouts)
+
+
+def bench_answer(
+    adapter: VLMAdapter,
+    image_size: tuple[int, int] = (336, 336),
+    max_new_tokens: int = 10,
+    repeat: int = 3,
+) -> dict[str, Any]:
+    """Time of one greedy answer from pixels (prefill, vision tower included, then decoding
+    with the key/value cache), through :meth:`~egg_interp.models.VLMAdapter.generate_ids`.
+
+    Returns the median ``seconds`` and the ``new_tokens`` decoded (fewer than
+    ``max_new_tokens`` when the model ends its answer early).
+    """
+    inputs = adapter.build_inputs([_image(*image_size)], "what is written on the sign ?")
+    new_tokens = []
+
+    def run() -> None:
+        adapter.reset_positions()
+        ids = adapter.generate_ids(inputs.batch, max_new_tokens)
+        new_tokens.append(ids.shape[1] - inputs.input_ids.shape[1])
+
+    seconds = time_call(run, adapter.device, repeat)
+    return {"seconds": seconds, "new_tokens": int(statistics.median(new_tokens))}
 
 
 def bench_regions(repeat: int = 50) -> dict[str, float]:
@@ -339,15 +493,19 @@ def bench_pipeline(
 
 
 def bench_batch(
-    adapter: VLMAdapter, sizes: Sequence[int] = (1, 4, 8), repeat: int = 3
+    adapter: VLMAdapter,
+    sizes: Sequence[int] = (1, 4, 8),
+    repeat: int = 3,
+    image_size: tuple[int, int] = (336, 336),
 ) -> dict[int, float]:
-    """EGG maps per second at several batch sizes (one forward/backward per batch)."""
+    """EGG maps per second at several batch sizes (one forward/backward per batch of one
+    noise image of ``image_size`` per prompt)."""
     from egg_interp.methods import get_method
 
     egg = get_method("egg")
     out = {}
     for b in sizes:
-        items = [([_image(seed=i)], "what is written on the sign ?") for i in range(b)]
+        items = [([_image(*image_size, seed=i)], "what is written on the sign ?") for i in range(b)]
 
         def run(items: list = items) -> None:
             adapter.clear_cache()
@@ -539,14 +697,9 @@ def _header(adapter: VLMAdapter, label: str, repeat: int) -> dict[str, Any]:
     """What was measured on what: model sizes, device, dtype, versions, date, targets."""
     import platform
 
-    cfg = adapter.model.config
     return {
         "model": label,
-        "sizes": {
-            "vision": f"{cfg.vision_config.hidden_size}x{cfg.vision_config.num_hidden_layers}",
-            "text": f"{cfg.text_config.hidden_size}x{cfg.text_config.num_hidden_layers}",
-            "parameters": sum(p.numel() for p in adapter.model.parameters()),
-        },
+        "sizes": model_sizes(adapter),
         "device": str(adapter.device),
         "dtype": str(adapter.dtype).replace("torch.", ""),
         "torch": torch.__version__,
@@ -590,11 +743,11 @@ def _sections(
 def _width_check(preset: str, device: str | None, dtype: str | None, repeat: int) -> dict:
     """EGG's time and memory against the forward on the full-width preset ``preset``."""
     wide = preset_adapter(preset, device, dtype)
-    cfg = wide.model.config
+    sizes = model_sizes(wide)
     return {
         "preset": preset,
-        "text": f"{cfg.text_config.hidden_size}x{cfg.text_config.num_hidden_layers}",
-        "parameters": sum(p.numel() for p in wide.model.parameters()),
+        "text": sizes["text"],
+        "parameters": sizes["parameters"],
         "methods": bench_methods(wide, ["egg"], repeat=max(1, repeat // 2)),
     }
 

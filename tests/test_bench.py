@@ -214,3 +214,58 @@ def test_markdown_reports_both_answer_paths_at_both_batches_side_by_side():
     assert "| 8 | 6.00 | 9.00 | 1.50x |" in text
     assert "| batch 8 / batch 1 | 1.50x | 1.80x | |" in text
     assert "Sections rerun on d2: pipeline" in text
+
+
+def test_qwen3_vl_preset_built_in_memory_matches_the_saved_checkpoint(tmp_path):
+    """The in-memory Qwen3-VL preset (offline tokenizer and processor, deepstack) is the model
+    that the standard path loads once saved: same adapter class, same maps, same answers."""
+    import numpy as np
+
+    from egg_interp import bench
+    from egg_interp.methods import get_method
+    from egg_interp.models import load_model
+    from egg_interp.models.qwen3_vl import Qwen3VLAdapter
+
+    built = bench.preset_adapter("qwen3-vl-tiny", device="cpu")
+    assert isinstance(built, Qwen3VLAdapter)
+    built.model.save_pretrained(tmp_path)
+    built.processor.save_pretrained(tmp_path)
+    saved = load_model(tmp_path, device="cpu")
+    assert type(saved) is Qwen3VLAdapter
+    image, question = bench._image(128, 96), "what is written on the sign ?"
+    a = get_method("egg").attribute(built, [image], question)
+    b = get_method("egg").attribute(saved, [image], question)
+    assert a.grid.shape == (3, 4) and np.abs(a.grid).max() > 0  # 96 x 128 px, 32 px tokens
+    np.testing.assert_allclose(a.grid, b.grid, rtol=1e-5, atol=1e-9)
+    assert bench.bench_answer(built, (128, 96), 4, repeat=1)["new_tokens"] >= 1
+    inputs = built.build_inputs([image], question)
+    assert built.generate(inputs, 4) == saved.generate(saved.build_inputs([image], question), 4)
+
+
+def test_full_size_presets_have_the_released_shapes():
+    """Counted on the meta device (no memory): LLaVA-1.5-7B 7.06B parameters, Qwen3-VL-8B
+    8.77B, as their model cards state."""
+    from egg_interp import bench
+
+    llava = bench.model_sizes(bench.preset_adapter("llava-1.5-7b", device="meta"))
+    qwen = bench.model_sizes(bench.preset_adapter("qwen3-vl-8b", device="meta"))
+    assert (llava["vision"], llava["text"]) == ("1024x24", "4096x32")
+    assert (qwen["vision"], qwen["text"]) == ("1152x27", "4096x36")
+    assert round(llava["parameters"] / 1e9, 2) == 7.06
+    assert round(qwen["parameters"] / 1e9, 2) == 8.77
+
+
+def test_bench_runs_through_the_adapter_on_llama4(tmp_path):
+    """Llama 4's model cannot be called directly in transformers 5.24 (its adapter drives the
+    pieces itself): the forward, the map and the answer go through the adapter interface."""
+    from conftest import WORDS
+
+    from egg_interp.bench import bench_answer, bench_methods
+    from egg_interp.models import load_model
+    from egg_interp.models.offline.llama4 import build_tiny_llama4
+
+    adapter = load_model(build_tiny_llama4(tmp_path, WORDS), device="cpu")
+    rows = bench_methods(adapter, ["egg"], repeat=1, image_size=(96, 96))
+    assert [r["method"] for r in rows] == ["forward", "egg"] and "error" not in rows[1]
+    assert rows[1]["memory_ratio"] >= 1.0
+    assert 1 <= bench_answer(adapter, (96, 96), 3, repeat=1)["new_tokens"] <= 3

@@ -39,7 +39,9 @@ QWEN_CHAT_TEMPLATE = (
 one ``<|vision_start|><|video_pad|><|vision_end|>`` per video, as the released templates."""
 
 
-def _qwen_tokenizer(words: Iterable[str]) -> Any:
+def qwen_tokenizer(words: Iterable[str]) -> Any:
+    """The word-level tokenizer of the tiny Qwen-VL checkpoints: ``words`` plus ``user``,
+    ``assistant`` and the Qwen vision special tokens (:data:`QWEN_SPECIAL`)."""
     return build_word_tokenizer([*words, "user", "assistant"], special_tokens=QWEN_SPECIAL)
 
 
@@ -124,14 +126,32 @@ def mute_placeholders(model: Any, token_ids: Iterable[int]) -> None:
             model.lm_head.weight[i].zero_()
 
 
-def _qwen_processor(cls: type, tokenizer: Any, patch: int, max_tokens: int) -> Any:
+def build_qwen_processor(
+    cls: type, tokenizer: Any, patch: int, max_tokens: int, min_tokens: int = 4
+) -> Any:
+    """A Qwen-VL processor of class ``cls`` (image-only, see
+    :func:`~egg_interp.models.processors.image_only_processor_class`) with the PIL image
+    processor and :data:`QWEN_CHAT_TEMPLATE`.
+
+    Parameters
+    ----------
+    cls : type
+        ``Qwen2VLProcessor``, ``Qwen2_5_VLProcessor`` or ``Qwen3VLProcessor``.
+    tokenizer : PreTrainedTokenizerFast
+        With the Qwen vision special tokens (``<|image_pad|>`` ...).
+    patch : int
+        Vision patch side in pixels; a merged token covers ``2 * patch`` pixels per side.
+    max_tokens, min_tokens : int
+        The pixel budget in merged tokens: ``max_pixels = max_tokens * (2 patch)^2``, likewise
+        ``min_pixels`` (the released Qwen3-VL processor: 16384 and 64 tokens of 32 x 32 px).
+    """
     from transformers import Qwen2VLImageProcessorPil
 
     from egg_interp.models.processors import image_only_processor_class
 
     unit = (patch * 2) ** 2  # pixels per merged token
     image_processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": 4 * unit, "longest_edge": max_tokens * unit},
+        size={"shortest_edge": min_tokens * unit, "longest_edge": max_tokens * unit},
         patch_size=patch,
         merge_size=2,
         temporal_patch_size=2,
@@ -156,7 +176,7 @@ def build_tiny_qwen2_vl(
     Qwen2 LM with 3-D rotary positions. Arguments as :func:`build_tiny_qwen2_5_vl`."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
-    tokenizer = _qwen_tokenizer(words)
+    tokenizer = qwen_tokenizer(words)
     cfg = Qwen2VLConfig(
         text_config=_qwen_text(tokenizer, hidden, layers),
         vision_config=dict(
@@ -174,7 +194,7 @@ def build_tiny_qwen2_vl(
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(cfg).eval()
     mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
-    processor = _qwen_processor(Qwen2VLProcessor, tokenizer, patch, max_tokens)
+    processor = build_qwen_processor(Qwen2VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
 
 
@@ -204,7 +224,7 @@ def build_tiny_qwen2_5_vl(
         Qwen2_5_VLProcessor,
     )
 
-    tokenizer = _qwen_tokenizer(words)
+    tokenizer = qwen_tokenizer(words)
     cfg = Qwen2_5_VLConfig(
         text_config=_qwen_text(tokenizer, hidden, layers),
         vision_config=dict(
@@ -223,7 +243,7 @@ def build_tiny_qwen2_5_vl(
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    processor = _qwen_processor(Qwen2_5_VLProcessor, tokenizer, patch, max_tokens)
+    processor = build_qwen_processor(Qwen2_5_VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
 
 
@@ -242,18 +262,36 @@ def build_tiny_qwen3_vl(
     last (``deepstack_visual_indexes = [0, ..., layers - 2]``), Qwen3 LM with interleaved
     3-D rotary positions. Arguments as :func:`build_tiny_qwen2_5_vl`.
     """
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+    from transformers import Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 
-    tokenizer = _qwen_tokenizer(words)
-    cfg = Qwen3VLConfig(
-        text_config=_qwen3_text(tokenizer, hidden, layers),
-        vision_config=_qwen3_vision(hidden, layers, patch, deepstack=True),
-        **_qwen_ids(tokenizer),
-    )
+    tokenizer = qwen_tokenizer(words)
+    cfg = qwen3_vl_config(tokenizer, hidden=hidden, layers=layers, patch=patch)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(cfg).eval()
-    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    processor = build_qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
+
+
+def qwen3_vl_config(
+    tokenizer: Any,
+    text: dict[str, Any] | None = None,
+    vision: dict[str, Any] | None = None,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    patch: int = 16,
+) -> Any:
+    """A ``Qwen3VLConfig``: the tiny one of :func:`build_tiny_qwen3_vl` (width ``hidden``,
+    ``layers`` layers in both towers, deepstack after every vision layer but the last), with
+    the entries of ``text`` and ``vision`` replacing its text and vision settings (a released
+    model's widths and depths, say). Token ids come from ``tokenizer``."""
+    from transformers import Qwen3VLConfig
+
+    return Qwen3VLConfig(
+        text_config={**_qwen3_text(tokenizer, hidden, layers), **(text or {})},
+        vision_config={**_qwen3_vision(hidden, layers, patch, deepstack=True), **(vision or {})},
+        **_qwen_ids(tokenizer),
+    )
 
 
 def _qwen3_text(
@@ -321,7 +359,7 @@ def build_tiny_qwen3_vl_moe(
         Qwen3VLProcessor,
     )
 
-    tokenizer = _qwen_tokenizer(words)
+    tokenizer = qwen_tokenizer(words)
     text = {**_qwen3_text(tokenizer, hidden, layers), **_moe(experts, top_k, hidden)}
     cfg = Qwen3VLMoeConfig(
         text_config=text,
@@ -331,7 +369,7 @@ def build_tiny_qwen3_vl_moe(
     torch.manual_seed(seed)
     model = Qwen3VLMoeForConditionalGeneration(cfg).eval()
     mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
-    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    processor = build_qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
 
 
@@ -392,7 +430,7 @@ def build_tiny_qwen3_5(
     torch.manual_seed(seed)
     model = Qwen3_5ForConditionalGeneration(cfg).eval()
     mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
-    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    processor = build_qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
 
 
@@ -428,5 +466,5 @@ def build_tiny_qwen3_5_moe(
     torch.manual_seed(seed)
     model = Qwen3_5MoeForConditionalGeneration(cfg).eval()
     mute_placeholders(model, (cfg.image_token_id, cfg.video_token_id))
-    processor = _qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
+    processor = build_qwen_processor(Qwen3VLProcessor, tokenizer, patch, max_tokens)
     return save_checkpoint(directory, model, processor)
