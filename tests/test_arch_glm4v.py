@@ -39,10 +39,10 @@ from video_checks import (
 )
 
 from egg_interp.geometry import crop_image
+from egg_interp.loop.video import ground_video
 from egg_interp.models.glm4v import Glm4vAdapter
 from egg_interp.models.offline.glm4v import build_tiny_glm4v
 from egg_interp.settings import LoopSettings
-from egg_interp.video_grounding import ground_video
 
 ARCH = TinyArch(build_tiny_glm4v, tower="visual")
 

@@ -250,7 +250,7 @@ def test_video_every_registered_method(adapter):
 def test_video_grounding_maps_and_answers_without_zooming(adapter):
     """No zoom loop on a video (the crops cannot join it in one prompt): the map and the
     answer to the video alone, equal to ``generate``, and a note saying why."""
-    from egg_interp.video_grounding import ground_video
+    from egg_interp.loop.video import ground_video
 
     video = noise_video((80, 60), 3)
     result = ground_video(adapter, video, "what ?", max_new_tokens=3)

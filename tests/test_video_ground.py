@@ -67,9 +67,9 @@ def test_ground_video_writes_per_frame_maps_curve_strip_crops_and_page(
 def test_video_loop_zooms_into_frames_and_answers_with_the_video_and_crops(qwen2_vl_dir):
     """Two steps: step 1 maps [video, step 0's crops]; each crop is cut from its slice's first
     frame; the answers equal ``generate`` from the pixels of the same prompts."""
+    from egg_interp.loop.video import ground_video
     from egg_interp.models import load_model
     from egg_interp.settings import LoopSettings
-    from egg_interp.video_grounding import ground_video
 
     adapter = load_model(qwen2_vl_dir, device="cpu")
     video = Video.from_frames([noise_image(96, 72, k) for k in range(6)], fps=4)

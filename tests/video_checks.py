@@ -248,8 +248,8 @@ def check_video_loop_answers(adapter, video, question=QUESTION):
     from their slices' first frames; both answers, continued from the maps' recorded
     forwards, equal ``generate`` from the pixels of the same prompts."""
     from egg_interp.geometry import crop_image
+    from egg_interp.loop.video import ground_video
     from egg_interp.settings import LoopSettings
-    from egg_interp.video_grounding import ground_video
 
     settings = LoopSettings(stop="fixed:2")
     result = ground_video(adapter, video, question, settings=settings, max_new_tokens=3)

@@ -1,7 +1,7 @@
 """``egg-interp ground --video``: a question grounded on a video's sampled frames.
 
 The frames are decoded (and every input checked) before the model loads; the zoom loop then
-runs on the video (:func:`egg_interp.video_grounding.ground_video`). Output folder:
+runs on the video (:func:`egg_interp.loop.video.ground_video`). Output folder:
 ``map.npz`` (step 0's map: one grid per temporal slice), ``frames/frame_NN.png`` (each
 sampled frame with its map, all on one colour scale), ``relevance_over_time.png``,
 ``frame_strip.png`` (frames, maps, step 0's regions on their frames, the zoomed frames
@@ -22,7 +22,7 @@ from egg_interp.settings import LoopSettings
 from egg_interp.video import read_video
 
 if TYPE_CHECKING:
-    from egg_interp.video_grounding import VideoGroundingResult
+    from egg_interp.loop.video import VideoGroundingResult
 
 
 def run_ground_video(args: argparse.Namespace) -> int:
@@ -33,8 +33,8 @@ def run_ground_video(args: argparse.Namespace) -> int:
     question = check_question(args.question)
     settings: LoopSettings = args.loop
 
+    from egg_interp.loop.video import ground_video
     from egg_interp.models import load_model
-    from egg_interp.video_grounding import ground_video
 
     suffix = getattr(args, "prompt_suffix", "")
     adapter = load_model(args.model, device=args.device, dtype=args.dtype, prompt_suffix=suffix)
