@@ -160,6 +160,15 @@ def to_json(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
+def save_image(image: Image.Image, path: str | Path) -> Path:
+    """Save a PIL image atomically, in the format its suffix names (PNG by default)."""
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt)
+    return path
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt

@@ -244,3 +244,19 @@ def test_report_grids_say_in_the_terminal_why_they_cannot(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot load the model 'nobody/not-on-this-machine'" in err[0]
     assert err[0].startswith("egg-interp report: warning: --grids:")
+
+
+def test_scene_writes_a_picture_to_try_with_its_question(tmp_path, capsys):
+    """``egg-interp scene`` gives a newcomer a picture and a question the organism knows."""
+    from PIL import Image
+
+    from egg_interp.data import scenes
+
+    out = tmp_path / "scene.png"
+    assert main(["scene", "--out", str(out), "--family", "coarse", "--index", "1"]) == 0
+    sample = scenes.load(split="test", families=["coarse"], per_family=2)[1]
+    assert Image.open(out).tobytes() == sample.image.tobytes()
+    printed = capsys.readouterr().out
+    assert f"question: {sample.question}" in printed
+    assert f"answer: {sample.answers[0]}" in printed
+    assert f'egg-interp ground --image {out} --question "{sample.question}"' in printed

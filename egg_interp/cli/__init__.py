@@ -32,6 +32,7 @@ from egg_interp.cli.commands import (
     run_ground,
     run_methods,
     run_sanity,
+    run_scene,
 )
 from egg_interp.cli.evaluate import run_evaluate, run_merge, run_report
 from egg_interp.cli.explore import EXPLORE_HELP, add_explore_args, run_explore
@@ -53,6 +54,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
         run_compare,
     ),
     "methods": ("list the attribution methods and what each needs", a.methods_args, run_methods),
+    "scene": (
+        "write a test scene of the organism's benchmark (a picture to try) and its question",
+        a.scene_args,
+        run_scene,
+    ),
     "evaluate": (
         "score maps and answers on a benchmark, appending to a resumable JSONL file "
         "(multi-GPU under torchrun / accelerate launch)",

@@ -288,6 +288,22 @@ def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
 
 
+def scene_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="scene.png", help="where to write the picture (PNG)")
+    p.add_argument(
+        "--family",
+        default="detail",
+        choices=("detail", "multi", "coarse", "existence"),
+        help="question family (default: detail, the one that needs a zoom)",
+    )
+    p.add_argument(
+        "--index",
+        type=int_at_least(0),
+        default=0,
+        help="which test scene of the family (0, 1, ...)",
+    )
+
+
 def bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", default="organism", help="checkpoint or 'organism' (default); see --preset"

@@ -163,6 +163,22 @@ def run_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_scene(args: argparse.Namespace) -> int:
+    """``scene``: write one test scene of the organism's benchmark and print its question."""
+    from egg_interp.data import scenes
+    from egg_interp.io import save_image
+
+    sample = scenes.load(split="test", families=[args.family], per_family=args.index + 1)[-1]
+    out = Path(args.out)
+    save_image(sample.image, out)
+    boxes = ", ".join(",".join(f"{v:g}" for v in b) for b in sample.boxes) or "none"
+    print(f"wrote {out} ({sample.image.width} x {sample.image.height} px, {sample.id})")
+    print(f"question: {sample.question}")
+    print(f"answer: {sample.answers[0]}    evidence box(es) x0,y0,x1,y1: {boxes}")
+    print(f'try: egg-interp ground --image {out} --question "{sample.question}" --out ground_out')
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``demo``: EGG on the organism's scenes benchmark."""
     from egg_interp.demo import run_demo as demo
