@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,18 @@ def hub_config(monkeypatch, tmp_path):
 
 def test_registry_has_every_architecture():
     assert {"llava", "llava_next", "qwen2_5_vl", "internvl"} <= set(ADAPTERS)
+    assert len(ADAPTERS) >= 20
+
+
+def test_every_registered_type_has_its_own_test_file():
+    """Each model type is tested on its own tiny checkpoint (tests/test_arch_<type>.py), and so
+    is each refusal; the core LLaVA-1.5 tests live in the files of the core features."""
+    from egg_interp.models.loading import REFUSED
+
+    here = Path(__file__).parent
+    missing = [t for t in (*ADAPTERS, *REFUSED) if t != "llava"]
+    missing = [t for t in missing if not (here / f"test_arch_{t}.py").is_file()]
+    assert not missing, f"no tests/test_arch_<type>.py for {missing}"
 
 
 def test_model_types_mirror_the_adapters():
