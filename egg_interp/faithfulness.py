@@ -167,6 +167,12 @@ _CONTROLS: WeakKeyDictionary[VLMAdapter, OrderedDict[tuple, Any]] = WeakKeyDicti
 """Random-order curves per adapter, shared by the maps of one prompt."""
 
 
+def forget_controls(adapter: VLMAdapter) -> None:
+    """Forget the random-order curves kept for ``adapter``: the next map of each prompt
+    scores them again (what a prompt's first map costs; the benchmark times it)."""
+    _CONTROLS.pop(adapter, None)
+
+
 def _areas(curves: dict[tuple[str, str], Curve], settings: FaithfulnessSettings) -> dict:
     """The area of the tracked value under each curve and order, keyed by its map-score input
     (:func:`~egg_interp.metrics.deletion.area_input`: ``deletion_morf``, ...)."""
@@ -438,4 +444,10 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 _PROBES: dict[str, type[_Probe]] = {"pixels": _PixelProbe, "tokens": _TokenProbe}
 
 
-__all__ = ["FaithfulnessSettings", "Prompt", "area_scores", "faithfulness_scores"]
+__all__ = [
+    "FaithfulnessSettings",
+    "Prompt",
+    "area_scores",
+    "faithfulness_scores",
+    "forget_controls",
+]

@@ -356,6 +356,14 @@ def bench_args(p: argparse.ArgumentParser) -> None:
         default="llava-1.5-7b-width",
         help="preset for the full-width EGG time/memory check ('none' to skip)",
     )
+    p.add_argument(
+        "--only",
+        default=None,
+        metavar="SECTIONS",
+        help="rerun these sections (comma-separated: regions, scaling, pipeline, batch, cache, "
+        "runner, runner_batch, faithfulness) into the bench.json already in --out, keeping the "
+        "rest",
+    )
 
 
 def sanity_args(p: argparse.ArgumentParser) -> None:
