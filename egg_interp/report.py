@@ -120,6 +120,18 @@ def _common_row(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _map_seconds(r: Mapping[str, Any]) -> dict[str, float]:
+    """A map line's ``seconds`` less its faithfulness curves' (the map's own cost, as in a run
+    without them), and those in ``faithfulness_seconds`` (NaN when not measured)."""
+    timing = r.get("timing") or {}
+    total = read_number(timing.get("total"))
+    curves = timing.get("faithfulness")
+    spent = read_number(curves.get("seconds")) if isinstance(curves, Mapping) else math.nan
+    if math.isnan(spent):
+        return {"seconds": total, "faithfulness_seconds": math.nan}
+    return {"seconds": total - spent, "faithfulness_seconds": spent}
+
+
 def _answer_columns(r: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "score": read_number(r.get("score")),
@@ -146,7 +158,8 @@ def load_frames(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame,
     Columns common to both: ``model, dataset, split, kind, name, target, label,
     config_hash, sample_id, index, family, size_bucket, evidence_area, n_boxes, box_source,
     error, seconds``; maps add one column per map score of the registry
-    (:func:`egg_interp.metrics.registry.scores`, NaN where a line lacks it); answers add
+    (:func:`egg_interp.metrics.registry.scores`, NaN where a line lacks it) and
+    ``faithfulness_seconds`` (their ``seconds`` leave those out); answers add
     ``score, answer, answers, metric, n_crops, n_steps``. Numbers are read by
     :func:`egg_interp.io.read_number`.
     """
@@ -157,6 +170,7 @@ def load_frames(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame,
         if r["kind"] == "map":
             line_scores = r.get("scores") or {}
             row.update({s: read_number(line_scores.get(s)) for s in map_scores})
+            row.update(_map_seconds(r))
             maps.append(row)
         elif r["kind"] == "answer":
             row.update(_answer_columns(r))
@@ -228,8 +242,9 @@ def faithfulness_table(maps: pd.DataFrame) -> pd.DataFrame:
     attention maps), ``n`` (lines), ``errors``, ``n_scored`` (lines with a faithfulness
     score), then for each faithfulness score some line holds, in declaration order, ``<name>`` (mean
     over the lines where it is defined), ``<name>_lo`` and ``<name>_hi`` (its 95 % interval:
-    :func:`egg_interp.metrics.intervals.interval`, a seeded bootstrap of the mean). Empty
-    when no line holds such a score.
+    :func:`egg_interp.metrics.intervals.interval`, a seeded bootstrap of the mean), and
+    ``seconds``, the curves' mean cost per map (the localisation table's ``seconds`` leave it
+    out). Empty when no line holds such a score.
     """
     declared = scores_held(maps, "faithfulness")
     if not declared:
@@ -246,6 +261,7 @@ def faithfulness_table(maps: pd.DataFrame) -> pd.DataFrame:
             figure = interval(ok[name].tolist(), proportion=False)
             row[name] = figure["mean"]
             row[f"{name}_lo"], row[f"{name}_hi"] = figure["ci95"]
+        row["seconds"] = _mean(ok["faithfulness_seconds"])
         rows.append(row)
     return _sorted(pd.DataFrame(rows))
 
@@ -261,17 +277,24 @@ def faithfulness_shown(table: pd.DataFrame) -> Table:
             _with_interval(scale * m, scale * lo, scale * hi)
             for m, lo, hi in zip(table[s.name], table[f"{s.name}_lo"], table[f"{s.name}_hi"])
         ]
+    if "seconds" in table:
+        shown["seconds"] = table["seconds"]
     return Table(table, shown, headers={s.name: s.header for s in declared})
 
 
 def _with_interval(mean: float, lo: float, hi: float) -> str:
     """``"0.231 [0.198, 0.262]"``; ``"-"`` without a mean.
 
+    Rounding noise around zero (a Wilson bound of 3e-16) reads as 0.
+
     >>> _with_interval(0.2314, 0.19812, 0.2625), _with_interval(float("nan"), 0, 1)
     ('0.231 [0.198, 0.263]', '-')
+    >>> _with_interval(0.0, 3.47e-16, 4.14)
+    '0 [0, 4.14]'
     """
     if not math.isfinite(mean):
         return "-"
+    mean, lo, hi = (round(v, 12) + 0.0 for v in (mean, lo, hi))
     return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
 
 

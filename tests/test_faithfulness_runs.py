@@ -200,6 +200,15 @@ def test_report_shows_faithfulness_and_the_target_ablation_on_real_lines(run, tm
     assert table.loc["egg", "deletion_auc"] == pytest.approx(
         np.mean([r["scores"]["deletion_auc"] for r in lines])
     )
+    # the curves' cost is the faithfulness table's; the localisation table's is the map's own
+    timing = [r["timing"] for r in lines]
+    assert table.loc["egg", "seconds"] == pytest.approx(
+        np.mean([t["faithfulness"]["seconds"] for t in timing])
+    )
+    localisation = pd.read_csv(rep / "pointing_game.csv").set_index("method")
+    assert localisation.loc["egg", "seconds"] == pytest.approx(
+        np.mean([t["total"] - t["faithfulness"]["seconds"] for t in timing])
+    )
     md = (rep / "report.md").read_text()
     assert "| deletion AUC (MoRF) \u2193 |" in md
     assert "insertion AUC (MoRF) = deletion AUC (LeRF)" in md  # one substrate, said so
