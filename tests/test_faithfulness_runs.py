@@ -319,3 +319,24 @@ def test_target_ablation_pairs_egg_with_saliency_of_another_target(tmp_path):
     faithful = pd.read_csv(rep / "faithfulness.csv")
     assert set(faithful["method"]) == {"egg", "saliency", "saliency[entropy]"}
     assert math.isclose(faithful.set_index("method").loc["saliency[entropy]", "deletion_auc"], 0.25)
+
+
+def test_the_command_line_writes_and_reports_the_scores(tmp_path, capsys):
+    """``evaluate --faithfulness`` then ``report``, as a user types them (one scene, 4 steps)."""
+    from egg_interp.cli import main
+
+    out = tmp_path / "r.jsonl"
+    argv = ["evaluate", "--dataset", "scenes", "--limit", "1", "--methods", "egg,raw_attention"]
+    argv += ["--pipelines", "base", "--faithfulness", "deletion,insertion"]
+    argv += ["--faithfulness-steps", "4", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "deletion_auc" in printed and "insertion_auc" in printed
+    lines = [r for r in read_results(out) if r["kind"] == "map"]
+    assert len(lines) == 2
+    assert all(r["config"]["faithfulness"]["steps"] == 4 for r in lines)
+    assert all({"deletion_auc", "insertion_auc"} <= set(r["scores"]) for r in lines)
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert "deletion AUC (MoRF)" in (tmp_path / "rep" / "faithfulness.md").read_text()
+    assert main([*argv, "--faithfulness-orders", "morf,sideways"]) == 2
+    assert "orders must be distinct names" in capsys.readouterr().err
