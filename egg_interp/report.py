@@ -739,7 +739,7 @@ def faithfulness_notes(paths: str | Path | Iterable[str | Path]) -> list[str]:
     """What the faithfulness table measured, one line per distinct setting in the map lines'
     configs (space, substrates, steps, orders, what the areas integrate), and what follows
     from one substrate: insertion under MoRF keeps, step by step, what deletion under LeRF
-    keeps, so those two AUCs are equal (and so are the two gaps)."""
+    keeps, so those two AUCs are equal (and so are the two gaps) for maps without ties."""
     import json
 
     with warnings.catch_warnings():  # unreadable lines: load_frames has warned about them
@@ -765,7 +765,9 @@ def faithfulness_notes(paths: str | Path | Iterable[str | Path]) -> list[str]:
             lines.append(
                 "  With one substrate, insertion under MoRF keeps, step by step, what deletion "
                 "under LeRF keeps: insertion AUC (MoRF) = deletion AUC (LeRF), and the two "
-                "gaps are equal."
+                "gaps are equal, for every map without tied cells (tied cells go in row-major "
+                "order under both orders, so a map with ties, such as Grad-CAM's zeros, has "
+                "curves of its own)."
             )
     return lines
 

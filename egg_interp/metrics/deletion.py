@@ -195,7 +195,8 @@ def curves_from_batch(
     is called once with the rest: every curve shares the full and the empty mask, and
     insertion under MoRF keeps, step by step, the cells that deletion under LeRF keeps (and
     vice versa), so MoRF and LeRF deletion and insertion at ``n`` steps need ``2n`` masks,
-    not ``4(n + 1)``.
+    not ``4(n + 1)`` (on a grid without tied values: tied cells go in row-major order under
+    both orders, so a grid with ties needs more, up to ``4n - 2``).
 
     Parameters
     ----------
@@ -270,8 +271,9 @@ class FaithfulnessSettings:
         (``"blur"``; ``"mean"`` for tokens).
     insertion_substrate : str
         The substrate insertion starts from; ``""``: :attr:`substrate`. With one substrate,
-        insertion under MoRF keeps, step by step, what deletion under LeRF keeps, so its
-        curve is that one read backwards and their areas are equal; RISE deletes to a flat
+        insertion under MoRF keeps, step by step, what deletion under LeRF keeps (on a map
+        without tied cells), so its curve is that one read backwards and their areas are
+        equal; RISE deletes to a flat
         fill and inserts on a blurred image (e.g. ``substrate="mean"``,
         ``insertion_substrate="blur"``), which makes the two curves differ.
     steps : int, default 16
