@@ -20,12 +20,21 @@ on a real benchmark on a GPU, e.g.::
 
 and under ``torchrun --nproc_per_node N analyses/eval_scenes.py ...`` the evaluation is
 sharded over N GPUs (the report is written once, by rank 0).
+
+``--faithfulness deletion,insertion`` (with ``--faithfulness-space``, ``-substrate``,
+``-steps``, ``-orders``, as ``egg-interp evaluate``) adds every map's deletion and insertion
+curves: the report gains the faithfulness table and plot and the target ablation (EGG's
+entropy against saliency's answer log-probability). The committed ``figures/scenes`` come
+from::
+
+    EGG_INTERP_THREADS=1 python analyses/eval_scenes.py --faithfulness deletion,insertion
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--prompt-suffix", default="")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--faithfulness", default=None, help="curves: deletion,insertion (off)")
+    ap.add_argument("--faithfulness-space", default=None, choices=("pixels", "tokens"))
+    ap.add_argument("--faithfulness-substrate", default=None)
+    ap.add_argument("--faithfulness-steps", type=int, default=None)
+    ap.add_argument("--faithfulness-orders", default=None)
     return ap.parse_args(argv)
 
 
@@ -81,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     from egg_interp.models import load_model
     from egg_interp.pipelines import PIPELINES as PIPELINE_REGISTRY
     from egg_interp.report import write_report
-    from egg_interp.run_config import RunConfig
+    from egg_interp.run_config import RunConfig, faithfulness_from_args
     from egg_interp.runner import evaluate_config
 
     args = parse_args(argv)
+    threads = args.threads or os.environ.get("EGG_INTERP_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     pipelines = args.pipelines
     if "vicrop" in pipelines.split(",") and importlib.util.find_spec("egg_interp.vicrop") is None:
         print("egg_interp.vicrop is not available: the vicrop pipeline is skipped")
@@ -96,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         pipelines=pipelines,
         loop=LoopSettings(stop=args.stop),
         batch_size=args.batch_size,
+        faithfulness=faithfulness_from_args(args),
         dataset=args.dataset,
         split=args.split,
         model=args.model,

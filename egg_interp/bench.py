@@ -5,8 +5,9 @@ process: each method's time as a multiple of one plain forward pass of the same 
 (``model(**inputs, logits_to_keep=1)`` without gradients, vision tower included), peak
 memory as a multiple of that forward's, the whole EGG pipeline as a multiple of the base
 answer, the EGG map's scaling with the number of visual tokens, batched throughput, and
-the saving of the shared vision-feature cache. Every time is the median of ``repeat`` runs
-after one warm-up run.
+the saving of the shared vision-feature cache, and the cost of a map's deletion and
+insertion curves (``faithfulness``) against two batched forwards of 17 rows. Every time is
+the median of ``repeat`` runs after one warm-up run.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU, the allocations the
 PyTorch profiler records during the call. Both are reported as weights + inputs + the
@@ -35,6 +36,10 @@ TARGETS = {
     "regions_ms_100": 50.0,
 }
 """The performance goals (upper bounds) the suite checks and reports."""
+
+FAITHFULNESS_TARGET = 1.0
+"""Goal of the faithfulness section: deletion + insertion at 16 steps of one map no dearer
+than two batched forwards of 17 rows (checked when the section was measured)."""
 
 LLAVA_SHAPED = dict(
     image_size=336,
@@ -597,6 +602,57 @@ def bench_runner_batches(
     }
 
 
+def bench_faithfulness(
+    adapter: VLMAdapter, repeat: int = 3, image_size: tuple[int, int] = (336, 336)
+) -> dict[str, Any]:
+    """Deletion + insertion of one map against two batched forwards of 17 rows.
+
+    The map is EGG's on a noise image of ``image_size``; the curves are a run's default
+    (:class:`~egg_interp.metrics.deletion.FaithfulnessSettings`: pixels, blur, 16 steps,
+    MoRF, LeRF and the random order). The reference is the issue's budget: two forwards of
+    17 rows each (the image processed and seen by the vision tower, as the masked inputs are),
+    run just before each timed call (:func:`paired_ratio`). Timed: a later map of a prompt
+    (the random order's curves shared, 32 masked inputs) and a prompt's first map (the random
+    order scored too); the greedy answer tracked is decoded once per prompt and remembered,
+    as in a run.
+    """
+    from egg_interp.faithfulness import faithfulness_scores, forget_controls
+    from egg_interp.methods import get_method
+    from egg_interp.metrics.deletion import FaithfulnessSettings
+
+    image, question = _image(*image_size), "what is written on the sign ?"
+    amap = get_method("egg").attribute(adapter, [image], question)
+    settings = FaithfulnessSettings()
+
+    def reference() -> None:
+        with torch.no_grad():
+            for _ in range(2):
+                adapter.forward(adapter.build_batch([([image], question)] * 17), logits_to_keep=1)
+
+    def later_map() -> dict[str, Any]:
+        return faithfulness_scores(adapter, ([image], question), amap, settings)[1]
+
+    def first_map() -> dict[str, Any]:
+        forget_controls(adapter)
+        return later_map()
+
+    first, later = first_map(), later_map()
+    ratio_first, t_first = paired_ratio(first_map, reference, adapter.device, repeat)
+    ratio, t = paired_ratio(later_map, reference, adapter.device, repeat)
+    return {
+        "settings": settings.hashed(),
+        "rows": later["rows"],
+        "forwards": later["forwards"],
+        "seconds": t,
+        "ratio": ratio,
+        "first_rows": first["rows"],
+        "first_seconds": t_first,
+        "first_ratio": ratio_first,
+        "reference_seconds": time_call(reference, adapter.device, 1, warmup=False),
+        "target": FAITHFULNESS_TARGET,
+    }
+
+
 def bench_cache(adapter: VLMAdapter, methods: Sequence[str], repeat: int = 3) -> dict[str, float]:
     """Time for several methods on one sample with and without the shared vision features."""
     from egg_interp.methods import get_method
@@ -643,9 +699,10 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every benchmark and write ``bench.json`` and ``bench.md`` into ``out_dir``.
 
-    ``only`` (names among ``"pipeline"``, ``"runner"``, ``"runner_batch"``) reruns those
-    sections alone into the ``bench.json`` already in ``out_dir`` (``rerun`` says which and
-    when; everything else keeps its earlier figures).
+    ``only`` (names among ``"regions"``, ``"scaling"``, ``"pipeline"``, ``"batch"``,
+    ``"cache"``, ``"runner"``, ``"runner_batch"``, ``"faithfulness"``) reruns those sections
+    alone into the ``bench.json`` already in ``out_dir`` (``rerun`` says which and when;
+    everything else keeps its earlier figures).
 
     The model is ``model`` (a checkpoint or ``"organism"``), else the random-weight
     ``preset`` built in memory (default ``"llava-1.5-shaped"``). ``width_check`` (a preset,
@@ -737,7 +794,22 @@ def _sections(
         "runner_batch": lambda: bench_runner_batches(
             organism(), repeat=max(3, repeat), label="organism"
         ),
+        "faithfulness": lambda: bench_faithfulness(adapter, repeat=max(3, half)),
     }
+
+
+SECTIONS = (
+    "regions",
+    "scaling",
+    "pipeline",
+    "batch",
+    "cache",
+    "runner",
+    "runner_batch",
+    "faithfulness",
+)
+"""The suite's sections after the methods table, in order (``bench.json`` keys; what
+``run_suite(only=...)`` and ``egg-interp bench --only`` rerun)."""
 
 
 def _width_check(preset: str, device: str | None, dtype: str | None, repeat: int) -> dict:
@@ -774,6 +846,13 @@ def check_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         k: {"value": measured[k], "target": t, "holds": bool(measured[k] <= t)}
         for k, t in TARGETS.items()
     }
+    if "faithfulness" in results:
+        ratio = results["faithfulness"]["ratio"]
+        checks["faithfulness_vs_two_17_row_forwards"] = {
+            "value": ratio,
+            "target": FAITHFULNESS_TARGET,
+            "holds": bool(ratio <= FAITHFULNESS_TARGET),
+        }
     if "width" in results:
         egg = next((r for r in results["width"]["methods"] if r.get("method") == "egg"), {})
         for key, field in (
@@ -879,6 +958,8 @@ def _md_section_lines(results: dict[str, Any]) -> list[str]:
         f"Shared vision features for {len(ca['methods'])} methods on one sample "
         f"({', '.join(ca['methods'])}): {100 * ca['saving']:.0f}% less time.",
     ]
+    if "faithfulness" in results:
+        lines.append(_md_faithfulness(results["faithfulness"]))
     if "runner" in results:
         ru = results["runner"]
         lines.append(
@@ -886,6 +967,22 @@ def _md_section_lines(results: dict[str, Any]) -> list[str]:
             f"{ru['samples_per_second']:.2f} samples/s."
         )
     return lines
+
+
+def _md_faithfulness(fa: dict[str, Any]) -> str:
+    """The faithfulness cost in one sentence: a later map and a prompt's first map, against
+    two batched forwards of 17 rows."""
+    st = fa["settings"]
+    return (
+        f"Deletion + insertion per map ({st['space']}, {st['substrate']}, {st['steps']} steps, "
+        f"orders {', '.join(st['orders'])}; the random order's curves shared by a prompt's "
+        f"maps): {fa['rows']} masked inputs in {fa['forwards']} batched "
+        f"forward{'' if fa['forwards'] == 1 else 's'}, {fa['seconds'] * 1000:.0f} ms, "
+        f"{fa['ratio']:.2f}x two batched forwards of 17 rows "
+        f"({fa['reference_seconds'] * 1000:.0f} ms; goal <= {fa['target']:.2f}x); a prompt's "
+        f"first map, which also scores the random order ({fa['first_rows']} inputs): "
+        f"{fa['first_ratio']:.2f}x."
+    )
 
 
 def _md_runner_batches(rb: dict[str, Any]) -> list[str]:

@@ -49,11 +49,11 @@ from egg_interp.methods.targets import AnswerLogProb, Target
 from egg_interp.metrics.deletion import (
     Curve,
     FaithfulnessSettings,
-    auc_name,
+    area_input,
     curves_from_batch,
-    morf_lerf_gap,
     trapezoid,
 )
+from egg_interp.metrics.registry import scores as declared_scores
 from egg_interp.metrics.substrates import cell_labels, noisy_linear_imputation, substrate_image
 from egg_interp.models.base import PromptInputs, VLMAdapter
 
@@ -84,14 +84,16 @@ def faithfulness_scores(
     Returns
     -------
     scores : dict of str to float
-        ``settings.score_names()``: ``deletion_auc`` (MoRF; lower is better),
-        ``insertion_auc`` (higher), ``*_auc_lerf``, ``*_auc_random`` and the MoRF-LeRF
-        ``*_gap`` (higher is better for both curves).
+        ``settings.score_names()``, as the metric registry declares them
+        (:func:`area_scores`): ``deletion_auc`` (MoRF; lower is better), ``insertion_auc``
+        (higher), ``*_auc_lerf``, ``*_auc_random`` and the MoRF-LeRF ``*_gap`` (higher is
+        better for both curves).
     curves : dict
         JSON-able: ``fractions`` (x, shared), ``curves[curve][order]`` with ``logprob`` and
-        ``prob`` lists, the tracked ``answer`` and ``answer_ids``, ``full_logprob`` (the
-        unperturbed input), and the cost: ``rows`` (masked inputs scored), ``forwards``
-        (batched forwards), ``seconds``.
+        ``prob`` lists, ``areas`` (the areas by map-score input, ``deletion_morf``, ...: what
+        a run gives :func:`egg_interp.scoring.score_map`), the tracked ``answer`` and
+        ``answer_ids``, ``full_logprob`` (the unperturbed input), and the cost: ``rows``
+        (masked inputs scored), ``forwards`` (batched forwards), ``seconds``.
 
     Raises
     ------
@@ -117,7 +119,9 @@ def faithfulness_scores(
             curves |= _random_curves(probe, group)
         probes.append(probe)
     seconds = time.perf_counter() - start
-    return _scores(curves, settings), _curves_record(curves, probes, adapter, seconds)
+    areas = _areas(curves, settings)
+    record = _curves_record(curves, probes, adapter, seconds)
+    return area_scores(areas), {**record, "areas": areas}
 
 
 def _unpack(prompt: Prompt) -> tuple[list[Image.Image], str]:
@@ -163,18 +167,32 @@ _CONTROLS: WeakKeyDictionary[VLMAdapter, OrderedDict[tuple, Any]] = WeakKeyDicti
 """Random-order curves per adapter, shared by the maps of one prompt."""
 
 
-def _scores(curves: dict[tuple[str, str], Curve], settings: FaithfulnessSettings) -> dict:
-    """Areas of the tracked value per curve and order, and the MoRF-LeRF gaps."""
+def forget_controls(adapter: VLMAdapter) -> None:
+    """Forget the random-order curves kept for ``adapter``: the next map of each prompt
+    scores them again (what a prompt's first map costs; the benchmark times it)."""
+    _CONTROLS.pop(adapter, None)
+
+
+def _areas(curves: dict[tuple[str, str], Curve], settings: FaithfulnessSettings) -> dict:
+    """The area of the tracked value under each curve and order, keyed by its map-score input
+    (:func:`~egg_interp.metrics.deletion.area_input`: ``deletion_morf``, ...)."""
     areas = {}
     for (curve, order), c in curves.items():
         values = np.exp(c.scores) if settings.track == "prob" else c.scores
-        areas[curve, order] = trapezoid(values, c.fractions)
-    scores = {auc_name(curve, order): area for (curve, order), area in areas.items()}
-    for curve in settings.curves:
-        if (curve, "morf") in areas and (curve, "lerf") in areas:
-            gap = morf_lerf_gap(curve, areas[curve, "morf"], areas[curve, "lerf"])
-            scores[f"{curve}_gap"] = gap
-    return {name: scores[name] for name in settings.score_names()}
+        areas[area_input(curve, order)] = trapezoid(values, c.fractions)
+    return areas
+
+
+def area_scores(areas: dict[str, float]) -> dict[str, float]:
+    """The registry's faithfulness scores (:mod:`egg_interp.metrics.registry`, group
+    ``"faithfulness"``) whose inputs ``areas`` holds, in declaration order: the AUCs and the
+    MoRF-LeRF gaps.
+
+    >>> area_scores({"deletion_morf": 0.25, "deletion_lerf": 0.75})
+    {'deletion_auc': 0.25, 'deletion_auc_lerf': 0.75, 'deletion_gap': 0.5}
+    """
+    held = [s for s in declared_scores("map", "faithfulness") if set(s.needs) <= set(areas)]
+    return {s.name: s.compute(areas) for s in held}
 
 
 def _curves_record(
@@ -426,4 +444,10 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 _PROBES: dict[str, type[_Probe]] = {"pixels": _PixelProbe, "tokens": _TokenProbe}
 
 
-__all__ = ["FaithfulnessSettings", "Prompt", "faithfulness_scores"]
+__all__ = [
+    "FaithfulnessSettings",
+    "Prompt",
+    "area_scores",
+    "faithfulness_scores",
+    "forget_controls",
+]

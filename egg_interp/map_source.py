@@ -15,6 +15,10 @@ neither the image nor the map. :class:`MapSource` finds them, for
   suffix) and its weights are fingerprinted (:func:`egg_interp.results.weights_fingerprint`)
   against those recorded in the lines: maps recomputed with other weights are noted.
 
+* **Faithfulness curves** (:meth:`MapSource.curves`) of a run with ``--faithfulness``: those
+  the saved map holds, else measured again on the map with the settings of the line's
+  config: ``"saved"``, ``"recomputed"`` or ``"none"``.
+
 Error policy, the same for every caller: nothing here ends a report or a page. A dataset,
 an image, a model or a map that cannot be loaded or computed is left out, and the reason
 (the exception's type and message) goes once into :attr:`MapSource.notes`, which the
@@ -185,6 +189,40 @@ class MapSource:
         except Exception as exc:
             self.note(f"{record['sample_id']}/{record['name']}: map not recomputed ({_why(exc)})")
             return None, "none"
+
+    def curves(self, line: MapLine, amap: Any, image: Any, question: str) -> tuple[Any, str]:
+        """The deletion/insertion curves of the line's map and where they came from:
+        ``(curves, "saved" | "recomputed")``, or ``(None, "none")``.
+
+        ``curves`` is the record of :func:`egg_interp.faithfulness.faithfulness_scores`
+        (``fractions``, ``curves[curve][order]["prob" | "logprob"]``, ``answer``, ...):
+        read from the saved map (``meta["faithfulness"]``), else measured again on ``amap``
+        (the line's map, from :meth:`map`) with the settings the line's config records and
+        the model :meth:`map` recomputes with; none when the run did not measure them.
+        """
+        saved = (amap.meta or {}).get("faithfulness") if amap is not None else None
+        if saved:
+            return saved, "saved"
+        config = line.record.get("config") or {}
+        settings = config.get("faithfulness")
+        model = self.model or str(line.record.get("model") or "")
+        if amap is None or not settings or not self.recompute or not model:
+            return None, "none"
+        adapter = self._adapter(model, config)
+        if adapter is None:
+            return None, "none"
+        from egg_interp.faithfulness import faithfulness_scores
+        from egg_interp.metrics.deletion import FaithfulnessSettings
+
+        try:
+            _, record = faithfulness_scores(
+                adapter, ([image], question), amap, FaithfulnessSettings.from_dict(settings)
+            )
+        except Exception as exc:
+            where = f"{line.record['sample_id']}/{line.record['name']}"
+            self.note(f"{where}: faithfulness curves not recomputed ({_why(exc)})")
+            return None, "none"
+        return record, "recomputed"
 
     def _adapter(self, model: str, config: Mapping[str, Any]) -> Any:
         """The cached adapter of ``model`` in the line's dtype and prompt suffix (None when it

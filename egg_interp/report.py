@@ -53,6 +53,7 @@ from egg_interp.titles import (  # noqa: F401  (re-exported: names used by table
     dataset_order,
     label_name,
     method_label,
+    method_order,
     pipeline_order,
 )
 
@@ -119,6 +120,18 @@ def _common_row(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _map_seconds(r: Mapping[str, Any]) -> dict[str, float]:
+    """A map line's ``seconds`` less its faithfulness curves' (the map's own cost, as in a run
+    without them), and those in ``faithfulness_seconds`` (NaN when not measured)."""
+    timing = r.get("timing") or {}
+    total = read_number(timing.get("total"))
+    curves = timing.get("faithfulness")
+    spent = read_number(curves.get("seconds")) if isinstance(curves, Mapping) else math.nan
+    if math.isnan(spent):
+        return {"seconds": total, "faithfulness_seconds": math.nan}
+    return {"seconds": total - spent, "faithfulness_seconds": spent}
+
+
 def _answer_columns(r: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "score": read_number(r.get("score")),
@@ -145,7 +158,8 @@ def load_frames(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame,
     Columns common to both: ``model, dataset, split, kind, name, target, label,
     config_hash, sample_id, index, family, size_bucket, evidence_area, n_boxes, box_source,
     error, seconds``; maps add one column per map score of the registry
-    (:func:`egg_interp.metrics.registry.scores`, NaN where a line lacks it); answers add
+    (:func:`egg_interp.metrics.registry.scores`, NaN where a line lacks it) and
+    ``faithfulness_seconds`` (their ``seconds`` leave those out); answers add
     ``score, answer, answers, metric, n_crops, n_steps``. Numbers are read by
     :func:`egg_interp.io.read_number`.
     """
@@ -156,6 +170,7 @@ def load_frames(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame,
         if r["kind"] == "map":
             line_scores = r.get("scores") or {}
             row.update({s: read_number(line_scores.get(s)) for s in map_scores})
+            row.update(_map_seconds(r))
             maps.append(row)
         elif r["kind"] == "answer":
             row.update(_answer_columns(r))
@@ -210,29 +225,43 @@ def _sorted(out: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+FAITHFULNESS_HEAD = ("model", "dataset", "method", "target", "n", "errors", "n_scored")
+"""The faithfulness table's columns before its scores."""
+
+
+def _target(lines: pd.DataFrame) -> str:
+    """The target a group of map lines explains (``"none"`` for maps without one)."""
+    targets = sorted({t or "none" for t in lines["target"]})
+    return ", ".join(targets) if targets else "none"
+
+
 def faithfulness_table(maps: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, dataset, method): each faithfulness score's mean and 95 % interval.
 
-    Columns: ``n`` (lines), ``errors``, ``n_scored`` (lines with a faithfulness score), then
-    for each faithfulness score some line holds, in declaration order, ``<name>`` (mean
+    Columns: ``target`` (what the maps explain: ``entropy``, ``answer_logprob``, ``none`` for
+    attention maps), ``n`` (lines), ``errors``, ``n_scored`` (lines with a faithfulness
+    score), then for each faithfulness score some line holds, in declaration order, ``<name>`` (mean
     over the lines where it is defined), ``<name>_lo`` and ``<name>_hi`` (its 95 % interval:
-    :func:`egg_interp.metrics.intervals.interval`, a seeded bootstrap of the mean). Empty
-    when no line holds such a score.
+    :func:`egg_interp.metrics.intervals.interval`, a seeded bootstrap of the mean), and
+    ``seconds``, the curves' mean cost per map (the localisation table's ``seconds`` leave it
+    out). Empty when no line holds such a score.
     """
     declared = scores_held(maps, "faithfulness")
     if not declared:
-        return pd.DataFrame(columns=["model", "dataset", "method", "n", "errors", "n_scored"])
+        return pd.DataFrame(columns=[*FAITHFULNESS_HEAD])
     names = [s.name for s in declared]
     rows = []
     for (model, dataset, label), g in maps.groupby(["model", "dataset", "label"], sort=False):
         ok = g[g["error"] == ""]
-        row = {"model": model, "dataset": dataset, "method": label, "n": len(g)}
+        row = {"model": model, "dataset": dataset, "method": label, "target": _target(g)}
+        row["n"] = len(g)
         row["errors"] = int((g["error"] != "").sum())
         row["n_scored"] = int(ok[names].notna().any(axis=1).sum())
         for name in names:
             figure = interval(ok[name].tolist(), proportion=False)
             row[name] = figure["mean"]
             row[f"{name}_lo"], row[f"{name}_hi"] = figure["ci95"]
+        row["seconds"] = _mean(ok["faithfulness_seconds"])
         rows.append(row)
     return _sorted(pd.DataFrame(rows))
 
@@ -241,25 +270,120 @@ def faithfulness_shown(table: pd.DataFrame) -> Table:
     """The faithfulness table as shown: one cell per score, ``mean [lo, hi]``, headed by the
     score's label and direction arrow (``deletion AUC ↓``); the CSV keeps the numbers."""
     declared = [s for s in scores("map", "faithfulness") if s.name in table]
-    shown = table[["model", "dataset", "method", "n", "errors", "n_scored"]].copy()
+    shown = table[[*FAITHFULNESS_HEAD]].copy()
     for s in declared:
         scale = 100 if s.percent else 1
         shown[s.name] = [
             _with_interval(scale * m, scale * lo, scale * hi)
             for m, lo, hi in zip(table[s.name], table[f"{s.name}_lo"], table[f"{s.name}_hi"])
         ]
+    if "seconds" in table:
+        shown["seconds"] = table["seconds"]
     return Table(table, shown, headers={s.name: s.header for s in declared})
 
 
 def _with_interval(mean: float, lo: float, hi: float) -> str:
     """``"0.231 [0.198, 0.262]"``; ``"-"`` without a mean.
 
+    Rounding noise around zero (a Wilson bound of 3e-16) reads as 0.
+
     >>> _with_interval(0.2314, 0.19812, 0.2625), _with_interval(float("nan"), 0, 1)
     ('0.231 [0.198, 0.263]', '-')
+    >>> _with_interval(0.0, 3.47e-16, 4.14)
+    '0 [0, 4.14]'
     """
     if not math.isfinite(mean):
         return "-"
+    mean, lo, hi = (round(v, 12) + 0.0 for v in (mean, lo, hi))
     return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+TARGET_ABLATION = ("egg", "saliency")
+"""The paper's target ablation: EGG's map (the gradient of the next-token entropy at the visual
+token embeddings) against ``saliency``'s (captum's gradient at the same embeddings) of its own
+target, the log-probability of the model's answer: everything but the target is equal."""
+
+
+def _paired(a: pd.DataFrame, b: pd.DataFrame, score: Score) -> tuple[pd.Series, pd.Series]:
+    """``score`` of the samples both groups scored (with enough evidence boxes), aligned."""
+    cols = ["sample_id", score.name]
+    a = a.loc[a["n_boxes"] >= score.min_boxes, cols].drop_duplicates("sample_id")
+    both = a.merge(b[cols].drop_duplicates("sample_id"), on="sample_id", suffixes=("_a", "_b"))
+    both = both.dropna()
+    return both[f"{score.name}_a"], both[f"{score.name}_b"]
+
+
+def _ablation_rows(a: pd.DataFrame, b: pd.DataFrame, declared: Sequence[Score]) -> list[dict]:
+    """One row per score some sample has from both groups: both groups' means and 95 %
+    intervals over those samples, and the paired difference ``b - a`` (bootstrap)."""
+    rows = []
+    for score in declared:
+        va, vb = _paired(a, b, score)
+        if va.empty:  # no sample both scored (e.g. a score the run did not measure)
+            continue
+        row: dict[str, Any] = {"score": score.name, "n_paired": len(va)}
+        for key, values in (("a", va), ("b", vb), ("b_minus_a", vb.to_numpy() - va.to_numpy())):
+            figure = interval(list(values), proportion=None if key != "b_minus_a" else False)
+            row[key], (row[f"{key}_lo"], row[f"{key}_hi"]) = figure["mean"], figure["ci95"]
+        rows.append(row)
+    return rows
+
+
+def target_ablation_table(maps: pd.DataFrame) -> pd.DataFrame:
+    """EGG against saliency with its own target (:data:`TARGET_ABLATION`), paired per sample.
+
+    For each (model, dataset) whose lines hold both methods with different targets (a
+    ``saliency[entropy]`` line, EGG's own target, is no ablation and is left out): one row per
+    localisation score and per faithfulness score the lines hold, with ``a`` (EGG) and ``b``
+    (saliency) means over the samples both scored, ``*_lo``/``*_hi`` their 95 % intervals
+    (:func:`egg_interp.metrics.intervals.interval`: Wilson for hit rates, a bootstrap
+    otherwise) and ``b_minus_a``, the paired difference's mean and bootstrap interval. Also
+    ``a_label``, ``a_target``, ``b_label``, ``b_target`` and ``n_paired``. Empty without
+    such a pair.
+    """
+    first, second = TARGET_ABLATION
+    declared = [*scores("map", "localisation"), *scores_held(maps, "faithfulness")]
+    ok = maps[maps["error"] == ""] if not maps.empty else maps
+    rows = []
+    for (model, dataset), g in ok.groupby(["model", "dataset"], sort=False):
+        for la in method_order(x for x in g["label"] if label_name(x) == first):
+            for lb in method_order(x for x in g["label"] if label_name(x) == second):
+                a, b = g[g["label"] == la], g[g["label"] == lb]
+                ta, tb = _target(a), _target(b)
+                if ta == tb:
+                    continue
+                head = {"model": model, "dataset": dataset, "a_label": la, "a_target": ta}
+                head |= {"b_label": lb, "b_target": tb}
+                rows += [{**head, **r} for r in _ablation_rows(a, b, declared)]
+    return pd.DataFrame(rows)
+
+
+def target_ablation_shown(table: pd.DataFrame) -> Table:
+    """The ablation as shown: per score (its label and arrow) ``mean [lo, hi]`` of both maps
+    and of their difference, headed by each map's label and target."""
+    if table.empty:
+        return Table(table, table)
+    declared = {s.name: s for s in scores("map")}
+    pairs = table[["a_label", "a_target", "b_label", "b_target"]].drop_duplicates()
+    one = len(pairs) == 1
+    shown = table[["model", "dataset"]].copy()
+    if not one:
+        shown["maps"] = [f"{a} vs {b}" for a, b in zip(table["a_label"], table["b_label"])]
+    shown["score"] = [declared[n].header for n in table["score"]]
+    for key in ("a", "b", "b_minus_a"):
+        scale = [100 if declared[n].percent else 1 for n in table["score"]]
+        shown[key] = [
+            _with_interval(k * m, k * lo, k * hi)
+            for k, m, lo, hi in zip(scale, table[key], table[f"{key}_lo"], table[f"{key}_hi"])
+        ]
+    shown["n_paired"] = table["n_paired"]
+    a, ta, b, tb = pairs.iloc[0] if one else ("A", "", "B", "")
+    headers = {
+        "a": f"{a} ({ta})" if one else "A",
+        "b": f"{b} ({tb})" if one else "B",
+        "b_minus_a": f"{b} - {a}" if one else "B - A",
+    }
+    return Table(table, shown, headers=headers)
 
 
 def accuracy_long(answers: pd.DataFrame) -> pd.DataFrame:
@@ -441,7 +565,8 @@ def _families(df: pd.DataFrame) -> Table:
 def build_tables(maps: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Table]:
     """Every table the lines allow, by name, in the report's order.
 
-    Left out: ``faithfulness`` when no line holds a faithfulness score, ``pope`` without
+    Left out: ``faithfulness`` when no line holds a faithfulness score, ``target_ablation``
+    without EGG and saliency lines of different targets, ``pope`` without
     POPE lines, the ``families_*`` tables with fewer than two question families.
     """
     localisation = _columns_of("map", "localisation")
@@ -453,6 +578,7 @@ def build_tables(maps: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Table]:
             declared=localisation,
         ),
         "faithfulness": faithfulness_shown(faithfulness_table(maps)),
+        "target_ablation": target_ablation_shown(target_ablation_table(maps)),
         "accuracy": _plain(accuracy_table(answers), digits=2),
         "accuracy_long": _plain(accuracy_long(answers), ("accuracy", "delta_vs_base"), 2),
         "pope": _plain(
@@ -463,7 +589,13 @@ def build_tables(maps: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Table]:
         "families_pointing_game": _families(bucket_table(maps, "pointing_game", "family")),
         "families_accuracy": _families(bucket_table(answers, "score", "family")),
     }
-    optional = ("faithfulness", "pope", "families_pointing_game", "families_accuracy")
+    optional = (
+        "faithfulness",
+        "target_ablation",
+        "pope",
+        "families_pointing_game",
+        "families_accuracy",
+    )
     for name in optional:
         if tables[name].data.empty:
             del tables[name]
@@ -542,6 +674,10 @@ def write_report(
 TITLES = {
     "pointing_game": "Localisation per method (scores in %; pointing game at the tolerance in the config)",
     "faithfulness": "Faithfulness per method (mean [95 % interval]; arrows: which way is better)",
+    "target_ablation": "Target ablation: EGG (the next-token entropy) against saliency (its own "
+    "target), the same gradient at the same visual token embeddings; paired over the samples "
+    "both scored (mean [95 % interval]: Wilson for hit rates, bootstrap otherwise; scores in % "
+    "where the localisation table has them)",
     "accuracy": "Answer accuracy, Table 1 layout (%; change vs base in brackets)",
     "accuracy_long": "Answer accuracy, long form (%)",
     "pope": "POPE (%; unparseable answers count as wrong, never as yes)",
@@ -586,6 +722,8 @@ def _index_text(
     lines.append("")
     for name, table in tables.items():
         lines += [f"## {TITLES.get(name, name)}", "", table_markdown(table)]
+        if name == "faithfulness":
+            lines += [*faithfulness_notes(paths), ""]
     if figs:
         lines += ["## Figures (bars: mean; error bars: 95 % bootstrap CI)", ""]
         lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figs]
@@ -595,6 +733,43 @@ def _index_text(
         lines += [f"- [{p.name}]({p.relative_to(out).as_posix()})" for p in grids]
         lines += [f"- note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def faithfulness_notes(paths: str | Path | Iterable[str | Path]) -> list[str]:
+    """What the faithfulness table measured, one line per distinct setting in the map lines'
+    configs (space, substrates, steps, orders, what the areas integrate), and what follows
+    from one substrate: insertion under MoRF keeps, step by step, what deletion under LeRF
+    keeps, so those two AUCs are equal (and so are the two gaps) for maps without ties."""
+    import json
+
+    with warnings.catch_warnings():  # unreadable lines: load_frames has warned about them
+        warnings.simplefilter("ignore", RuntimeWarning)
+        records = load_results(paths)
+    found = {
+        json.dumps(r["config"]["faithfulness"], sort_keys=True)
+        for r in records
+        if r.get("kind") == "map" and isinstance((r.get("config") or {}).get("faithfulness"), dict)
+    }
+    lines = []
+    for text in sorted(found):
+        f = json.loads(text)
+        tracked = "probability" if f.get("track") == "prob" else "log-probability"
+        substrates = f.get("substrate"), f.get("insertion_substrate")
+        lines.append(
+            f"- Measured in {f.get('space')} space, {f.get('steps')} steps, orders "
+            f"{', '.join(f.get('orders', []))}; deletion to `{substrates[0]}`, insertion from "
+            f"`{substrates[1]}`; the areas integrate the original answer's {tracked} "
+            "(teacher-forced) over the changed fraction in [0, 1]."
+        )
+        if substrates[0] == substrates[1]:
+            lines.append(
+                "  With one substrate, insertion under MoRF keeps, step by step, what deletion "
+                "under LeRF keeps: insertion AUC (MoRF) = deletion AUC (LeRF), and the two "
+                "gaps are equal, for every map without tied cells (tied cells go in row-major "
+                "order under both orders, so a map with ties, such as Grad-CAM's zeros, has "
+                "curves of its own)."
+            )
+    return lines
 
 
 SETTINGS_FIELDS = ("revision", "dtype", "attn_implementation", "resolution", "versions", "code")

@@ -48,6 +48,7 @@ HASH_NEUTRAL: dict[str, dict[str, tuple[Any, ...]]] = {
     },
     "map": {  # a map job's config: the smoothing of its regions and spatial entropy
         "sigma": (1.5,),
+        "faithfulness": (None,),  # deletion/insertion curves off (evaluate --faithfulness)
     },
 }
 """The hash-compatibility rules, in one table: per config section, the fields left out of a

@@ -20,7 +20,7 @@ import argparse
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from egg_interp.errors import InputError
 from egg_interp.settings import (
@@ -30,6 +30,9 @@ from egg_interp.settings import (
     resolve_name,
     split_names,
 )
+
+if TYPE_CHECKING:
+    from egg_interp.metrics.deletion import FaithfulnessSettings
 
 
 def _check_int(name: str, value: Any, low: int | None = 1) -> None:
@@ -64,6 +67,11 @@ class RunConfig:
         Pointing-game radius in original-image pixels; finite and > 0.
     map_top_k : int
         Regions kept per map for the map lines' region scores; at least 1.
+    faithfulness : FaithfulnessSettings or None
+        Deletion and insertion curves of every map (:mod:`egg_interp.faithfulness`): the map
+        lines get their AUCs and MoRF-LeRF gaps, saved maps their curves; recorded in each map
+        line's config (hashed). ``None`` (default): off, and the lines are those of a run
+        without the option.
     batch_size : int
         Samples per map batch and per answer batch (see :func:`egg_interp.runner.evaluate`).
     batch_pipelines : bool
@@ -90,6 +98,7 @@ class RunConfig:
     seed: int = 0
     tolerance: float = 15.0
     map_top_k: int = 2
+    faithfulness: FaithfulnessSettings | None = None
     batch_size: int = 1
     batch_pipelines: bool = True
     reuse_forward: bool = True
@@ -126,6 +135,12 @@ class RunConfig:
         if not ok or not 0 < self.tolerance < math.inf:
             raise InputError(f"tolerance must be a number > 0 (pixels), got {self.tolerance!r}")
         put("tolerance", float(self.tolerance))
+        if self.faithfulness is not None:
+            from egg_interp.metrics.deletion import FaithfulnessSettings
+
+            if not isinstance(self.faithfulness, FaithfulnessSettings):
+                kind = type(self.faithfulness).__name__
+                raise InputError(f"faithfulness must be a FaithfulnessSettings or None, got {kind}")
         put("batch_pipelines", bool(self.batch_pipelines))
         put("reuse_forward", bool(self.reuse_forward))
         if self.metric is not None:
@@ -176,8 +191,48 @@ class RunConfig:
             seed=args.seed,
             tolerance=args.tolerance,
             map_top_k=loop.top_k,
+            faithfulness=faithfulness_from_args(args),
             batch_size=args.batch_size,
             dataset=resolve_name(args.dataset, DATASETS, "dataset"),
             split=args.split,
             model=args.model,
         )
+
+
+FAITHFULNESS_OPTIONS = {
+    "faithfulness_space": "space",
+    "faithfulness_substrate": "substrate",
+    "faithfulness_steps": "steps",
+    "faithfulness_orders": "orders",
+}
+"""``evaluate``'s faithfulness options (argparse names) and the settings they set."""
+
+
+def faithfulness_from_args(args: argparse.Namespace) -> FaithfulnessSettings | None:
+    """The :class:`~egg_interp.metrics.deletion.FaithfulnessSettings` of ``evaluate``'s
+    ``--faithfulness CURVES`` and its ``--faithfulness-*`` options (unset: the settings'
+    defaults), or ``None`` without ``--faithfulness``.
+
+    Raises
+    ------
+    InputError
+        A ``--faithfulness-*`` option without ``--faithfulness``, or a bad value.
+    """
+    given = {
+        field: getattr(args, option)
+        for option, field in FAITHFULNESS_OPTIONS.items()
+        if getattr(args, option, None) is not None
+    }
+    curves = getattr(args, "faithfulness", None)
+    if not curves:
+        if given:
+            option = next(o for o, f in FAITHFULNESS_OPTIONS.items() if f in given)
+            raise InputError(
+                f"--{option.replace('_', '-')} needs --faithfulness (e.g. deletion,insertion)"
+            )
+        return None
+    from egg_interp.metrics.deletion import FaithfulnessSettings
+
+    if "orders" in given:
+        given["orders"] = tuple(split_names(given["orders"]))
+    return FaithfulnessSettings(curves=tuple(split_names(curves)), **given)

@@ -41,6 +41,11 @@ Map lines add ``scores``, ``map``, ``regions``, ``meta`` and optionally ``map_fi
 pointers (centre, uniform-random map, random object, the map's peak on any object; see
 :func:`egg_interp.scoring.reference_scores`); answer lines add ``answer``, ``score``, ``metric``,
 ``crops``, ``steps`` and ``info`` (other outputs of the pipeline, e.g. the loop's decision).
+With ``faithfulness`` settings (``evaluate --faithfulness``) a map line's ``scores`` also hold
+its deletion and insertion AUCs (MoRF, LeRF, random order) and MoRF-LeRF gaps (the metric
+registry's group ``"faithfulness"``), its ``timing`` the curves' ``faithfulness`` cost
+(seconds, masked inputs, batched forwards), and its saved map the curves
+(``meta["faithfulness"]``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from egg_interp.data.sample import Sample, count_problems, describe_problems
 from egg_interp.distributed import DistInfo, barrier, dist_info, init_process_group, shard
 from egg_interp.distributed import shutdown as shutdown_process_group
 from egg_interp.methods import METHODS, get_method
+from egg_interp.metrics.deletion import FaithfulnessSettings
 from egg_interp.models.base import VLMAdapter
 from egg_interp.models.record import model_record
 from egg_interp.pipelines import PIPELINES, PipelineOptions
@@ -186,9 +192,9 @@ def _build_jobs(
     """The jobs of the run: a map job per method, then an answer job per pipeline.
 
     A map job's config adds the method's options, the pointing-game ``tolerance``, the regions
-    scored (``top_k``: ``run.map_top_k``) and the loop's ``sigma`` (left out at the paper's,
-    :data:`egg_interp.results.HASH_NEUTRAL`); an answer job's adds the pipeline options it
-    reads and the metric.
+    scored (``top_k``: ``run.map_top_k``), the loop's ``sigma`` (left out at the paper's,
+    :data:`egg_interp.results.HASH_NEUTRAL`) and the ``faithfulness`` settings (left out when
+    off); an answer job's adds the pipeline options it reads and the metric.
     """
     jobs: list[Job] = []
     for m in run.methods:
@@ -200,6 +206,7 @@ def _build_jobs(
             "tolerance": run.tolerance,
             "top_k": run.map_top_k,
             "sigma": run.loop.sigma,
+            "faithfulness": run.faithfulness.hashed() if run.faithfulness else None,
         }
         jobs.append(Job("map", m, without_neutral("map", cfg)))
     for p in run.pipelines:
@@ -425,6 +432,7 @@ def evaluate(
     pipeline_options: PipelineOptions | None = None,
     tolerance: float = 15.0,
     map_top_k: int = 2,
+    faithfulness: FaithfulnessSettings | None = None,
     batch_size: int = 1,
     batch_pipelines: bool = True,
     maps_dir: str | Path | None = None,
@@ -468,6 +476,9 @@ def evaluate(
     map_top_k : int, default 2
         Regions kept per map for the map lines' region scores (the loop's crops per step are
         ``pipeline_options.loop.top_k``).
+    faithfulness : FaithfulnessSettings, optional
+        Also measure every map's deletion and insertion curves (see
+        :class:`~egg_interp.run_config.RunConfig`); default off.
     batch_size : int, default 1
         Samples per map batch for methods that batch across prompts (``batch_spaces``, e.g.
         ``egg``: one padded forward/backward for the chunk), and the inner batch of methods
@@ -501,6 +512,7 @@ def evaluate(
         seed=options.seed,
         tolerance=tolerance,
         map_top_k=map_top_k,
+        faithfulness=faithfulness,
         batch_size=batch_size,
         batch_pipelines=batch_pipelines,
         reuse_forward=options.reuse_forward,

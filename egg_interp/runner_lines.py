@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from egg_interp.data.sample import Sample
+from egg_interp.errors import DegenerateMapError
+from egg_interp.faithfulness import faithfulness_scores
+from egg_interp.metrics.deletion import area_input
 from egg_interp.models.base import VLMAdapter
 from egg_interp.pipelines import PipelineOptions, run_pipeline, run_pipeline_batch
 from egg_interp.results import clean, config_hash
@@ -138,10 +141,16 @@ class MapFolder:
     lines_dir: Path
     settings: Mapping[str, Any] = field(default_factory=dict)
 
-    def save(self, amap: Any, job: Job, sample_id: str) -> str:
-        """Save ``amap`` for ``job`` and ``sample_id``; return the line's ``map_file``."""
+    def save(
+        self, amap: Any, job: Job, sample_id: str, curves: Mapping[str, Any] | None = None
+    ) -> str:
+        """Save ``amap`` for ``job`` and ``sample_id``, with its faithfulness ``curves`` (if
+        measured) in ``meta["faithfulness"]``; return the line's ``map_file``."""
         folder = self.root / job.name / job.hash
-        recorded = replace(amap, meta={**amap.meta, "settings": dict(self.settings)})
+        meta = {**amap.meta, "settings": dict(self.settings)}
+        if curves is not None:
+            meta["faithfulness"] = dict(curves)
+        recorded = replace(amap, meta=meta)
         path = recorded.save(folder / f"{_safe_name(sample_id)}.npz").resolve()
         try:
             return str(path.relative_to(self.lines_dir.resolve()))
@@ -282,19 +291,46 @@ class LinePlan:
         timing["method"] = float(meta.pop("seconds", math.nan))
         meta.pop("batch_size", None)
         run = self.run
+        areas, curves = self._faithfulness(it, amap, timing)
         fields = score_map(
             amap,
             it.sample.boxes,
             tolerance=run.tolerance,
             top_k=run.map_top_k,
             region_kwargs={"sigma": run.loop.sigma},
+            inputs=areas,
         )
         fields["reference"] = reference_scores(it.sample, amap, run.tolerance, run.seed)
         fields["meta"] = _jsonable_items(meta)
         fields["target"] = amap.target
         if self.maps is not None:
-            fields["map_file"] = self.maps.save(amap, job, it.sample.id)
+            fields["map_file"] = self.maps.save(amap, job, it.sample.id, curves)
         return fields
+
+    def _faithfulness(
+        self, it: Loaded, amap: Any, timing: dict[str, Any]
+    ) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """The map's deletion/insertion areas (map-score inputs: ``deletion_morf``, ...) and
+        the curves a saved map keeps, when the run measures them (``run.faithfulness``).
+
+        A degenerate map ranks no cell: its areas are NaN (the scores are written, as NaN)
+        and it has no curves. The cost goes to ``timing["faithfulness"]``: seconds, masked
+        inputs scored and batched forwards (the random order's are paid by a prompt's first
+        map only).
+        """
+        settings = self.run.faithfulness
+        if settings is None:
+            return {}, None
+        try:
+            amap.check()
+        except DegenerateMapError:
+            return {
+                area_input(c, o): math.nan for c in settings.curves for o in settings.orders
+            }, None
+        _, record = faithfulness_scores(self.adapter, it.sample, amap, settings)
+        cost = {k: record.pop(k) for k in ("seconds", "rows", "forwards")}
+        timing["faithfulness"] = cost
+        return record["areas"], {"settings": settings.to_dict(), **record}
 
     def _answer_fields(
         self, it: Loaded, job: Job, timing: dict[str, Any], result: Any = None

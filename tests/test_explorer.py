@@ -41,9 +41,10 @@ BROWSER_FLAGS = (
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """A real results file of the organism: 4 scenes (one per family), EGG's maps saved to
-    files, rel-att's maps not saved (the explorer recomputes them), base and EGG answers with
-    a three-step loop."""
+    files with their deletion and insertion curves (4 steps, MoRF and LeRF), rel-att's maps
+    not saved (the explorer recomputes them), base and EGG answers with a three-step loop."""
     from egg_interp.data.registry import load_dataset
+    from egg_interp.metrics.deletion import FaithfulnessSettings
     from egg_interp.models import load_model
     from egg_interp.pipelines import PipelineOptions
     from egg_interp.runner import evaluate
@@ -61,6 +62,7 @@ def results(tmp_path_factory):
         out,
         maps_dir=out.parent / "maps",
         pipeline_options=options,
+        faithfulness=FaithfulnessSettings(steps=4, orders=("morf", "lerf")),
         **common,
     )
     evaluate(adapter, samples, ["rel_att"], [], out, **common)
@@ -199,9 +201,15 @@ def test_page_in_a_real_browser(results, tmp_path):
         driver.find_element(By.CSS_SELECTOR, '#methods button[data-method="rel_att"]').click()
         wait.until(lambda d: ready() == "1" and overlay() != before)
         assert "recomputed" in text("map-info")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#curves polyline")  # none measured
         driver.find_element(By.CSS_SELECTOR, '#methods button[data-method="egg"]').click()
         wait.until(lambda d: ready() == "1" and overlay() == before)
         assert "saved file" in text("map-info")
+        # EGG's deletion and insertion curves, MoRF and LeRF, saved with its maps
+        lines = driver.find_elements(By.CSS_SELECTOR, "#curves polyline.curve")
+        drawn = {(el.get_attribute("data-curve"), el.get_attribute("data-order")) for el in lines}
+        assert drawn == {(c, o) for c in ("deletion", "insertion") for o in ("morf", "lerf")}
+        assert "saved with the map" in text("curves")
 
         # step through the loop: label, entropies and crops follow the step
         assert text("step-label").startswith("step 1 of ")

@@ -238,38 +238,18 @@ def test_report_names_its_results_file_relative_to_the_project(tmp_path, monkeyp
 
 # ------------------------------------------------------------------ registry-driven parts
 
-FAITHFULNESS = (
-    ("deletion_auc_t", "lower", "deletion AUC"),
-    ("insertion_auc_t", "higher", "insertion AUC"),
-    ("morf_lerf_gap_t", "higher", "MoRF-LeRF gap"),
-)
-
-
-@pytest.fixture()
-def faithfulness_scores():
-    """Faithfulness scores declared as the faithfulness suite will declare them (one
-    :func:`register` each); removed after the test."""
-    from egg_interp.metrics.registry import SCORES, Score, register
-
-    for name, direction, label in FAITHFULNESS:
-        fn = lambda heat: 0.0  # noqa: E731  (computed elsewhere in these tests)
-        nan = "NaN on a degenerate map"
-        register(Score(name, "map", fn, ("heat",), direction, nan, label, "faithfulness", False))
-    yield [name for name, _, _ in FAITHFULNESS]
-    for name, _, _ in FAITHFULNESS:
-        SCORES.pop(name)
-
 
 def _faithful_line(sid, name, deletion, insertion, target="entropy", config="c1"):
+    """A map line with the registry's deletion and insertion AUCs (MoRF) and deletion gap."""
     line = map_line(sid, name, 1.0, config=config)
     line["target"] = target
     line["scores"].update(
-        deletion_auc_t=deletion, insertion_auc_t=insertion, morf_lerf_gap_t=insertion - deletion
+        deletion_auc=deletion, insertion_auc=insertion, deletion_gap=insertion - deletion
     )
     return line
 
 
-def test_faithfulness_table_and_plot_from_synthetic_lines(tmp_path, faithfulness_scores):
+def test_faithfulness_table_and_plot_from_synthetic_lines(tmp_path):
     from egg_interp.metrics.intervals import interval
 
     path = tmp_path / "r.jsonl"
@@ -284,25 +264,30 @@ def test_faithfulness_table_and_plot_from_synthetic_lines(tmp_path, faithfulness
     write_report(path, out)
     table = pd.read_csv(out / "faithfulness.csv").set_index("method")
     assert list(table.index) == ["egg", "saliency[logprob]"]
-    assert table.loc["egg", "deletion_auc_t"] == pytest.approx(0.2)
-    assert table.loc["saliency[logprob]", "insertion_auc_t"] == pytest.approx(0.4)
-    assert table.loc["egg", "morf_lerf_gap_t"] == pytest.approx(0.5)
+    assert list(table["target"]) == ["entropy", "logprob"]
+    assert table.loc["egg", "deletion_auc"] == pytest.approx(0.2)
+    assert table.loc["saliency[logprob]", "insertion_auc"] == pytest.approx(0.4)
+    assert table.loc["egg", "deletion_gap"] == pytest.approx(0.5)
     lo, hi = interval([0.1, 0.2, 0.3], proportion=False)["ci95"]
-    assert (table.loc["egg", "deletion_auc_t_lo"], table.loc["egg", "deletion_auc_t_hi"]) == (
+    assert (table.loc["egg", "deletion_auc_lo"], table.loc["egg", "deletion_auc_hi"]) == (
         pytest.approx(lo),
         pytest.approx(hi),
     )
     assert lo < 0.2 < hi
     md = (out / "faithfulness.md").read_text()
-    assert "| deletion AUC \u2193 | insertion AUC \u2191 | MoRF-LeRF gap \u2191 |" in md
-    assert f"| egg | 3 | 0 | 3 | 0.2 [{lo:.3g}, {hi:.3g}] |" in md
+    # the scores the lines hold, in declaration order, with their labels and arrows
+    assert (
+        "| deletion AUC (MoRF) \u2193 | deletion MoRF-LeRF gap \u2191 | insertion AUC (MoRF) "
+        "\u2191 |" in md
+    )
+    assert f"| egg | entropy | 3 | 0 | 3 | 0.2 [{lo:.3g}, {hi:.3g}] |" in md
     assert (out / "faithfulness.png").stat().st_size > 5000
     assert "## Faithfulness per method" in (out / "report.md").read_text()
     # the localisation table is as before, with the new label
     assert "saliency[logprob]" in (out / "pointing_game.md").read_text()
 
 
-def test_no_faithfulness_table_without_such_scores(results, tmp_path, faithfulness_scores):
+def test_no_faithfulness_table_without_such_scores(results, tmp_path):
     out = tmp_path / "rep"
     write_report(results, out, figures=False)
     assert not (out / "faithfulness.md").exists()

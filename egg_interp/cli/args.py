@@ -247,9 +247,58 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vicrop-method", default=None, help=argparse.SUPPRESS)  # deprecated: --method
     p.add_argument("--crop-scale", type=float, default=1.5, help="oracle/random crop scale")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-crop pipeline")
-    p.add_argument("--save-maps", default=None, metavar="DIR", help="also save every map (.npz)")
+    p.add_argument(
+        "--save-maps",
+        default=None,
+        metavar="DIR",
+        help="also save every map (.npz; with --faithfulness, its curves too)",
+    )
+    add_faithfulness_args(p)
     p.add_argument("--retry-errors", action="store_true", help="re-run lines recording errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_faithfulness_args(p: argparse.ArgumentParser) -> None:
+    """``--faithfulness`` and its options (checked as one ``FaithfulnessSettings``)."""
+    g = p.add_argument_group(
+        "faithfulness (deletion and insertion curves of every map; off by default: each map "
+        "costs about two batched forwards of 17 rows more)"
+    )
+    g.add_argument(
+        "--faithfulness",
+        default=None,
+        metavar="CURVES",
+        help="comma-separated: deletion, insertion; the map lines get each curve's AUCs (MoRF, "
+        "LeRF, random order) and its MoRF-LeRF gap",
+    )
+    g.add_argument(
+        "--faithfulness-space",
+        default=None,
+        choices=("pixels", "tokens"),
+        help="pixels: the map's cells painted over in the image; tokens: the visual token "
+        "embeddings replaced (default: pixels)",
+    )
+    g.add_argument(
+        "--faithfulness-substrate",
+        default=None,
+        metavar="NAME",
+        help="what replaces a removed cell: pixels blur | mean | road | zeros, tokens mean | "
+        "zeros | drop (default: blur for pixels, mean for tokens)",
+    )
+    g.add_argument(
+        "--faithfulness-steps",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="steps per curve (default: 16)",
+    )
+    g.add_argument(
+        "--faithfulness-orders",
+        default=None,
+        metavar="ORDERS",
+        help="comma-separated cell orders: morf (most relevant first), lerf (least relevant "
+        "first), random (control; scored once per prompt) (default: morf,lerf,random)",
+    )
 
 
 def merge_args(p: argparse.ArgumentParser) -> None:
@@ -322,6 +371,14 @@ def bench_args(p: argparse.ArgumentParser) -> None:
         "--width-check",
         default="llava-1.5-7b-width",
         help="preset for the full-width EGG time/memory check ('none' to skip)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        metavar="SECTIONS",
+        help="rerun these sections (comma-separated: regions, scaling, pipeline, batch, cache, "
+        "runner, runner_batch, faithfulness) into the bench.json already in --out, keeping the "
+        "rest",
     )
 
 

@@ -193,9 +193,15 @@ def run_bench(args: argparse.Namespace) -> int:
     from egg_interp.settings import METHOD_NAMES
 
     methods = [resolve_name(m, METHOD_NAMES, "method") for m in split_names(args.methods)] or None
+    only = split_names(args.only) or None
+    if only and not (Path(args.out) / "bench.json").exists():
+        raise InputError(f"--only reruns sections of {Path(args.out) / 'bench.json'}: not found")
 
-    from egg_interp.bench import run_suite
+    from egg_interp.bench import SECTIONS, run_suite
 
+    unknown = sorted(set(only or ()) - set(SECTIONS))
+    if unknown:
+        raise InputError(f"unknown bench sections {unknown}; valid: {', '.join(SECTIONS)}")
     width = None if args.width_check in ("", "none") else args.width_check
     run_suite(
         args.out,
@@ -206,6 +212,7 @@ def run_bench(args: argparse.Namespace) -> int:
         args.repeat,
         preset=args.preset,
         width_check=width,
+        only=only,
     )
     print((Path(args.out) / "bench.md").read_text())
     return 0

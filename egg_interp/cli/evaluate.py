@@ -63,8 +63,14 @@ def _check_loop_method(run: RunConfig) -> None:
 
 
 def _print_scores(results: Path) -> None:
-    """One line per map method (pointing game) and per pipeline (accuracy) of ``results``."""
-    from egg_interp.report import accuracy_long, load_frames, pointing_game_table
+    """One line per map method (pointing game; the deletion and insertion AUCs and the
+    deletion gap when measured) and per pipeline (accuracy) of ``results``."""
+    from egg_interp.report import (
+        accuracy_long,
+        faithfulness_table,
+        load_frames,
+        pointing_game_table,
+    )
 
     maps, answers = load_frames(results)
     for _, row in pointing_game_table(maps).iterrows():
@@ -72,6 +78,11 @@ def _print_scores(results: Path) -> None:
             f"  map    {row['dataset']:<12} {row['method']:<22} pointing game "
             f"{100 * row['pointing_game']:6.2f}  (n={row['n_scored']})"
         )
+    faithful = faithfulness_table(maps)
+    shown = [c for c in ("deletion_auc", "insertion_auc", "deletion_gap") if c in faithful]
+    for _, row in faithful.iterrows():
+        figures = "  ".join(f"{c} {row[c]:.3f}" for c in shown)
+        print(f"  map    {row['dataset']:<12} {row['method']:<22} {figures}  (n={row['n_scored']})")
     for _, row in accuracy_long(answers).iterrows():
         print(
             f"  answer {row['dataset']:<12} {row['pipeline']:<22} accuracy      "

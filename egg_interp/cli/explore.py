@@ -48,6 +48,14 @@ def add_explore_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="samples with images, maps and crops (the first N; the table lists all)",
     )
+    p.add_argument(
+        "--max-curves",
+        type=int,
+        default=20,
+        metavar="N",
+        help="samples whose deletion/insertion curves are measured again when a run with "
+        "--faithfulness did not save them (the first N; saved curves are always shown)",
+    )
     p.add_argument("--no-plots", action="store_true", help="tables only at the top")
     p.add_argument("--title", default=None, help="page title")
 
@@ -70,6 +78,7 @@ def run_explore(args: argparse.Namespace) -> int:
         recompute=not args.no_recompute,
         max_media=args.max_samples,
         plots=not args.no_plots,
+        max_curves=args.max_curves,
     )
     page = write_explorer(args.results, args.out, options, title=args.title)
     sources = "; ".join(

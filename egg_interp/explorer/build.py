@@ -8,7 +8,9 @@ method's map as an overlay, all from :class:`egg_interp.map_source.MapSource` (a
 ``report --grids`` finds them): the map saved by the run (``evaluate --save-maps``),
 otherwise recomputed with the model and the method options recorded in the line (or
 ``model``), otherwise left out. Each map says which of the three happened (``src``), and the
-page counts them per method.
+page counts them per method. A run with ``--faithfulness`` also gives each map its deletion
+and insertion curves (:meth:`~egg_interp.map_source.MapSource.curves`: saved with the map,
+else measured again for the first ``max_curves`` samples), drawn beside the map.
 
 Labels are the report's (:func:`egg_interp.report.load_frames`): the method's label
 (:func:`egg_interp.titles.method_label`: with its target when not the method's default) or
@@ -58,6 +60,10 @@ class ExplorerOptions:
         Longer side of the embedded image, map overlay and crop pictures, in pixels.
     plots : bool, default True
         Embed the report's bar plots at the top.
+    max_curves : int, default 20
+        Samples (the first ones with media) whose deletion and insertion curves are measured
+        again when a run with ``--faithfulness`` did not save them (each map costs about two
+        batched forwards of 17 rows); saved curves are shown for every sample with media.
     """
 
     model: str | None = None
@@ -70,13 +76,14 @@ class ExplorerOptions:
     map_px: int = 96
     crop_px: int = 96
     plots: bool = True
+    max_curves: int = 20
 
     def __post_init__(self) -> None:
         from egg_interp.errors import InputError
 
-        for name in ("max_media", "image_px", "map_px", "crop_px"):
+        for name in ("max_media", "max_curves", "image_px", "map_px", "crop_px"):
             value = getattr(self, name)
-            least = 0 if name == "max_media" else 8
+            least = 0 if name in ("max_media", "max_curves") else 8
             if not isinstance(value, int) or value < least:
                 raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
 
@@ -157,6 +164,7 @@ def _map_entry(r: Mapping[str, Any], folder: Path) -> dict[str, Any]:
         "target": r.get("target", ""),
         "src": "none",
         "overlay": None,
+        "curves": None,
         "_line": MapLine(r, folder),
     }
 
@@ -231,9 +239,10 @@ def group_samples(paths: list[Path]) -> tuple[list[dict[str, Any]], dict[str, An
 
 
 def _add_overlays(
-    s: dict[str, Any], source: MapSource, image: Any, size: tuple[int, int]
+    s: dict[str, Any], source: MapSource, image: Any, size: tuple[int, int], curves: bool
 ) -> dict[str, str]:
-    """Each map of the sample as an overlay of ``size``; where each came from, by label."""
+    """Each map of the sample as an overlay of ``size``, and its faithfulness curves (saved,
+    else measured again when ``curves``); where each map came from, by label."""
     sources = {}
     for label, entry in s["maps"].items():
         amap, src = (None, "none")
@@ -241,8 +250,27 @@ def _add_overlays(
             amap, src = source.map(entry["_line"], image, s["question"])
         if amap is not None:
             entry["overlay"] = overlay_uri(amap.heatmap(size=size))
+            entry["curves"] = _page_curves(source, entry["_line"], amap, image, s, curves)
         entry["src"] = sources[label] = src
     return sources
+
+
+def _page_curves(
+    source: MapSource, line: MapLine, amap: Any, image: Any, s: dict[str, Any], measure: bool
+) -> dict[str, Any] | None:
+    """What the page draws of a map's deletion and insertion curves: the changed
+    ``fractions``, ``deletion``/``insertion`` -> order -> the original answer's probability,
+    the ``answer`` tracked and ``src`` (``"saved"`` or ``"recomputed"``); None without."""
+    has_saved = bool((amap.meta or {}).get("faithfulness"))
+    if not (has_saved or measure):
+        return None
+    record, src = source.curves(line, amap, image, s["question"])
+    if record is None:
+        return None
+    out: dict[str, Any] = {"fractions": record["fractions"], "answer": record.get("answer", "")}
+    for curve, orders in record["curves"].items():
+        out[curve] = {order: values["prob"] for order, values in orders.items()}
+    return {**out, "src": src}
 
 
 def _add_pipeline_crops(s: dict[str, Any], image: Any, px: int) -> None:
@@ -286,7 +314,8 @@ def add_media(samples: list[dict[str, Any]], options: ExplorerOptions) -> dict[s
         with_media += 1
         s["image"] = thumbnail(image, options.image_px)
         size = fit_size(image.size, options.map_px)
-        for label, src in _add_overlays(s, source, image, size).items():
+        curves = with_media <= options.max_curves
+        for label, src in _add_overlays(s, source, image, size, curves).items():
             counts.setdefault(label, Counter())[src] += 1
         _add_pipeline_crops(s, image, options.crop_px)
     if absent:
@@ -302,12 +331,17 @@ def add_media(samples: list[dict[str, Any]], options: ExplorerOptions) -> dict[s
     }
 
 
+def _held(samples: list[dict[str, Any]], name: str) -> bool:
+    """Whether some map line of ``samples`` holds the score ``name``."""
+    return any(name in m["scores"] for s in samples for m in s["maps"].values())
+
+
 def collect(
     results: str | Path | Iterable[str | Path], options: ExplorerOptions | None = None
 ) -> dict[str, Any]:
     """Everything the page shows: ``meta``, ``methods``, ``pipelines``, ``scores`` (the
-    registry's map scores: name, label, header, direction, arrow, group, percent) and
-    ``samples``.
+    registry's map scores some line holds: name, label, header, direction, arrow, group,
+    percent) and ``samples`` (each map with its ``curves`` when the run measured them).
 
     Parameters
     ----------
@@ -335,6 +369,6 @@ def collect(
         "meta": meta,
         "methods": facts["methods"],
         "pipelines": facts["pipelines"],
-        "scores": [s.to_dict() for s in scores("map")],
+        "scores": [s.to_dict() for s in scores("map") if _held(samples, s.name)],
         "samples": compact(samples),
     }

@@ -195,7 +195,8 @@ def curves_from_batch(
     is called once with the rest: every curve shares the full and the empty mask, and
     insertion under MoRF keeps, step by step, the cells that deletion under LeRF keeps (and
     vice versa), so MoRF and LeRF deletion and insertion at ``n`` steps need ``2n`` masks,
-    not ``4(n + 1)``.
+    not ``4(n + 1)`` (on a grid without tied values: tied cells go in row-major order under
+    both orders, so a grid with ties needs more, up to ``4n - 2``).
 
     Parameters
     ----------
@@ -270,8 +271,9 @@ class FaithfulnessSettings:
         (``"blur"``; ``"mean"`` for tokens).
     insertion_substrate : str
         The substrate insertion starts from; ``""``: :attr:`substrate`. With one substrate,
-        insertion under MoRF keeps, step by step, what deletion under LeRF keeps, so its
-        curve is that one read backwards and their areas are equal; RISE deletes to a flat
+        insertion under MoRF keeps, step by step, what deletion under LeRF keeps (on a map
+        without tied cells), so its curve is that one read backwards and their areas are
+        equal; RISE deletes to a flat
         fill and inserts on a blurred image (e.g. ``substrate="mean"``,
         ``insertion_substrate="blur"``), which makes the two curves differ.
     steps : int, default 16
@@ -355,6 +357,11 @@ class FaithfulnessSettings:
             raise InputError(f"unknown faithfulness settings: {', '.join(sorted(unknown))}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
+    def hashed(self) -> dict[str, Any]:
+        """What a run's config records and hashes: :meth:`to_dict` less ``rows_per_forward``
+        (memory only: batched rows score as single rows do, like a run's batch size)."""
+        return {k: v for k, v in self.to_dict().items() if k != "rows_per_forward"}
+
     def substrate_of(self, curve: str) -> str:
         """The substrate a curve uses (:attr:`insertion_substrate` for insertion)."""
         return self.insertion_substrate if curve == "insertion" else self.substrate
@@ -362,7 +369,8 @@ class FaithfulnessSettings:
     def score_names(self) -> list[str]:
         """The per-map scores :func:`egg_interp.faithfulness.faithfulness_scores` returns:
         ``<curve>_auc`` (MoRF), ``<curve>_auc_lerf``, ``<curve>_auc_random``, and
-        ``<curve>_gap`` when both MoRF and LeRF are run (see :data:`SCORE_DIRECTION`)."""
+        ``<curve>_gap`` when both MoRF and LeRF are run: the order in which
+        :mod:`egg_interp.metrics.registry` declares them, with their directions."""
         names = []
         for curve in self.curves:
             names += [auc_name(curve, order) for order in self.orders]
@@ -376,6 +384,16 @@ def auc_name(curve: str, order: str) -> str:
     return f"{curve}_auc" if order == "morf" else f"{curve}_auc_{order}"
 
 
+def area_input(curve: str, order: str) -> str:
+    """The map-score input holding the area of ``curve`` under ``order`` (what a run gives
+    :func:`egg_interp.scoring.score_map`): ``deletion_morf``, ``insertion_random``, ...
+
+    >>> area_input("deletion", "morf")
+    'deletion_morf'
+    """
+    return f"{curve}_{order}"
+
+
 def morf_lerf_gap(curve: str, morf_area: float, lerf_area: float) -> float:
     """How much better the map's order does than its reverse (higher is better for both
     curves): ``lerf - morf`` for deletion (MoRF should fall faster), ``morf - lerf`` for
@@ -385,16 +403,3 @@ def morf_lerf_gap(curve: str, morf_area: float, lerf_area: float) -> float:
     (0.5, 0.25)
     """
     return lerf_area - morf_area if curve == "deletion" else morf_area - lerf_area
-
-
-SCORE_DIRECTION: dict[str, str] = {
-    "deletion_auc": "lower",
-    "insertion_auc": "higher",
-    "deletion_auc_lerf": "higher",
-    "insertion_auc_lerf": "lower",
-    "deletion_auc_random": "none",
-    "insertion_auc_random": "none",
-    "deletion_gap": "higher",
-    "insertion_gap": "higher",
-}
-"""Which way is better for each score (the random order is a control: no direction)."""

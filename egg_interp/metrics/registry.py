@@ -47,6 +47,7 @@ from egg_interp.metrics.answers import (
     vqa_accuracy,
     yes_no_match,
 )
+from egg_interp.metrics.deletion import CURVES, ORDERS, area_input, auc_name, morf_lerf_gap
 from egg_interp.metrics.localisation import (
     auc,
     energy_pointing_game,
@@ -62,6 +63,13 @@ Direction = Literal["higher", "lower", "none"]
 ARROWS = {"higher": "\u2191", "lower": "\u2193", "none": ""}
 """The arrow shown beside a score's label: up where higher is better, down where lower is."""
 
+ORDER_WORDS = {
+    "morf": "most relevant cells first (MoRF)",
+    "lerf": "least relevant cells first (LeRF)",
+    "random": "cells in a seeded random order (the map-free control)",
+}
+"""How tables and inputs describe each cell order of the faithfulness curves."""
+
 MAP_INPUTS: dict[str, str] = {
     "heat": "ndarray of shape (H, W): the map on the original image's pixels (row = y), pixels "
     "no token covers filled with the map's lowest relevance",
@@ -71,8 +79,16 @@ MAP_INPUTS: dict[str, str] = {
     "(egg_interp.regions.find_regions)",
     "tolerance": "the pointing game's radius in original-image pixels",
     "top_k": "how many regions are kept",
+    **{
+        area_input(curve, order): f"area under the {curve} curve of the original answer's "
+        f"probability (or log-probability), {ORDER_WORDS[order]}, on [0, 1] "
+        "(egg_interp.faithfulness; given when the run measures it: evaluate --faithfulness)"
+        for curve in CURVES
+        for order in ORDERS
+    },
 }
-"""Inputs a map score may need: what :func:`egg_interp.scoring.score_map` gives."""
+"""Inputs a map score may need: what :func:`egg_interp.scoring.score_map` gives (the curves'
+areas, ``deletion_morf`` ... ``insertion_random``, only when a run measures them)."""
 
 ANSWER_INPUTS: dict[str, str] = {
     "prediction": "the model's answer (str)",
@@ -293,6 +309,67 @@ register(
 )
 
 
+# ---------------------------------------------------------------- map scores: faithfulness
+
+_FAITHFUL_NAN = (
+    "written only when the run measures this curve and order (evaluate --faithfulness); NaN "
+    "when the map is degenerate (it cannot rank the cells)"
+)
+_AUC_DIRECTION: dict[tuple[str, str], Direction] = {
+    ("deletion", "morf"): "lower",  # the answer should fall fast when the top cells go
+    ("deletion", "lerf"): "higher",  # ... and hold while the least relevant ones go
+    ("insertion", "morf"): "higher",
+    ("insertion", "lerf"): "lower",
+    ("deletion", "random"): "none",  # the control: no map, no better way
+    ("insertion", "random"): "none",
+}
+_ORDER_LABEL = {"morf": "MoRF", "lerf": "LeRF", "random": "random order"}
+
+
+def _area(value: float) -> float:
+    return value
+
+
+def _faithfulness_scores(curve: str) -> None:
+    """The AUC of ``curve`` under each order, then its MoRF-LeRF gap (higher is better)."""
+    for order in ORDERS:
+        register(
+            Score(
+                auc_name(curve, order),
+                "map",
+                _area,
+                (area_input(curve, order),),
+                _AUC_DIRECTION[curve, order],
+                _FAITHFUL_NAN,
+                f"{curve} AUC ({_ORDER_LABEL[order]})",
+                "faithfulness",
+                percent=False,
+            )
+        )
+
+    def gap(morf: float, lerf: float) -> float:
+        return morf_lerf_gap(curve, morf, lerf)
+
+    gap.__name__ = f"{curve}_gap"
+    register(
+        Score(
+            f"{curve}_gap",
+            "map",
+            gap,
+            (area_input(curve, "morf"), area_input(curve, "lerf")),
+            "higher",
+            _FAITHFUL_NAN,
+            f"{curve} MoRF-LeRF gap",
+            "faithfulness",
+            percent=False,
+        )
+    )
+
+
+for _curve in CURVES:
+    _faithfulness_scores(_curve)
+
+
 # ---------------------------------------------------------------- answer scores
 
 _NO_ANSWER = "NaN when the sample has no reference answer"
@@ -341,6 +418,7 @@ __all__ = [
     "DATASET_INPUTS",
     "INPUTS",
     "MAP_INPUTS",
+    "ORDER_WORDS",
     "SCORES",
     "Score",
     "direction",

@@ -209,7 +209,7 @@
   function current() { return state.pos >= 0 ? S[state.order[state.pos]] : null; }
   function showEmpty() {
     $("view-title").textContent = "no sample matches the filters";
-    for (const id of ["question", "map-info", "regions", "step-info", "step-crops", "answers"]) $(id).innerHTML = "";
+    for (const id of ["question", "map-info", "curves", "regions", "step-info", "step-crops", "answers"]) $(id).innerHTML = "";
   }
   function show() {
     const s = current();
@@ -263,12 +263,43 @@
       if (sm.degenerate) info += `<br><span class="miss">degenerate: ${esc(sm.degenerate)}</span>`;
     }
     $("map-info").innerHTML = info;
+    drawCurves(e);
     const regs = (e && e.regions) || [];
     $("regions").innerHTML = regs.length
       ? "<tr><th>rank</th><th>box (x0, y0, x1, y1)</th><th>score</th></tr>" + regs.map((r) => `<tr><td>${r.rank + 1}</td><td>${boxText(r.box)}</td><td>${fmt(r.score)}</td></tr>`).join("")
       : "<tr><td>no regions</td></tr>";
     drawBoxes();
   }
+  // Deletion and insertion curves of the chosen map: the original answer's probability as the
+  // map's cells are removed (deletion) or revealed (insertion), one line per cell order.
+  const ORDER_STYLE = { morf: ["#2557d6", ""], lerf: ["#f08c00", "5 3"], random: ["#777", "1 3"] };
+  function drawCurves(e) {
+    const c = e && e.curves;
+    const measured = e && Object.keys(e.scores || {}).some((k) => /^(deletion|insertion)_/.test(k));
+    if (!c) {
+      $("curves").innerHTML = measured ? '<span class="na">deletion/insertion curves: not saved (evaluate --save-maps) and not measured again for this sample</span>' : "";
+      return;
+    }
+    const W = 180, H = 116, L = 24, B = 18, T = 6, R = 6;
+    const xs = (x) => L + x * (W - L - R);
+    const ys = (y) => H - B - Math.max(0, Math.min(1, y)) * (H - B - T);
+    const panels = ["deletion", "insertion"].filter((kind) => c[kind]).map((kind) => {
+      let svg = `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#999"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#999"/>`;
+      svg += `<text x="${L}" y="${H - 5}" font-size="9" text-anchor="middle">0</text><text x="${W - R}" y="${H - 5}" font-size="9" text-anchor="end">1</text>`;
+      svg += `<text x="${L - 3}" y="${T + 8}" font-size="9" text-anchor="end">1</text><text x="${L - 3}" y="${H - B}" font-size="9" text-anchor="end">0</text>`;
+      for (const [order, values] of Object.entries(c[kind])) {
+        const [color, dash] = ORDER_STYLE[order] || ["#000", ""];
+        const pts = values.map((y, i) => `${xs(num(c.fractions[i])).toFixed(1)},${ys(num(y)).toFixed(1)}`).join(" ");
+        svg += `<polyline class="curve" data-curve="${esc(kind)}" data-order="${esc(order)}" fill="none" stroke="${color}" stroke-width="1.6"${dash ? ` stroke-dasharray="${dash}"` : ""} points="${pts}"><title>${esc(kind)}, ${esc(order)}</title></polyline>`;
+      }
+      const what = kind === "deletion" ? "fraction removed" : "fraction revealed";
+      return `<figure><svg viewBox="0 0 ${W} ${H}" xmlns="http://www.w3.org/2000/svg">${svg}</svg><figcaption>${esc(kind)} (x: ${what})</figcaption></figure>`;
+    });
+    const src = c.src === "saved" ? "saved with the map" : "measured again";
+    const legend = Object.entries(ORDER_STYLE).map(([o, [color, dash]]) => `<span style="color:${color}">${o === "morf" ? "MoRF" : o === "lerf" ? "LeRF" : "random"}${dash ? (dash === "5 3" ? " (dashed)" : " (dotted)") : " (solid)"}</span>`).join(", ");
+    $("curves").innerHTML = `<div class="curves-head">p("${esc(c.answer)}"), the original answer, teacher-forced: ${legend}; ${src}</div>` + panels.join("");
+  }
+
   // The overlay PNG holds the normalised map as grey + alpha; colour it with the jet LUT.
   const LUT = (() => {
     const lut = new Uint8ClampedArray(256 * 3);
