@@ -269,7 +269,7 @@ class _Probe:
 
     def score(self, masks: np.ndarray) -> np.ndarray:
         """The answer's teacher-forced log-probability for each keep mask, ``(M,)``."""
-        chunk = self.settings.rows_per_forward
+        chunk = self.settings.rows_per_forward or (8 if self.adapter.device.type == "cpu" else 32)
         out = []
         with torch.no_grad():
             for lo in range(0, len(masks), chunk):
@@ -303,6 +303,11 @@ class _Probe:
         return replace(rows, batch=self.adapter.extend_extra(batch, len(ids)), answer_ids=ids)
 
 
+def _to_pixels(image: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as 8-bit pixels (rounded, clipped)."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class _PixelProbe(_Probe):
     """Cells of the map's finest view painted over in the original image."""
@@ -310,16 +315,20 @@ class _PixelProbe(_Probe):
     labels: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=np.int64))
     image: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 3)))
     fill: np.ndarray | None = None
+    pixels: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 3), dtype=np.uint8))
+    fill_pixels: np.ndarray | None = None
 
     def prepare(self, amap: AttributionMap) -> None:
         view = amap.images[0].primary
         self.relevance = np.asarray(view.values, dtype=np.float64)
         original = self.images[0].convert("RGB")
         self.labels = cell_labels(view.cell_boxes, original.size)
-        self.image = np.asarray(original, dtype=np.float64) / 255.0
+        self.pixels = np.asarray(original, dtype=np.uint8)
+        self.image = self.pixels / 255.0
         if self.substrate != "road":
             sigma = self.settings.blur_sigma * max(original.size)
             self.fill = substrate_image(self.image, self.substrate, sigma)
+            self.fill_pixels = _to_pixels(self.fill)
 
     def geometry(self) -> str:
         return hashlib.sha1(self.labels.tobytes() + str(self.labels.shape).encode()).hexdigest()
@@ -327,9 +336,8 @@ class _PixelProbe(_Probe):
     def perturbed(self, keep_cells: np.ndarray) -> Image.Image:
         """The original image with the cells not kept replaced by the substrate."""
         keep = np.append(keep_cells.ravel(), True)[self.labels]  # label -1: no cell, kept
-        fill = self.fill if self.fill is not None else self.imputed(keep)
-        out = np.where(keep[..., None], self.image, fill)
-        return Image.fromarray(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
+        fill = self.fill_pixels if self.fill_pixels is not None else _to_pixels(self.imputed(keep))
+        return Image.fromarray(np.where(keep[..., None], self.pixels, fill))
 
     def imputed(self, keep: np.ndarray) -> np.ndarray:
         """ROAD's noisy linear imputation of the pixels not kept, computed on the image

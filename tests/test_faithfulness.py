@@ -46,8 +46,12 @@ def test_scores_curves_and_cost_on_a_tiny_llava(tiny_llava):
     assert scores["deletion_gap"] == pytest.approx(
         scores["deletion_auc_lerf"] - scores["deletion_auc"]
     )
-    # cost: 2 x 8 distinct masked inputs in one batched forward
-    assert (curves["rows"], curves["forwards"]) == (16, 1)
+    # cost: 2 x 8 distinct masked inputs, in forwards of 8 rows on a CPU (rows_per_forward=0)
+    assert (curves["rows"], curves["forwards"]) == (16, 2)
+    _, one = faithfulness_scores(
+        tiny_llava, ([image], QUESTION), amap, settings.replace(rows_per_forward=16)
+    )
+    assert (one["rows"], one["forwards"]) == (16, 1)
     # the areas integrate the probability; track="logprob" integrates its logarithm
     x = np.asarray(curves["fractions"])
     assert scores["deletion_auc"] == pytest.approx(np.trapezoid(deletion["prob"], x))
