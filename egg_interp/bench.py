@@ -610,7 +610,8 @@ def bench_faithfulness(
     The map is EGG's on a noise image of ``image_size``; the curves are a run's default
     (:class:`~egg_interp.metrics.deletion.FaithfulnessSettings`: pixels, blur, 16 steps,
     MoRF, LeRF and the random order). The reference is the issue's budget: two forwards of
-    17 rows each (the image processed and seen by the vision tower, as the masked inputs are),
+    17 rows each, of 17 distinct images processed and seen by the vision tower as the masked
+    inputs are (the feature cache off for them: the masked images are all new to it),
     run just before each timed call (:func:`paired_ratio`). Timed: a later map of a prompt
     (the random order's curves shared, 32 masked inputs) and a prompt's first map (the random
     order scored too); the greedy answer tracked is decoded once per prompt and remembered,
@@ -624,10 +625,16 @@ def bench_faithfulness(
     amap = get_method("egg").attribute(adapter, [image], question)
     settings = FaithfulnessSettings()
 
-    def reference() -> None:
-        with torch.no_grad():
-            for _ in range(2):
-                adapter.forward(adapter.build_batch([([image], question)] * 17), logits_to_keep=1)
+    rows = [([_image(*image_size, seed=i)], question) for i in range(17)]
+
+    def reference() -> None:  # 17 distinct images, none served by the feature cache
+        cache, adapter.feature_cache_size = adapter.feature_cache_size, 0
+        try:
+            with torch.no_grad():
+                for _ in range(2):
+                    adapter.forward(adapter.build_batch(rows), logits_to_keep=1)
+        finally:
+            adapter.feature_cache_size = cache
 
     def later_map() -> dict[str, Any]:
         return faithfulness_scores(adapter, ([image], question), amap, settings)[1]
@@ -661,7 +668,8 @@ def bench_cache(adapter: VLMAdapter, methods: Sequence[str], repeat: int = 3) ->
     question = "what is written on the sign ?"
     objs = [get_method(m) for m in methods]
 
-    def run_all() -> None:
+    def run_all() -> None:  # both arms start cold: no features, no remembered answer
+        adapter.clear_cache()
         for m in objs:
             m.attribute(adapter, [image], question)
 
@@ -671,11 +679,7 @@ def bench_cache(adapter: VLMAdapter, methods: Sequence[str], repeat: int = 3) ->
         t_off = time_call(run_all, adapter.device, repeat)
         adapter.feature_cache_size = max(cache, 1)
 
-        def run_cached() -> None:
-            adapter.clear_cache()
-            run_all()
-
-        t_on = time_call(run_cached, adapter.device, repeat)
+        t_on = time_call(run_all, adapter.device, repeat)
     finally:
         adapter.feature_cache_size = cache
     return {
