@@ -85,8 +85,14 @@ def plot_similarity_curves(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        1, len(similarities), figsize=(4.2 * len(similarities), 3.6), squeeze=False
+        1,
+        len(similarities),
+        figsize=(4.2 * len(similarities) + 1.6, 3.6),
+        squeeze=False,
+        layout="constrained",
     )
+    methods = list(result["methods"])
+    colours = dict(zip(methods, plt.get_cmap("tab20").colors * 2))  # one colour per method
     for ax, name in zip(axes[0], similarities):
         blocks: list[str] = []
         for method, entry in result["methods"].items():
@@ -99,14 +105,15 @@ def plot_similarity_curves(
             lo, hi = (np.array([s["ci95"][k] for s in stats], dtype=float) for k in (0, 1))
             x = np.arange(len(stats))
             style = ":" if entry.get("control") else "-"
-            (line,) = ax.plot(x, mean, style, marker="o", markersize=3, label=method)
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+            colour = "black" if entry.get("control") else colours[method]
+            ax.plot(x, mean, style, color=colour, marker="o", markersize=3, label=method)
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
         ax.set_xticks(range(len(blocks)), blocks, rotation=90, fontsize=7)
         ax.set_title(name.replace("_", " "))
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_ylim(-1.05, 1.05)
     axes[0, 0].set_ylabel("similarity to the trained map")
-    axes[0, -1].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside right center")
     fig.suptitle(f"{order.replace('_', ' ')} randomisation", fontsize=9)
-    fig.tight_layout()
     return fig, axes
