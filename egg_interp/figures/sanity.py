@@ -45,8 +45,9 @@ def plot_randomisation_grid(
     fig, axes = plt.subplots(
         len(methods),
         len(stages) + 1,
-        figsize=(1.1 * (len(stages) + 1), 1.15 * len(methods) + 0.6),
+        figsize=(1.1 * (len(stages) + 1) + 1.2, 1.1 * len(methods) + 0.5),
         squeeze=False,
+        layout="constrained",
     )
     for row, method in enumerate(methods):
         axes[row, 0].imshow(figure["image"])
