@@ -30,20 +30,22 @@ def tiny_llava64(tiny_llava_dir):
 
 def test_batched_perturbed_logits_equal_one_forward_per_row(tiny_llava):
     adapter = tiny_llava
+    assert type(adapter).batch_by_repeating_prompt  # LLaVA takes the one-forward path
     inputs = adapter.build_inputs([noise_image(64, 64), noise_image(40, 70, 1)], QUESTION)
     feats = adapter.image_features(inputs)
     batch = [torch.stack([f, f * 0.5, f + 0.1]) for f in feats]
-    batched = adapter.perturbed_logits(inputs, batch)  # the adapter's one-forward override
-    looped = VLMAdapter.perturbed_logits(adapter, inputs, batch)  # the generic loop
-    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-5)
     pv = inputs.batch["pixel_values"]
     pixels = torch.stack([pv, pv.flip(-1)])
-    torch.testing.assert_close(
-        adapter.perturbed_pixel_logits(inputs, pixels),
-        VLMAdapter.perturbed_pixel_logits(adapter, inputs, pixels),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    batched = adapter.perturbed_logits(inputs, batch)  # the prompt repeated: one forward
+    batched_pixels = adapter.perturbed_pixel_logits(inputs, pixels)
+    adapter.batch_by_repeating_prompt = False  # the generic loop, one forward per row
+    try:
+        looped = adapter.perturbed_logits(inputs, batch)
+        looped_pixels = adapter.perturbed_pixel_logits(inputs, pixels)
+    finally:
+        del adapter.batch_by_repeating_prompt
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched_pixels, looped_pixels, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("target", ["entropy", "logprob"])

@@ -51,7 +51,8 @@ Optional (the default is right for LLaVA-like models):
   pixel-space methods (:attr:`~VLMAdapter.supports_pixel_space`).
 * :meth:`~VLMAdapter.perturbed_logits` ``(inputs, list of (B, T_i, H)) -> (B, V)`` and
   :meth:`~VLMAdapter.perturbed_pixel_logits` ``(inputs, (B, *pixel_values.shape)) -> (B, V)``:
-  one batched forward instead of ``B`` (default: a loop).
+  one batched forward instead of ``B`` where :attr:`~VLMAdapter.batch_by_repeating_prompt`
+  is set (the prompt repeated along the batch; default: a loop).
 * :attr:`~VLMAdapter.attention_layers` (list of int): the language model's layers that have
   attention weights (default: all); a hybrid model (linear attention, convolutions) lists
   only its attention layers, and the attention maps read only those.
@@ -144,6 +145,11 @@ class VLMAdapter:
     """Whether the processor takes the images as one list per prompt (SmolVLM; LLaVA-OneVision,
     whose processor reads a prompt's image count from it) rather than one flat list (the
     others); a single prompt is then a list of one list."""
+    batch_by_repeating_prompt: ClassVar[bool] = False
+    """Whether perturbed feature (or pixel) sets of one prompt run as one forward of the prompt
+    repeated along the batch dimension (:func:`repeat_prompt`), rather than one forward per
+    set: true where every per-token input repeats row by row and the placeholders are filled
+    row-major (LLaVA and its kin, the Gemma families)."""
     max_images_per_prompt: ClassVar[int | None] = None
     """How many images one prompt may hold (``None``: no limit). The loop puts the original
     images and their crops in one prompt; an architecture that takes fewer says so here, and
@@ -877,10 +883,13 @@ class VLMAdapter:
         -------
         Tensor of shape (batch, vocab)
             Differentiable (the caller decides about gradients). The default runs one forward
-            per set, which is right for every architecture; adapters that can repeat the
-            prompt along the batch dimension override it with one batched forward.
+            per set, which is right for every architecture, or one batched forward where
+            :attr:`batch_by_repeating_prompt`.
         """
         n = features[0].shape[0]
+        if self.batch_by_repeating_prompt:  # one forward; placeholders filled row-major
+            flat = [f[b] for b in range(n) for f in features]
+            return self.forward_features(repeat_prompt(inputs, n), flat).logits[:, -1]
         rows = [
             self.forward_features(inputs, [f[b] for f in features], last_only=True).logits[0, -1]
             for b in range(n)
@@ -893,8 +902,13 @@ class VLMAdapter:
         """Next-token logits for a batch of ``pixel_values`` of one prompt.
 
         ``pixel_values`` has shape ``(batch, *inputs.batch["pixel_values"].shape)``; returns
-        ``(batch, vocab)``. The default runs one forward (vision tower included) per row.
+        ``(batch, vocab)``. One forward (vision tower included) per row, or one in all where
+        :attr:`batch_by_repeating_prompt`.
         """
+        if self.batch_by_repeating_prompt:
+            batch = dict(repeat_prompt(inputs, pixel_values.shape[0]).batch)
+            batch["pixel_values"] = pixel_values.flatten(0, 1)
+            return self.model(**batch, logits_to_keep=1).logits[:, -1]
         return torch.stack([self.pixel_logits(inputs, pv) for pv in pixel_values])
 
     def pixel_logits(self, inputs: PromptInputs, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -963,10 +977,24 @@ def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+PER_TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+"""Processor outputs with one entry per prompt token (the Gemma families mark visual tokens
+with ``token_type_ids`` or ``mm_token_type_ids``)."""
+
+
+def repeat_prompt(inputs: PromptInputs, n: int) -> PromptInputs:
+    """The one-row prompt repeated ``n`` times along the batch dimension, per-token inputs
+    included (attention blocks and prefixes depend on them), pixel inputs left out."""
+    batch = {k: inputs.batch[k].repeat(n, 1) for k in PER_TOKEN_KEYS if k in inputs.batch}
+    return replace(inputs, batch=batch)
+
+
 __all__ = [
     "ImageLayout",
     "PromptInputs",
     "VLMAdapter",
     "ViewLayout",
+    "PER_TOKEN_KEYS",
     "regular_cell_boxes",
+    "repeat_prompt",
 ]

@@ -44,7 +44,6 @@ full-attention layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -60,17 +59,6 @@ from egg_interp.models.base import (
     VLMAdapter,
     regular_cell_boxes,
 )
-
-PER_TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
-"""Processor outputs with one entry per prompt token (the Gemma families mark visual tokens
-with ``token_type_ids`` or ``mm_token_type_ids``)."""
-
-
-def repeat_prompt(inputs: PromptInputs, n: int) -> PromptInputs:
-    """The one-row prompt repeated ``n`` times along the batch dimension, per-token inputs
-    included (attention blocks and prefixes depend on them), pixel inputs left out."""
-    batch = {k: inputs.batch[k].repeat(n, 1) for k in PER_TOKEN_KEYS if k in inputs.batch}
-    return replace(inputs, batch=batch)
 
 
 def extend_token_types(batch: dict[str, Any], key: str, n: int, value: int) -> dict[str, Any]:
@@ -100,6 +88,7 @@ class Gemma3Adapter(VLMAdapter):
     """Gemma 3: a pooled square grid per image, optional pan-and-scan crops after it."""
 
     model_types = ("gemma3",)
+    batch_by_repeating_prompt = True
     image_token = "<start_of_image>"
     images_nested_per_prompt = True
 
@@ -195,21 +184,6 @@ class Gemma3Adapter(VLMAdapter):
         k = pixel_map.shape[-1] // n
         pooled = torch.nn.functional.avg_pool2d(pixel_map.float().unsqueeze(1), k)
         return list(torch.split(pooled.flatten(), [lay.n_tokens for lay in inputs.layouts]))
-
-    def perturbed_logits(
-        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
-    ) -> torch.Tensor:
-        """One forward: the prompt repeated along the batch, feature sets row-major."""
-        n = features[0].shape[0]
-        flat = [f[b] for b in range(n) for f in features]
-        return self.forward_features(repeat_prompt(inputs, n), flat).logits[:, -1]
-
-    def perturbed_pixel_logits(
-        self, inputs: PromptInputs, pixel_values: torch.Tensor
-    ) -> torch.Tensor:
-        batch = dict(repeat_prompt(inputs, pixel_values.shape[0]).batch)
-        batch["pixel_values"] = pixel_values.flatten(0, 1)
-        return self.model(**batch, logits_to_keep=1).logits[:, -1]
 
 
 def stitched_crops(crops: Sequence[Box], n: int) -> ViewLayout:

@@ -67,7 +67,7 @@ from egg_interp.models.base import (
     VLMAdapter,
     regular_cell_boxes,
 )
-from egg_interp.models.gemma3 import extend_token_types, repeat_prompt
+from egg_interp.models.gemma3 import extend_token_types
 from egg_interp.models.video_inputs import saved_video_config
 from egg_interp.video import Video
 
@@ -161,6 +161,7 @@ class Gemma4Adapter(VLMAdapter):
     """Gemma 4: one aspect-preserving grid of 3x3-pooled patches per image (per video frame)."""
 
     model_types = ("gemma4",)
+    batch_by_repeating_prompt = True
     image_token = "<|image|>"
     images_nested_per_prompt = True
     pixel_keys = ("pixel_values", "image_position_ids", "pixel_values_videos", "video_position_ids")
@@ -224,11 +225,3 @@ class Gemma4Adapter(VLMAdapter):
     def extend_extra(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
         """Answer tokens are text: ``mm_token_type_ids`` 0 (causal)."""
         return extend_token_types(batch, "mm_token_type_ids", n, 0)
-
-    def perturbed_logits(
-        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
-    ) -> torch.Tensor:
-        """One forward: the prompt repeated along the batch, feature sets row-major."""
-        n = features[0].shape[0]
-        flat = [f[b] for b in range(n) for f in features]
-        return self.forward_features(repeat_prompt(inputs, n), flat).logits[:, -1]

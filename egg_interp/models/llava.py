@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -35,6 +34,7 @@ class LlavaAdapter(VLMAdapter):
     """LLaVA-1.5: CLIP tower, layer -2 features without CLS, MLP projector."""
 
     model_types = ("llava",)
+    batch_by_repeating_prompt = True
 
     @property
     def patch_size(self) -> int:
@@ -109,29 +109,3 @@ class LlavaAdapter(VLMAdapter):
         p = self.patch_size
         pooled = torch.nn.functional.avg_pool2d(pixel_map.float().unsqueeze(1), p).squeeze(1)
         return [pooled[i].flatten() for i in range(pooled.shape[0])]
-
-    def perturbed_logits(
-        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
-    ) -> torch.Tensor:
-        # one forward: the prompt repeated along the batch dimension; the placeholders are
-        # filled row by row, so the feature sets go in row-major order
-        n = features[0].shape[0]
-        flat = [f[b] for b in range(n) for f in features]
-        return self.forward_features(_repeat_prompt(inputs, n), flat).logits[:, -1]
-
-    def perturbed_pixel_logits(
-        self, inputs: PromptInputs, pixel_values: torch.Tensor
-    ) -> torch.Tensor:
-        batch = {**_repeat_prompt(inputs, pixel_values.shape[0]).batch}
-        batch["pixel_values"] = pixel_values.flatten(0, 1)
-        return self.model(**batch, logits_to_keep=1).logits[:, -1]
-
-
-def _repeat_prompt(inputs: PromptInputs, n: int) -> PromptInputs:
-    """The one-row prompt repeated ``n`` times along the batch dimension (no pixel values)."""
-    batch = {
-        k: inputs.batch[k].repeat(n, 1)
-        for k in ("input_ids", "attention_mask")
-        if k in inputs.batch
-    }
-    return replace(inputs, batch=batch)

@@ -45,7 +45,7 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from egg_interp.models.base import PromptInputs
-from egg_interp.models.gemma3 import extend_token_types, repeat_prompt
+from egg_interp.models.gemma3 import extend_token_types
 from egg_interp.models.llava import LlavaAdapter
 
 SUFFIX_TYPE = 1
@@ -85,21 +85,6 @@ class PaliGemmaAdapter(LlavaAdapter):
     def extend_extra(self, batch: dict[str, Any], n: int) -> dict[str, Any]:
         """Answer tokens join the causal suffix (``token_type_ids`` 1), as in ``generate``."""
         return extend_token_types(batch, "token_type_ids", n, SUFFIX_TYPE)
-
-    def perturbed_logits(
-        self, inputs: PromptInputs, features: Sequence[torch.Tensor]
-    ) -> torch.Tensor:
-        """One forward: the prompt (with its prefix types) repeated along the batch."""
-        n = features[0].shape[0]
-        flat = [f[b] for b in range(n) for f in features]
-        return self.forward_features(repeat_prompt(inputs, n), flat).logits[:, -1]
-
-    def perturbed_pixel_logits(
-        self, inputs: PromptInputs, pixel_values: torch.Tensor
-    ) -> torch.Tensor:
-        batch = dict(repeat_prompt(inputs, pixel_values.shape[0]).batch)
-        batch["pixel_values"] = pixel_values.flatten(0, 1)
-        return self.model(**batch, logits_to_keep=1).logits[:, -1]
 
 
 def _without_labels(inputs: PromptInputs) -> PromptInputs:
