@@ -112,6 +112,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    """The benchmark a command runs on: ``--dataset`` (required), ``--data-root``, ``--split``."""
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="registered dataset: vstar, textvqa, docvqa, infovqa, pope, gqa, realworldqa, scenes",
+    )
+    p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
+    p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
+
+
 def add_loop_args(p: argparse.ArgumentParser) -> None:
     """Options of the zoom-and-reground loop (checked as one :class:`LoopSettings`)."""
     p.add_argument(
@@ -212,13 +223,7 @@ def methods_args(p: argparse.ArgumentParser) -> None:
 def evaluate_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_loop_args(p)
-    p.add_argument(
-        "--dataset",
-        required=True,
-        help="registered dataset: vstar, textvqa, docvqa, infovqa, pope, gqa, realworldqa, scenes",
-    )
-    p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
-    p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
+    add_dataset_args(p)
     p.add_argument(
         "--limit", type=int_at_least(1), default=None, help="evaluate at most N (>= 1) samples"
     )
@@ -384,13 +389,7 @@ def bench_args(p: argparse.ArgumentParser) -> None:
 
 def sanity_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
-    p.add_argument(
-        "--dataset",
-        required=True,
-        help="registered dataset: vstar, textvqa, docvqa, infovqa, pope, gqa, realworldqa, scenes",
-    )
-    p.add_argument("--data-root", default=None, help="folder with the benchmark's official files")
-    p.add_argument("--split", default=None, help="dataset split (default: the loader's)")
+    add_dataset_args(p)
     p.add_argument("--limit", type=int_at_least(1), default=8, help="samples (N >= 1)")
     p.add_argument(
         "--methods",
